@@ -1,0 +1,129 @@
+//! `muster agent`: validate the configuration, start the agent, and handle signals.
+//!
+//! Signals follow Consul: SIGINT leaves gracefully unless `skip_leave_on_interrupt`, SIGTERM
+//! leaves only with `leave_on_terminate` (defaults: clients leave on both, servers on neither,
+//! so a stopped server keeps its Raft seat). A second signal during a leave exits at once.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Args;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::agent::{Agent, AgentError, StopReason};
+use crate::config::{self, AgentFlags, LogLevel};
+
+#[derive(Debug, Args)]
+pub struct AgentCmd {
+    #[command(flatten)]
+    pub flags: AgentFlags,
+}
+
+pub fn run(cmd: AgentCmd) -> u8 {
+    let built = match config::build(&cmd.flags) {
+        Ok(b) => b,
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            eprintln!("==> the agent did not start: fix the configuration above (see `muster agent -help`)");
+            return 1;
+        }
+    };
+    init_logging(built.config.log_level, built.config.log_json);
+    for w in &built.warnings {
+        tracing::warn!("{w}");
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return 2;
+        }
+    };
+    rt.block_on(run_agent(built.config))
+}
+
+fn init_logging(level: LogLevel, json: bool) {
+    // Our own crate at the chosen level; dependencies only from warn up (foca is chatty at debug).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,muster={}", level.as_directive())));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        let _ = builder.json().try_init();
+    } else {
+        use std::io::IsTerminal;
+        let ansi = std::io::stderr().is_terminal();
+        let _ = builder.with_target(false).with_ansi(ansi).try_init();
+    }
+}
+
+async fn run_agent(config: config::RuntimeConfig) -> u8 {
+    let (mut sigint, mut sigterm) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(i), Ok(t)) => (i, t),
+        _ => {
+            eprintln!("cannot install signal handlers");
+            return 2;
+        }
+    };
+    let agent: Arc<Agent> = match Agent::start(config).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("{e}");
+            return match e {
+                AgentError::StartJoin(_) | AgentError::RetryJoinExhausted { .. } => 1,
+                _ => 2,
+            };
+        }
+    };
+    let leave_on = |interrupt: bool| {
+        if interrupt {
+            !agent.config.skip_leave_on_interrupt
+        } else {
+            agent.config.leave_on_terminate
+        }
+    };
+    let reason = tokio::select! {
+        r = agent.stopped() => r,
+        _ = sigint.recv() => on_signal(&agent, "interrupt", leave_on(true), &mut sigint, &mut sigterm).await,
+        _ = sigterm.recv() => on_signal(&agent, "terminate", leave_on(false), &mut sigint, &mut sigterm).await,
+    };
+    // Let the HTTP API answer the request that asked us to leave.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    agent.shutdown().await;
+    match reason {
+        StopReason::RetryJoinFailed(msg) => {
+            tracing::error!("{msg}");
+            1
+        }
+        _ => {
+            tracing::info!("agent stopped");
+            0
+        }
+    }
+}
+
+async fn on_signal(
+    agent: &Arc<Agent>,
+    name: &str,
+    leave: bool,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+) -> StopReason {
+    if !leave {
+        tracing::info!(signal = name, "caught signal; stopping without leaving (a server keeps its seat)");
+        agent.stop(StopReason::Stopped);
+        return StopReason::Stopped;
+    }
+    tracing::info!(signal = name, "caught signal; leaving gracefully (signal again to exit at once)");
+    tokio::select! {
+        _ = agent.leave() => StopReason::Left,
+        _ = sigint.recv() => { tracing::warn!("second signal: exiting without finishing the leave"); std::process::exit(1) }
+        _ = sigterm.recv() => { tracing::warn!("second signal: exiting without finishing the leave"); std::process::exit(1) }
+    }
+}
+
+/// Exit code for `main`.
+pub fn exit(code: u8) -> ExitCode {
+    ExitCode::from(code)
+}

@@ -1,0 +1,86 @@
+//! The CLI's HTTP client for the local agent.
+
+use std::time::Duration;
+
+use clap::Args;
+
+/// Where the agent's HTTP API is.
+#[derive(Debug, Args, Clone)]
+pub struct HttpArgs {
+    /// Address of the agent's HTTP API.
+    #[arg(long = "http-addr", env = "MUSTER_HTTP_ADDR", default_value = "127.0.0.1:8500", value_name = "ADDR")]
+    pub http_addr: String,
+}
+
+impl HttpArgs {
+    pub fn client(&self) -> Client {
+        let base = if self.http_addr.starts_with("http://") || self.http_addr.starts_with("https://") {
+            self.http_addr.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{}", self.http_addr.trim_end_matches('/'))
+        };
+        Client {
+            base,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(65))
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .expect("a plain HTTP client builds"),
+        }
+    }
+}
+
+/// A response: status and body text.
+pub struct Reply {
+    pub status: reqwest::StatusCode,
+    pub body: String,
+}
+
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply, String> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("Error connecting to muster agent at {}: {e}", self.base))?;
+        let status = resp.status();
+        let body = resp.text().await.map_err(|e| format!("Error reading the agent's answer: {e}"))?;
+        Ok(Reply { status, body })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Reply, String> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
+    pub async fn put(&self, path: &str) -> Result<Reply, String> {
+        self.send(self.http.put(format!("{}{path}", self.base))).await
+    }
+}
+
+/// Runs one CLI command on a small runtime.
+pub fn block_on(fut: impl std::future::Future<Output = u8>) -> u8 {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            2
+        }
+    }
+}
+
+/// Percent-encodes one path segment.
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,31 @@
+//! `muster force-leave NODE`: mark a failed member as left (`-prune`: forget it entirely).
+
+use clap::Args;
+
+use super::client::{encode_segment, HttpArgs};
+
+#[derive(Debug, Args)]
+pub struct ForceLeaveCmd {
+    #[command(flatten)]
+    pub http: HttpArgs,
+    /// Also remove the member from the list.
+    #[arg(long)]
+    pub prune: bool,
+    /// The failed member's node name.
+    pub node: String,
+}
+
+pub async fn run(cmd: ForceLeaveCmd) -> u8 {
+    let path = format!("/v1/agent/force-leave/{}{}", encode_segment(&cmd.node), if cmd.prune { "?prune" } else { "" });
+    match cmd.http.client().put(&path).await {
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+        Ok(r) if r.status.is_success() => 0,
+        Ok(r) => {
+            eprintln!("Error force leaving: {}", r.body.trim());
+            1
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The command line: one module per subcommand, one enum that dispatches.
+//!
+//! Every command but `agent`, `validate`, `keygen` and `version` talks to a running agent over
+//! its HTTP API (`-http-addr`, or `MUSTER_HTTP_ADDR`, default 127.0.0.1:8500), as Consul's CLI
+//! does. Exit codes: 0 success, 1 usage or configuration error (and the failures Consul maps to
+//! 1, such as "could not reach the agent"), 2 runtime failure of the agent.
+
+pub mod agent;
+pub mod client;
+pub mod force_leave;
+pub mod info;
+pub mod join;
+pub mod keygen;
+pub mod leave;
+pub mod members;
+pub mod validate;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// muster: find the fleet, form one cluster, safely.
+#[derive(Debug, Parser)]
+#[command(name = "muster", version = crate::VERSION, about, disable_help_subcommand = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an agent (client by default, -server for a server).
+    Agent(agent::AgentCmd),
+    /// Ask the local agent to join other agents.
+    Join(join::JoinCmd),
+    /// List the members of the cluster as the local agent sees them.
+    Members(members::MembersCmd),
+    /// Make the local agent leave the cluster gracefully and exit.
+    Leave(leave::LeaveCmd),
+    /// Mark a failed member as left.
+    ForceLeave(force_leave::ForceLeaveCmd),
+    /// Show the local agent's status, by section.
+    Info(info::InfoCmd),
+    /// Check configuration files (or directories) without starting anything.
+    Validate(validate::ValidateCmd),
+    /// Print a new gossip encryption key.
+    Keygen,
+    /// Print the version.
+    Version,
+}
+
+/// Parses `args` (Go-style single-dash long flags accepted) and runs the command.
+pub fn run(args: Vec<OsString>) -> ExitCode {
+    let long_names = all_long_names(&Cli::command());
+    let args = crate::config::flags::accept_single_dash(args, &long_names);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 1,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let code = match cli.command {
+        Command::Agent(c) => agent::run(c),
+        Command::Join(c) => client::block_on(join::run(c)),
+        Command::Members(c) => client::block_on(members::run(c)),
+        Command::Leave(c) => client::block_on(leave::run(c)),
+        Command::ForceLeave(c) => client::block_on(force_leave::run(c)),
+        Command::Info(c) => client::block_on(info::run(c)),
+        Command::Validate(c) => validate::run(c),
+        Command::Keygen => keygen::run(),
+        Command::Version => {
+            println!("muster v{}", crate::VERSION);
+            0
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn all_long_names(cmd: &clap::Command) -> Vec<String> {
+    let mut names: Vec<String> = cmd.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect();
+    names.push("help".into());
+    names.push("version".into());
+    for sub in cmd.get_subcommands() {
+        names.extend(all_long_names(sub));
+    }
+    names.sort();
+    names.dedup();
+    names
+}

@@ -1,0 +1,334 @@
+//! Configuration files: JSON or HCL, with Consul's key names, read into a [`PartialConfig`].
+//!
+//! A file is first parsed into a generic tree, then every key is checked against the keys muster
+//! knows, so that a typo gets "unknown key `bootstrap_expct` — did you mean `bootstrap_expect`?"
+//! rather than silence, and only then deserialised into typed fields. Keys that Consul knows but
+//! muster does not implement (`ui`, `acl`, …) are accepted with a warning, so an existing Consul
+//! config file can be dropped in; see docs/configuration.md.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ConfigError, PartialConfig, Ports};
+
+/// Top-level keys, exactly as Consul names them.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "advertise_addr",
+    "bind_addr",
+    "bootstrap",
+    "bootstrap_expect",
+    "client_addr",
+    "data_dir",
+    "datacenter",
+    "encrypt",
+    "leave_on_terminate",
+    "log_json",
+    "log_level",
+    "node_id",
+    "node_name",
+    "ports",
+    "retry_interval",
+    "retry_join",
+    "retry_join_ec2",
+    "retry_join_gce",
+    "retry_max",
+    "server",
+    "skip_leave_on_interrupt",
+    "start_join",
+];
+
+const PORT_KEYS: &[&str] = &["http", "serf_lan", "server"];
+const EC2_KEYS: &[&str] = &["access_key_id", "region", "secret_access_key", "tag_key", "tag_value"];
+const GCE_KEYS: &[&str] = &["credentials_file", "project_name", "tag_value", "zone_pattern"];
+
+/// Consul agent keys muster accepts and ignores (with a warning), so that Consul files still load.
+const CONSUL_ONLY_KEYS: &[&str] = &[
+    "acl", "addresses", "advertise_addr_wan", "autopilot", "auto_encrypt", "ca_file", "cert_file",
+    "check_update_interval", "checks", "connect", "disable_update_check", "dns_config", "domain",
+    "enable_local_script_checks", "enable_script_checks", "enable_syslog", "key_file", "limits",
+    "performance", "primary_datacenter", "raft_protocol", "recursors", "rejoin_after_leave",
+    "retry_interval_wan", "retry_join_wan", "retry_max_wan", "serf_lan", "services", "telemetry",
+    "translate_wan_addrs", "ui", "ui_config", "verify_incoming", "verify_outgoing",
+];
+
+/// The raw, typed shape of one file. Every field is optional: absent means "not set here".
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileModel {
+    advertise_addr: Option<String>,
+    bind_addr: Option<String>,
+    bootstrap: Option<bool>,
+    bootstrap_expect: Option<i64>,
+    client_addr: Option<String>,
+    data_dir: Option<PathBuf>,
+    datacenter: Option<String>,
+    encrypt: Option<String>,
+    leave_on_terminate: Option<bool>,
+    log_json: Option<bool>,
+    log_level: Option<String>,
+    node_id: Option<String>,
+    node_name: Option<String>,
+    ports: Option<PortsModel>,
+    retry_interval: Option<String>,
+    #[serde(default)]
+    retry_join: Vec<String>,
+    retry_join_ec2: Option<Ec2Model>,
+    retry_join_gce: Option<GceModel>,
+    retry_max: Option<i64>,
+    server: Option<bool>,
+    skip_leave_on_interrupt: Option<bool>,
+    #[serde(default)]
+    start_join: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortsModel {
+    http: Option<i64>,
+    serf_lan: Option<i64>,
+    server: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ec2Model {
+    access_key_id: Option<String>,
+    region: Option<String>,
+    secret_access_key: Option<String>,
+    tag_key: Option<String>,
+    tag_value: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GceModel {
+    credentials_file: Option<String>,
+    project_name: Option<String>,
+    tag_value: Option<String>,
+    zone_pattern: Option<String>,
+}
+
+/// The config files inside a directory: `*.json` and `*.hcl`, in lexical order (as Consul reads
+/// them), anything else skipped.
+pub fn files_in_dir(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ConfigError::new(format!(
+        "cannot read config directory {}: {e}",
+        dir.display()
+    )))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "hcl")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Reads one file. Errors carry the file name and the key; `warnings` receives notes about
+/// Consul-only keys.
+pub fn load_file(path: &Path, warnings: &mut Vec<String>) -> Result<PartialConfig, Vec<ConfigError>> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![ConfigError::new(format!("cannot read config file {shown}: {e}"))])?;
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => Format::Json,
+        Some("hcl") => Format::Hcl,
+        _ => {
+            return Err(vec![ConfigError::new(format!(
+                "{shown}: unknown config file type; name it *.json or *.hcl"
+            ))])
+        }
+    };
+    parse_str(&text, format, &shown, warnings)
+}
+
+/// The syntax of a config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Hcl,
+}
+
+/// Parses config text. `origin` names the source in messages.
+pub fn parse_str(
+    text: &str,
+    format: Format,
+    origin: &str,
+    warnings: &mut Vec<String>,
+) -> Result<PartialConfig, Vec<ConfigError>> {
+    let tree: Value = match format {
+        Format::Json => serde_json::from_str(text)
+            .map_err(|e| vec![ConfigError::new(format!("{origin}: invalid JSON: {e}"))])?,
+        Format::Hcl => hcl::from_str(text)
+            .map_err(|e| vec![ConfigError::new(format!("{origin}: invalid HCL: {e}"))])?,
+    };
+    let Value::Object(mut top) = tree else {
+        return Err(vec![ConfigError::new(format!("{origin}: the file must hold an object of keys"))]);
+    };
+    let mut errors = Vec::new();
+    let keys: Vec<String> = top.keys().cloned().collect();
+    for key in keys {
+        if TOP_LEVEL_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        top.remove(&key);
+        if CONSUL_ONLY_KEYS.contains(&key.as_str()) {
+            warnings.push(format!(
+                "{origin}: key `{key}` is a Consul setting that muster does not implement; it is ignored"
+            ));
+        } else {
+            errors.push(ConfigError::new(format!(
+                "{origin}: unknown key `{key}`{}",
+                suggestion(&key, TOP_LEVEL_KEYS)
+            )));
+        }
+    }
+    for (block, known) in [("ports", PORT_KEYS), ("retry_join_ec2", EC2_KEYS), ("retry_join_gce", GCE_KEYS)] {
+        // HCL gives a block written twice as a list of objects; Consul merges them.
+        if let Some(Value::Array(items)) = top.get(block) {
+            let mut merged = serde_json::Map::new();
+            for item in items {
+                if let Value::Object(o) = item {
+                    merged.extend(o.clone());
+                }
+            }
+            top.insert(block.to_string(), Value::Object(merged));
+        }
+        if let Some(Value::Object(inner)) = top.get(block) {
+            for key in inner.keys() {
+                if !known.contains(&key.as_str()) {
+                    errors.push(ConfigError::new(format!(
+                        "{origin}: unknown key `{block}.{key}`{}",
+                        suggestion(key, known)
+                    )));
+                }
+            }
+        }
+    }
+    // Consul accepts a single string where a list is expected for these keys.
+    for list_key in ["retry_join", "start_join"] {
+        if let Some(Value::String(s)) = top.get(list_key) {
+            let one = Value::Array(vec![Value::String(s.clone())]);
+            top.insert(list_key.to_string(), one);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let model: FileModel = serde_path_to_error::deserialize(Value::Object(top)).map_err(|e| {
+        vec![ConfigError::new(format!(
+            "{origin}: key `{}`: {}",
+            e.path(),
+            e.inner()
+        ))]
+    })?;
+    Ok(model.into_partial(origin))
+}
+
+impl FileModel {
+    fn into_partial(self, origin: &str) -> PartialConfig {
+        let ports = self.ports.unwrap_or_default();
+        let ec2 = self.retry_join_ec2.unwrap_or_default();
+        let gce = self.retry_join_gce.unwrap_or_default();
+        PartialConfig {
+            origin: Some(origin.to_string()),
+            advertise_addr: self.advertise_addr,
+            bind_addr: self.bind_addr,
+            bootstrap: self.bootstrap,
+            bootstrap_expect: self.bootstrap_expect,
+            client_addr: self.client_addr,
+            data_dir: self.data_dir,
+            datacenter: self.datacenter,
+            dev: None,
+            encrypt: self.encrypt,
+            leave_on_terminate: self.leave_on_terminate,
+            log_json: self.log_json,
+            log_level: self.log_level,
+            node_id: self.node_id,
+            node_name: self.node_name,
+            ports: Ports { http: ports.http, serf_lan: ports.serf_lan, server: ports.server },
+            retry_interval: self.retry_interval,
+            retry_join: self.retry_join,
+            retry_max: self.retry_max,
+            server: self.server,
+            skip_leave_on_interrupt: self.skip_leave_on_interrupt,
+            start_join: self.start_join,
+            ec2_region: ec2.region,
+            ec2_tag_key: ec2.tag_key,
+            ec2_tag_value: ec2.tag_value,
+            ec2_access_key_id: ec2.access_key_id,
+            ec2_secret_access_key: ec2.secret_access_key,
+            gce_project_name: gce.project_name,
+            gce_zone_pattern: gce.zone_pattern,
+            gce_tag_value: gce.tag_value,
+            gce_credentials_file: gce.credentials_file,
+        }
+    }
+}
+
+/// " — did you mean `x`?" when a known key is close enough, else "".
+pub fn suggestion(input: &str, known: &[&str]) -> String {
+    let best = known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(input, k), *k))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, k)) if d <= 3.max(input.len() / 3) => format!(" — did you mean `{k}`?"),
+        _ => format!(" — valid keys are: {}", known.join(", ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, format: Format) -> Result<PartialConfig, Vec<ConfigError>> {
+        parse_str(text, format, "test", &mut Vec::new())
+    }
+
+    #[test]
+    fn json_and_hcl_read_the_same_keys() {
+        let json = r#"{"server": true, "bootstrap_expect": 3, "retry_join": ["127.0.0.2"],
+            "ports": {"serf_lan": 9301, "http": 9500}, "retry_interval": "5s"}"#;
+        let hcl = r#"
+            server = true
+            bootstrap_expect = 3
+            retry_join = ["127.0.0.2"]
+            ports { serf_lan = 9301
+                    http = 9500 }
+            retry_interval = "5s"
+        "#;
+        let a = parse(json, Format::Json).unwrap();
+        let b = parse(hcl, Format::Hcl).unwrap();
+        for p in [a, b] {
+            assert_eq!(p.server, Some(true));
+            assert_eq!(p.bootstrap_expect, Some(3));
+            assert_eq!(p.retry_join, vec!["127.0.0.2".to_string()]);
+            assert_eq!(p.ports.serf_lan, Some(9301));
+            assert_eq!(p.ports.http, Some(9500));
+        }
+    }
+
+    #[test]
+    fn unknown_key_suggests_the_nearest() {
+        let errs = parse(r#"{"bootstrap_expct": 3}"#, Format::Json).unwrap_err();
+        let msg = errs[0].to_string();
+        assert!(msg.contains("unknown key `bootstrap_expct`") && msg.contains("did you mean `bootstrap_expect`"), "{msg}");
+        let errs = parse("ports { serf = 1 }", Format::Hcl).unwrap_err();
+        assert!(errs[0].to_string().contains("`ports.serf` — did you mean `serf_lan`"), "{}", errs[0]);
+    }
+
+    #[test]
+    fn consul_only_keys_warn() {
+        let mut w = Vec::new();
+        parse_str(r#"{"ui": true, "server": false}"#, Format::Json, "f", &mut w).unwrap();
+        assert!(w[0].contains("`ui`"), "{w:?}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let errs = parse(r#"{"server": "yes"}"#, Format::Json).unwrap_err();
+        assert!(errs[0].to_string().contains("key `server`"), "{}", errs[0]);
+    }
+}

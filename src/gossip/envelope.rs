@@ -1,0 +1,233 @@
+//! The envelope around every gossip message, UDP datagram or TCP frame (docs/gossip.md).
+//!
+//! ```text
+//! 0      2        3       4
+//! +------+--------+-------+------------------------------------------------------------+
+//! | "MU" | ver=1  | flags | body, or (flags & 1) nonce[12] ‖ AES-256-GCM(body) ‖ tag[16] |
+//! +------+--------+-------+------------------------------------------------------------+
+//! body = kind u8 ‖ dc_len u8 ‖ datacenter ‖ payload
+//! ```
+//! The four header bytes are the additional authenticated data, so a flipped flag or version is
+//! caught by the tag. The datacenter travels in every body, so packets of another datacenter are
+//! dropped before anything else looks at them. Random 96-bit nonces: at gossip rates a key sees
+//! far fewer than the 2^32 messages NIST allows for random nonces with one key.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use rand::Rng;
+
+use crate::config::GossipKey;
+
+const MAGIC: &[u8; 2] = b"MU";
+const VERSION: u8 = 1;
+const FLAG_ENCRYPTED: u8 = 1;
+const HEADER_LEN: usize = 4;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+/// Bytes the envelope adds around a payload, at most (encrypted, longest datacenter name).
+pub const MAX_OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN + 2 + 255;
+
+/// What a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// A foca SWIM packet (UDP).
+    Swim = 1,
+    /// TCP: a joiner's (or anti-entropy peer's) full state, asking for ours.
+    SyncRequest = 2,
+    /// TCP: the answer to a sync request: our full state.
+    SyncReply = 3,
+    /// TCP: the sync was refused; payload is the reason in UTF-8. May be sent unencrypted, since
+    /// it is the answer to a peer whose envelope could not be opened.
+    Refused = 4,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Self> {
+        Some(match b {
+            1 => Self::Swim,
+            2 => Self::SyncRequest,
+            3 => Self::SyncReply,
+            4 => Self::Refused,
+            _ => return None,
+        })
+    }
+}
+
+/// Why an incoming message was dropped. Each is counted separately in the gossip stats.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("not a muster gossip message (bad length, magic or version)")]
+    Malformed,
+    #[error("unencrypted message, but this agent requires gossip encryption (-encrypt); the sender has no key")]
+    Unencrypted,
+    #[error("encrypted message, but this agent has no gossip key; start it with the cluster's -encrypt key")]
+    UnexpectedEncrypted,
+    #[error("message could not be decrypted: the sender uses a different -encrypt key")]
+    Decrypt,
+    #[error("message from datacenter {0:?}, this agent is in another; dropped")]
+    WrongDatacenter(String),
+}
+
+/// Seals and opens envelopes for one agent: its datacenter and its key, if any.
+pub struct Sealer {
+    datacenter: String,
+    cipher: Option<Aes256Gcm>,
+}
+
+impl Sealer {
+    pub fn new(datacenter: &str, key: Option<&GossipKey>) -> Self {
+        assert!(datacenter.len() <= 255, "datacenter names are validated to 128 bytes");
+        Self {
+            datacenter: datacenter.to_string(),
+            cipher: key.map(|k| Aes256Gcm::new_from_slice(&k.0).expect("32-byte key")),
+        }
+    }
+
+    /// Whether messages are encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.cipher.is_some()
+    }
+
+    /// Wraps `payload` of `kind` for sending.
+    pub fn seal(&self, kind: Kind, payload: &[u8]) -> Vec<u8> {
+        let mut body = Vec::with_capacity(2 + self.datacenter.len() + payload.len());
+        body.push(kind as u8);
+        body.push(self.datacenter.len() as u8);
+        body.extend_from_slice(self.datacenter.as_bytes());
+        body.extend_from_slice(payload);
+        let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + body.len() + TAG_LEN);
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        match &self.cipher {
+            None => {
+                out.push(0);
+                out.extend_from_slice(&body);
+            }
+            Some(cipher) => {
+                out.push(FLAG_ENCRYPTED);
+                let mut nonce = [0u8; NONCE_LEN];
+                rand::rng().fill_bytes(&mut nonce);
+                let sealed = cipher
+                    .encrypt(Nonce::from_slice(&nonce), Payload { msg: &body, aad: &out[..HEADER_LEN] })
+                    .expect("AES-GCM encryption of an in-memory buffer cannot fail");
+                out.extend_from_slice(&nonce);
+                out.extend_from_slice(&sealed);
+            }
+        }
+        out
+    }
+
+    /// A refusal that any peer can read, whatever its key: sent when we cannot open its message.
+    pub fn seal_plain_refusal(reason: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + 2 + reason.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&[VERSION, 0, Kind::Refused as u8, 0]);
+        out.extend_from_slice(reason.as_bytes());
+        out
+    }
+
+    /// Opens a received message: checks the header, decrypts, checks the datacenter.
+    /// An unencrypted refusal is always readable, so that a joiner learns why it was refused.
+    pub fn open(&self, data: &[u8]) -> Result<(Kind, Vec<u8>), OpenError> {
+        if data.len() < HEADER_LEN + 2 || &data[..2] != MAGIC || data[2] != VERSION {
+            return Err(OpenError::Malformed);
+        }
+        let flags = data[3];
+        if flags & !FLAG_ENCRYPTED != 0 {
+            return Err(OpenError::Malformed);
+        }
+        let body: Vec<u8> = match (flags & FLAG_ENCRYPTED != 0, &self.cipher) {
+            (false, None) => data[HEADER_LEN..].to_vec(),
+            (false, Some(_)) => {
+                if data[HEADER_LEN] == Kind::Refused as u8 && data[HEADER_LEN + 1] == 0 {
+                    return Ok((Kind::Refused, data[HEADER_LEN + 2..].to_vec()));
+                }
+                return Err(OpenError::Unencrypted);
+            }
+            (true, None) => return Err(OpenError::UnexpectedEncrypted),
+            (true, Some(cipher)) => {
+                if data.len() < HEADER_LEN + NONCE_LEN + TAG_LEN + 2 {
+                    return Err(OpenError::Malformed);
+                }
+                let nonce = Nonce::from_slice(&data[HEADER_LEN..HEADER_LEN + NONCE_LEN]);
+                cipher
+                    .decrypt(nonce, Payload { msg: &data[HEADER_LEN + NONCE_LEN..], aad: &data[..HEADER_LEN] })
+                    .map_err(|_| OpenError::Decrypt)?
+            }
+        };
+        if body.len() < 2 {
+            return Err(OpenError::Malformed);
+        }
+        let kind = Kind::from_u8(body[0]).ok_or(OpenError::Malformed)?;
+        let dc_len = body[1] as usize;
+        if body.len() < 2 + dc_len {
+            return Err(OpenError::Malformed);
+        }
+        let dc = &body[2..2 + dc_len];
+        if kind == Kind::Refused && dc.is_empty() {
+            return Ok((kind, body[2..].to_vec()));
+        }
+        if dc != self.datacenter.as_bytes() {
+            return Err(OpenError::WrongDatacenter(String::from_utf8_lossy(dc).into_owned()));
+        }
+        Ok((kind, body[2 + dc_len..].to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_with_and_without_key() {
+        for key in [None, Some(GossipKey([3; 32]))] {
+            let s = Sealer::new("dc1", key.as_ref());
+            let sealed = s.seal(Kind::Swim, b"hello");
+            assert_eq!(s.open(&sealed).unwrap(), (Kind::Swim, b"hello".to_vec()));
+        }
+    }
+
+    #[test]
+    fn key_mismatches_are_named() {
+        let plain = Sealer::new("dc1", None);
+        let a = Sealer::new("dc1", Some(&GossipKey([1; 32])));
+        let b = Sealer::new("dc1", Some(&GossipKey([2; 32])));
+        assert_eq!(a.open(&plain.seal(Kind::Swim, b"x")), Err(OpenError::Unencrypted));
+        assert_eq!(plain.open(&a.seal(Kind::Swim, b"x")), Err(OpenError::UnexpectedEncrypted));
+        assert_eq!(b.open(&a.seal(Kind::Swim, b"x")), Err(OpenError::Decrypt));
+        // A refusal is readable by anyone.
+        let r = Sealer::seal_plain_refusal("no");
+        assert_eq!(a.open(&r).unwrap(), (Kind::Refused, b"no".to_vec()));
+        assert_eq!(plain.open(&r).unwrap(), (Kind::Refused, b"no".to_vec()));
+    }
+
+    #[test]
+    fn other_datacenter_and_tampering_are_dropped() {
+        let dc1 = Sealer::new("dc1", Some(&GossipKey([1; 32])));
+        let dc2 = Sealer::new("dc2", Some(&GossipKey([1; 32])));
+        assert_eq!(dc1.open(&dc2.seal(Kind::Swim, b"x")), Err(OpenError::WrongDatacenter("dc2".into())));
+        let mut m = dc1.seal(Kind::Swim, b"payload");
+        let last = m.len() - 1;
+        m[last] ^= 1;
+        assert_eq!(dc1.open(&m), Err(OpenError::Decrypt));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let s = Sealer::new("dc1", Some(&GossipKey([1; 32])));
+        let p = Sealer::new("dc1", None);
+        let mut seed = 1u64;
+        for len in 0..300 {
+            let buf: Vec<u8> = (0..len)
+                .map(|i| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    if i < 2 { b"MU"[i] } else if i == 2 { 1 } else { (seed >> 33) as u8 }
+                })
+                .collect();
+            let _ = s.open(&buf);
+            let _ = p.open(&buf);
+        }
+    }
+}

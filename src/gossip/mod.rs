@@ -1,0 +1,306 @@
+//! Gossip membership: SWIM (foca) over our own UDP transport, full-state sync over TCP, member
+//! metadata as custom broadcasts, and an authenticated-encryption envelope. See docs/gossip.md.
+//!
+//! # Layout
+//! - [`identity`]: what a member is called and how foca tells incarnations apart.
+//! - [`envelope`]: framing, datacenter check and AES-256-GCM around every message.
+//! - [`meta`]: tags and leave intents, versioned and spread with SWIM's messages.
+//! - [`members`]: the member list operators see.
+//! - [`sync`]: the TCP join handshake and anti-entropy.
+//! - `core`: the one task that owns foca.
+//! - [`stats`]: counters.
+//!
+//! Sockets are bound by the caller and passed in (so tests bind their own 127.0.0.x addresses);
+//! [`Gossip::start`] spawns the tasks and returns a cheap, cloneable [`Gossip`] handle.
+
+mod core;
+pub mod envelope;
+pub mod identity;
+pub mod members;
+pub mod meta;
+pub mod stats;
+pub mod sync;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub use envelope::OpenError;
+pub use identity::NodeIdentity;
+pub use members::{Member, MemberStatus};
+pub use meta::Tags;
+pub use sync::SyncError;
+
+use envelope::{Kind, Sealer, MAX_OVERHEAD};
+use stats::Stats;
+use sync::{SyncState, Syncer};
+
+/// Largest SWIM payload foca may put in one datagram; with the envelope it stays under a
+/// 1500-byte Ethernet MTU for datacenter names of up to ~50 bytes.
+pub const MAX_SWIM_PACKET: usize = 1400;
+/// Largest datagram read at all; anything longer is counted as oversized and dropped.
+pub const MAX_DATAGRAM: usize = MAX_SWIM_PACKET + MAX_OVERHEAD;
+
+/// Protocol timings. The defaults are tuned for a LAN (and loopback tests); see docs/gossip.md.
+#[derive(Debug, Clone)]
+pub struct Timings {
+    /// How often each member probes one other member. Consul: 1s.
+    pub probe_period: Duration,
+    /// How long a direct probe waits before asking others to probe indirectly. Consul: 500ms.
+    pub probe_rtt: Duration,
+    /// Suspicion lasts `suspicion_mult × max(1, log10 n) × probe_period` before "failed".
+    pub suspicion_mult: f64,
+    /// How often pending updates are pushed to 3 random members.
+    pub gossip_interval: Duration,
+    /// How often full state is exchanged with one random member over TCP. Consul: 30s.
+    pub anti_entropy_interval: Duration,
+    /// Deadline of one TCP sync (connect, send, answer).
+    pub sync_timeout: Duration,
+    /// Longest a graceful leave waits for its intent to spread before going down.
+    pub leave_propagate: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            probe_period: Duration::from_millis(500),
+            probe_rtt: Duration::from_millis(250),
+            suspicion_mult: 3.0,
+            gossip_interval: Duration::from_millis(100),
+            anti_entropy_interval: Duration::from_secs(30),
+            sync_timeout: Duration::from_secs(5),
+            leave_propagate: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What the gossip layer needs to start.
+#[derive(Debug, Clone)]
+pub struct GossipConfig {
+    pub identity: NodeIdentity,
+    pub datacenter: String,
+    pub key: Option<crate::config::GossipKey>,
+    pub tags: Tags,
+    pub timings: Timings,
+}
+
+pub(crate) enum Input {
+    Swim(Vec<u8>, SocketAddr),
+    Timer(foca::Timer<NodeIdentity>),
+    Cmd(Command),
+}
+
+pub(crate) enum Command {
+    Snapshot(oneshot::Sender<SyncState>),
+    MergeRequest { state: SyncState, reply: oneshot::Sender<Result<SyncState, String>> },
+    MergeReply { state: SyncState, reply: oneshot::Sender<Result<usize, String>> },
+    SetTags(Tags),
+    StartLeave,
+    PushLeave(oneshot::Sender<usize>),
+    FinishLeave(oneshot::Sender<()>),
+    ForceLeave { name: String, prune: bool, reply: oneshot::Sender<Result<(), String>> },
+    Shutdown,
+}
+
+/// A handle on the running gossip layer. Clones share it.
+#[derive(Clone)]
+pub struct Gossip {
+    input: mpsc::Sender<Input>,
+    members: watch::Receiver<Arc<Vec<Member>>>,
+    stats: Arc<Stats>,
+    syncer: Syncer,
+    encrypted: bool,
+    leave_propagate: Duration,
+    tasks: Arc<Vec<JoinHandle<()>>>,
+    local: NodeIdentity,
+}
+
+impl Gossip {
+    /// Starts gossip on already-bound sockets. Must be called inside a tokio runtime.
+    pub fn start(config: GossipConfig, udp: UdpSocket, tcp: TcpListener) -> Gossip {
+        let sealer = Arc::new(Sealer::new(&config.datacenter, config.key.as_ref()));
+        let stats = Arc::new(Stats::default());
+        let udp = Arc::new(udp);
+        let (input_tx, input_rx) = mpsc::channel::<Input>(4096);
+        let (members_tx, members_rx) = watch::channel(Arc::new(Vec::new()));
+        let syncer = Syncer {
+            input: input_tx.clone(),
+            sealer: sealer.clone(),
+            stats: stats.clone(),
+            timeout: config.timings.sync_timeout,
+            bind_ip: tcp.local_addr().ok().map(|a| a.ip()),
+        };
+        let core = core::Core::new(
+            config.identity.clone(),
+            config.tags,
+            config.timings.clone(),
+            sealer.clone(),
+            udp.clone(),
+            stats.clone(),
+            input_tx.clone(),
+            members_tx,
+            syncer.clone(),
+        );
+        let tasks = vec![
+            tokio::spawn(core.run(input_rx)),
+            tokio::spawn(receive_datagrams(udp, sealer.clone(), stats.clone(), input_tx.clone())),
+            tokio::spawn(syncer.clone().serve(tcp)),
+        ];
+        Gossip {
+            input: input_tx,
+            members: members_rx,
+            stats,
+            syncer,
+            encrypted: sealer.encrypted(),
+            leave_propagate: config.timings.leave_propagate,
+            tasks: Arc::new(tasks),
+            local: config.identity,
+        }
+    }
+
+    /// This agent's identity.
+    pub fn local(&self) -> &NodeIdentity {
+        &self.local
+    }
+
+    /// The member list now, this agent included, sorted by name.
+    pub fn members(&self) -> Arc<Vec<Member>> {
+        self.members.borrow().clone()
+    }
+
+    /// A receiver that wakes on every change of the member list.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Vec<Member>>> {
+        self.members.clone()
+    }
+
+    /// Whether gossip is encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// Counters, by name.
+    pub fn stats(&self) -> Vec<(&'static str, u64)> {
+        self.stats.snapshot()
+    }
+
+    /// Joins through every address at once; one result per address. A success means that agent
+    /// answered the handshake and its state was merged.
+    pub async fn join(&self, addrs: &[SocketAddr]) -> Vec<(SocketAddr, Result<usize, SyncError>)> {
+        let mut tasks = Vec::new();
+        for &addr in addrs {
+            let syncer = self.syncer.clone();
+            let local = self.local.addr;
+            tasks.push(tokio::spawn(async move {
+                if addr == local {
+                    return (addr, Err(SyncError::Refused("that is this agent's own address".into())));
+                }
+                (addr, syncer.sync_with(addr).await)
+            }));
+        }
+        let mut out = Vec::new();
+        for t in tasks {
+            if let Ok(r) = t.await {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// Replaces this agent's tags; the change spreads to every member.
+    pub async fn set_tags(&self, tags: Tags) {
+        let _ = self.input.send(Input::Cmd(Command::SetTags(tags))).await;
+    }
+
+    /// Leaves gracefully: announces the leave, waits (at most the configured propagation time)
+    /// for the announcement to be sent around, then declares itself down.
+    pub async fn leave(&self) {
+        if self.input.send(Input::Cmd(Command::StartLeave)).await.is_err() {
+            return;
+        }
+        let deadline = Instant::now() + self.leave_propagate;
+        let others_alive = self.members().iter().any(|m| m.name != self.local.name && m.status == MemberStatus::Alive);
+        while others_alive && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let (tx, rx) = oneshot::channel();
+            if self.input.send(Input::Cmd(Command::PushLeave(tx))).await.is_err() {
+                return;
+            }
+            match rx.await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.input.send(Input::Cmd(Command::FinishLeave(tx))).await.is_ok() {
+            let _ = rx.await;
+        }
+        // Let the final "down" datagrams leave the socket buffer.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    /// Marks a failed member as left (and with `prune`, forgets it).
+    pub async fn force_leave(&self, name: &str, prune: bool) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.input
+            .send(Input::Cmd(Command::ForceLeave { name: name.to_string(), prune, reply: tx }))
+            .await
+            .map_err(|_| "the gossip layer has stopped".to_string())?;
+        rx.await.map_err(|_| "the gossip layer has stopped".to_string())?
+    }
+
+    /// Stops every gossip task. Does not announce anything: call [`Gossip::leave`] first for that.
+    pub async fn shutdown(&self) {
+        let _ = self.input.send(Input::Cmd(Command::Shutdown)).await;
+        for t in self.tasks.iter() {
+            t.abort();
+        }
+    }
+}
+
+/// Reads datagrams, drops what is not ours to read, passes SWIM payloads to the core.
+async fn receive_datagrams(udp: Arc<UdpSocket>, sealer: Arc<Sealer>, stats: Arc<Stats>, input: mpsc::Sender<Input>) {
+    // One byte more than the limit, so an oversized datagram is seen as such, not truncated.
+    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
+    loop {
+        let (len, from) = match udp.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                // ICMP "port unreachable" surfaces here on Linux; it is not fatal.
+                tracing::trace!(error = %e, "gossip UDP receive error");
+                continue;
+            }
+        };
+        stats.packets_received.fetch_add(1, Ordering::Relaxed);
+        stats.bytes_received.fetch_add(len as u64, Ordering::Relaxed);
+        if len > MAX_DATAGRAM {
+            stats.dropped_oversized.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%from, len, "dropped oversized gossip packet");
+            continue;
+        }
+        match sealer.open(&buf[..len]) {
+            Ok((Kind::Swim, payload)) => {
+                if input.send(Input::Swim(payload, from)).await.is_err() {
+                    return;
+                }
+            }
+            Ok((kind, _)) => {
+                stats.dropped_malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%from, ?kind, "dropped gossip datagram of a TCP-only kind");
+            }
+            Err(e) => {
+                stats.count_drop(&e);
+                let key_problem = matches!(e, OpenError::Unencrypted | OpenError::UnexpectedEncrypted | OpenError::Decrypt);
+                if key_problem && stats.should_warn_key() {
+                    tracing::warn!(%from, reason = %e, "dropping gossip from an agent with different encryption settings");
+                } else {
+                    tracing::debug!(%from, reason = %e, "dropped gossip packet");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! `/v1/agent/*`: the local agent's view and its membership commands.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::ApiError;
+use crate::agent::Agent;
+use crate::gossip::{Member, MemberStatus};
+
+pub fn routes() -> Router<Arc<Agent>> {
+    Router::new()
+        .route("/v1/agent/members", get(members))
+        .route("/v1/agent/self", get(agent_self))
+        .route("/v1/agent/join/{address}", put(join))
+        .route("/v1/agent/leave", put(leave))
+        .route("/v1/agent/force-leave/{node}", put(force_leave))
+}
+
+/// A member in Serf's JSON shape, as Consul's `/v1/agent/members` returns it.
+#[derive(Debug, Serialize, Deserialize, Clone)]
+#[serde(rename_all = "PascalCase")]
+pub struct MemberJson {
+    pub name: String,
+    pub addr: String,
+    pub port: u16,
+    pub tags: BTreeMap<String, String>,
+    pub status: u8,
+    pub protocol_min: u8,
+    pub protocol_max: u8,
+    pub protocol_cur: u8,
+    pub delegate_min: u8,
+    pub delegate_max: u8,
+    pub delegate_cur: u8,
+}
+
+impl From<&Member> for MemberJson {
+    fn from(m: &Member) -> Self {
+        MemberJson {
+            name: m.name.clone(),
+            addr: m.addr.ip().to_string(),
+            port: m.addr.port(),
+            tags: m.tags.clone(),
+            status: m.status as u8,
+            protocol_min: 1,
+            protocol_max: 1,
+            protocol_cur: 1,
+            delegate_min: 1,
+            delegate_max: 1,
+            delegate_cur: 1,
+        }
+    }
+}
+
+async fn members(State(agent): State<Arc<Agent>>) -> Json<Vec<MemberJson>> {
+    Json(agent.gossip.members().iter().map(MemberJson::from).collect())
+}
+
+async fn join(State(agent): State<Arc<Agent>>, Path(address): Path<String>) -> Result<StatusCode, ApiError> {
+    if let Err(e) = muster_provider_core::JoinAddr::parse(&address) {
+        return Err(ApiError(StatusCode::BAD_REQUEST, e.to_string()));
+    }
+    let report = crate::join::join_entries(&agent.gossip, std::slice::from_ref(&address), agent.config.ports.serf_lan).await;
+    if report.joined.is_empty() {
+        return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, report.failures()));
+    }
+    Ok(StatusCode::OK)
+}
+
+async fn leave(State(agent): State<Arc<Agent>>) -> StatusCode {
+    agent.leave().await;
+    StatusCode::OK
+}
+
+#[derive(Deserialize)]
+struct ForceLeaveQuery {
+    prune: Option<String>,
+}
+
+async fn force_leave(
+    State(agent): State<Arc<Agent>>,
+    Path(node): Path<String>,
+    Query(q): Query<ForceLeaveQuery>,
+) -> Result<StatusCode, ApiError> {
+    // Consul treats a present `?prune` (with or without a value) as true.
+    let prune = q.prune.is_some_and(|v| v.is_empty() || v == "true" || v == "1");
+    agent.gossip.force_leave(&node, prune).await.map_err(|e| {
+        let status = if e.starts_with("no member") { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
+        ApiError(status, e)
+    })?;
+    Ok(StatusCode::OK)
+}
+
+async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
+    let c = &agent.config;
+    let members = agent.gossip.members();
+    let me = members
+        .iter()
+        .find(|m| m.name == c.node_name)
+        .map(MemberJson::from);
+    let count = |s: MemberStatus| members.iter().filter(|m| m.status == s).count().to_string();
+    let mut serf_lan: BTreeMap<String, String> = BTreeMap::new();
+    serf_lan.insert("members".into(), members.len().to_string());
+    serf_lan.insert("alive".into(), count(MemberStatus::Alive));
+    serf_lan.insert("failed".into(), count(MemberStatus::Failed));
+    serf_lan.insert("left".into(), count(MemberStatus::Left));
+    serf_lan.insert("encrypted".into(), agent.gossip.encrypted().to_string());
+    for (k, v) in agent.gossip.stats() {
+        serf_lan.insert(k.into(), v.to_string());
+    }
+    let stats = json!({
+        "agent": {
+            "server": c.server.to_string(),
+            "node_name": c.node_name,
+            "node_id": agent.node_id.to_string(),
+            "datacenter": c.datacenter,
+            "uptime": format!("{}s", agent.started.elapsed().as_secs()),
+        },
+        "build": { "version": crate::VERSION, "prerelease": "", "revision": "" },
+        "serf_lan": serf_lan,
+        "runtime": {
+            "os": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+            "cpu_count": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string(),
+        },
+    });
+    Json(json!({
+        "Config": {
+            "Datacenter": c.datacenter,
+            "NodeName": c.node_name,
+            "NodeID": agent.node_id.to_string(),
+            "Server": c.server,
+            "Revision": "",
+            "Version": crate::VERSION,
+        },
+        // Sanitised: no key material, only whether encryption is on.
+        "DebugConfig": {
+            "Bootstrap": c.bootstrap,
+            "BootstrapExpect": c.bootstrap_expect,
+            "BindAddr": c.bind_addr.to_string(),
+            "AdvertiseAddrLAN": c.advertise_addr.to_string(),
+            "ClientAddrs": [c.client_addr.to_string()],
+            "DataDir": agent.data_dir.display().to_string(),
+            "EncryptKey": if c.encrypt.is_some() { "hidden" } else { "" },
+            "RetryJoinLAN": c.retry_join.iter().map(|e| redact_provider(e)).collect::<Vec<_>>(),
+            "StartJoinAddrsLAN": c.start_join,
+            "RetryJoinIntervalLAN": crate::config::format_go_duration(c.retry_interval),
+            "RetryJoinMaxAttemptsLAN": c.retry_max,
+            "SerfPortLAN": c.ports.serf_lan,
+            "ServerPort": c.ports.server,
+            "HTTPPort": c.ports.http,
+            "LeaveOnTerm": c.leave_on_terminate,
+            "SkipLeaveOnInt": c.skip_leave_on_interrupt,
+            "DevMode": c.dev,
+        },
+        "Coord": null,
+        "Member": me,
+        "Stats": stats,
+        "Meta": {},
+    }))
+}
+
+/// Hides secret values (`secret_access_key=…`, `credentials_file=…`) of a provider string.
+fn redact_provider(entry: &str) -> String {
+    if !entry.contains("provider=") {
+        return entry.to_string();
+    }
+    entry
+        .split(' ')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _)) if k.contains("secret") || k.contains("access_key") || k.contains("credentials") || k.contains("token") => {
+                format!("{k}=hidden")
+            }
+            _ => kv.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}

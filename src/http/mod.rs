@@ -1,0 +1,58 @@
+//! The HTTP API, in Consul's shapes so that tools written for Consul work against muster.
+//!
+//! # Layout
+//! - [`agent`]: `/v1/agent/*` — members, join, leave, force-leave, self.
+//!
+//! Errors are plain text with a 4xx (the request is wrong) or 5xx (the agent could not do it)
+//! status, one line that names the culprit, as Consul answers.
+
+pub mod agent;
+
+use std::sync::Arc;
+
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::agent::Agent;
+
+/// An error answer: status and one line of text.
+#[derive(Debug)]
+pub struct ApiError(pub StatusCode, pub String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, format!("{}\n", self.1)).into_response()
+    }
+}
+
+/// The whole API.
+pub fn router(agent: Arc<Agent>) -> Router {
+    Router::new()
+        .merge(agent::routes())
+        .fallback(unknown_endpoint)
+        .method_not_allowed_fallback(wrong_method)
+        .with_state(agent)
+}
+
+async fn unknown_endpoint(uri: Uri) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, format!("unknown endpoint {}", uri.path()))
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError(StatusCode::METHOD_NOT_ALLOWED, format!("method {method} is not allowed on {}", uri.path()))
+}
+
+/// Serves the API on `listener` until the agent stops; in-flight requests finish first.
+pub fn serve(agent: Arc<Agent>, listener: TcpListener) {
+    let app = router(agent.clone());
+    tokio::spawn(async move {
+        let stop = async move {
+            agent.stopped().await;
+        };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            tracing::error!(error = %e, "HTTP API stopped");
+        }
+    });
+}

@@ -1,0 +1,24 @@
+//! muster: a cluster agent that lets a fleet of machines find each other and form a consensus
+//! cluster safely. This crate is the agent and its command-line interface; `main.rs` is a thin
+//! wrapper around [`cli::run`].
+//!
+//! # Layout
+//! - [`config`]: flags and JSON/HCL files (Consul's key names) into one validated [`config::RuntimeConfig`].
+//! - [`gossip`]: SWIM membership (foca) with our UDP/TCP transport, tags, encryption.
+//! - [`agent`]: wires gossip, joining and the HTTP API; start-up and graceful shutdown.
+//! - [`http`]: the Consul-shaped HTTP API on 127.0.0.1:8500.
+//! - [`cli`]: one module per subcommand; every command but `agent` talks to the agent over HTTP.
+//! - [`node_id`]: the node's UUID, created once and kept in data_dir.
+//!
+//! See docs/architecture.md for how these fit together.
+
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod gossip;
+pub mod http;
+pub mod join;
+pub mod node_id;
+
+/// The version every agent advertises in its `build` tag.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
