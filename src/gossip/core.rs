@@ -438,6 +438,11 @@ impl Core {
     }
 
     fn force_leave(&mut self, name: &str, prune: bool) -> Result<(), String> {
+        if name == self.local.name {
+            return Err(format!(
+                "member {name:?} is this agent, which is alive; force-leave only removes failed members (use `muster leave`)"
+            ));
+        }
         let Some(m) = self.table.get(name).cloned() else {
             return Err(format!("no member named {name:?}; see `muster members`"));
         };
