@@ -22,7 +22,11 @@ pub enum AgentError {
     /// A listener could not be bound: another process holds the port, or the address is not
     /// this host's. The operator must change the address or port. Exit 2.
     #[error("cannot listen on {what} {addr}: {source}")]
-    Bind { what: &'static str, addr: SocketAddr, source: std::io::Error },
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     /// The data directory or node id is unusable. Exit 2.
     #[error("{0}")]
     DataDir(String),
@@ -73,7 +77,10 @@ impl Drop for Agent {
 /// The tags every agent advertises (consul-behaviour §3.1 names).
 pub fn tags_for(config: &RuntimeConfig, node_id: uuid::Uuid) -> Tags {
     let mut t = Tags::new();
-    t.insert("role".into(), if config.server { "consul" } else { "node" }.into());
+    t.insert(
+        "role".into(),
+        if config.server { "consul" } else { "node" }.into(),
+    );
     t.insert("dc".into(), config.datacenter.clone());
     t.insert("id".into(), node_id.to_string());
     t.insert("build".into(), crate::VERSION.into());
@@ -96,25 +103,46 @@ impl Agent {
         let (data_dir, dev_dir) = match (&config.data_dir, config.dev) {
             (Some(d), _) => (d.clone(), None),
             (None, _) => {
-                let d = std::env::temp_dir().join(format!("muster-dev-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+                let d = std::env::temp_dir().join(format!(
+                    "muster-dev-{}-{}",
+                    std::process::id(),
+                    uuid::Uuid::new_v4().simple()
+                ));
                 (d.clone(), Some(d))
             }
         };
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| AgentError::DataDir(format!("cannot create data_dir {}: {e}", data_dir.display())))?;
-        let node_id = crate::node_id::load_or_create(&data_dir, config.node_id).map_err(AgentError::DataDir)?;
+        std::fs::create_dir_all(&data_dir).map_err(|e| {
+            AgentError::DataDir(format!(
+                "cannot create data_dir {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let node_id = crate::node_id::load_or_create(&data_dir, config.node_id)
+            .map_err(AgentError::DataDir)?;
 
         let gossip_bind = SocketAddr::new(config.bind_addr, config.ports.serf_lan);
         let udp = UdpSocket::bind(gossip_bind)
             .await
-            .map_err(|source| AgentError::Bind { what: "gossip UDP", addr: gossip_bind, source })?;
+            .map_err(|source| AgentError::Bind {
+                what: "gossip UDP",
+                addr: gossip_bind,
+                source,
+            })?;
         let tcp = TcpListener::bind(gossip_bind)
             .await
-            .map_err(|source| AgentError::Bind { what: "gossip TCP", addr: gossip_bind, source })?;
+            .map_err(|source| AgentError::Bind {
+                what: "gossip TCP",
+                addr: gossip_bind,
+                source,
+            })?;
         let http_bind = SocketAddr::new(config.client_addr, config.ports.http);
         let http = TcpListener::bind(http_bind)
             .await
-            .map_err(|source| AgentError::Bind { what: "HTTP API", addr: http_bind, source })?;
+            .map_err(|source| AgentError::Bind {
+                what: "HTTP API",
+                addr: http_bind,
+                source,
+            })?;
 
         let advertise = SocketAddr::new(config.advertise_addr, config.ports.serf_lan);
         let identity = NodeIdentity::new(config.node_name.clone(), node_id, advertise);
@@ -149,7 +177,12 @@ impl Agent {
         crate::http::serve(agent.clone(), http);
 
         if !agent.config.start_join.is_empty() {
-            let report = join::join_entries(&agent.gossip, &agent.config.start_join, agent.config.ports.serf_lan).await;
+            let report = join::join_entries(
+                &agent.gossip,
+                &agent.config.start_join,
+                agent.config.ports.serf_lan,
+            )
+            .await;
             for (entry, why) in &report.failed {
                 tracing::warn!(address = %entry, error = %why, "-join: could not join");
             }
@@ -163,9 +196,19 @@ impl Agent {
             let a = agent.clone();
             tokio::spawn(async move {
                 let schedule = Schedule::new(a.config.retry_interval);
-                let r = join::retry_join(&a.gossip, &a.config.retry_join, a.config.ports.serf_lan, schedule, a.config.retry_max).await;
+                let r = join::retry_join(
+                    &a.gossip,
+                    &a.config.retry_join,
+                    a.config.ports.serf_lan,
+                    schedule,
+                    a.config.retry_max,
+                )
+                .await;
                 if let Err(report) = r {
-                    let msg = AgentError::RetryJoinExhausted { attempts: a.config.retry_max, errors: report.failures() };
+                    let msg = AgentError::RetryJoinExhausted {
+                        attempts: a.config.retry_max,
+                        errors: report.failures(),
+                    };
                     a.stop(StopReason::RetryJoinFailed(msg.to_string()));
                 }
             });

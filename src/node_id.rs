@@ -13,7 +13,10 @@ pub fn load_or_create(data_dir: &Path, given: Option<Uuid>) -> Result<Uuid, Stri
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let kept = Uuid::parse_str(text.trim()).map_err(|_| {
-                format!("{} does not hold a UUID; fix or delete it (a new id is then created)", path.display())
+                format!(
+                    "{} does not hold a UUID; fix or delete it (a new id is then created)",
+                    path.display()
+                )
             })?;
             if let Some(g) = given {
                 if g != kept {

@@ -15,41 +15,76 @@ fn five_agents_join_fail_leave_and_restart() {
     seed.wait_ready();
     let mut agents = vec![seed];
     for i in 2..=5u8 {
-        agents.push(Agent::start(&format!("n{i}"), &ip(10, i), &["-join", &ip(10, 1)]));
+        agents.push(Agent::start(
+            &format!("n{i}"),
+            &ip(10, i),
+            &["-join", &ip(10, 1)],
+        ));
     }
     step(2, "every agent sees 5 alive");
     for a in &agents {
-        wait_until(T, &format!("{} sees 5 alive", a.name), || a.alive_count() == 5);
+        wait_until(T, &format!("{} sees 5 alive", a.name), || {
+            a.alive_count() == 5
+        });
     }
-    let id_before = agents[2].members().unwrap().iter().find(|m| m["Name"] == "n3").unwrap()["Tags"]["id"].clone();
+    let id_before = agents[2]
+        .members()
+        .unwrap()
+        .iter()
+        .find(|m| m["Name"] == "n3")
+        .unwrap()["Tags"]["id"]
+        .clone();
 
     step(3, "SIGKILL n3: every other agent sees it failed");
     agents[2].kill();
     for a in agents.iter().filter(|a| a.name != "n3") {
-        wait_until(T, &format!("{} sees n3 failed", a.name), || a.sees("n3", "failed"));
+        wait_until(T, &format!("{} sees n3 failed", a.name), || {
+            a.sees("n3", "failed")
+        });
     }
 
-    step(4, "n4 leaves gracefully: every other agent sees it left, and it exits 0");
+    step(
+        4,
+        "n4 leaves gracefully: every other agent sees it left, and it exits 0",
+    );
     let out = agents[3].cli(&["leave"]);
     assert!(out.status.success(), "leave failed: {}", stderr(&out));
     assert!(stdout(&out).contains("Graceful leave complete"));
     assert_eq!(agents[3].wait_exit(T), Some(0));
     for a in agents.iter().filter(|a| a.name != "n3" && a.name != "n4") {
-        wait_until(T, &format!("{} sees n4 left", a.name), || a.sees("n4", "left"));
-        assert!(a.sees("n3", "failed"), "n3 must stay failed, not left, on {}", a.name);
+        wait_until(T, &format!("{} sees n4 left", a.name), || {
+            a.sees("n4", "left")
+        });
+        assert!(
+            a.sees("n3", "failed"),
+            "n3 must stay failed, not left, on {}",
+            a.name
+        );
     }
 
-    step(5, "restart n3 with its data dir: seen alive again with the same node id");
+    step(
+        5,
+        "restart n3 with its data dir: seen alive again with the same node id",
+    );
     agents[2].extra = vec!["-join".into(), ip(10, 2)];
     agents[2].restart();
     for a in agents.iter().filter(|a| a.name != "n4") {
-        wait_until(T, &format!("{} sees n3 alive again", a.name), || a.sees("n3", "alive"));
+        wait_until(T, &format!("{} sees n3 alive again", a.name), || {
+            a.sees("n3", "alive")
+        });
         let m = a.members().unwrap();
         let n3 = m.iter().find(|m| m["Name"] == "n3").unwrap();
-        assert_eq!(n3["Tags"]["id"], id_before, "node id kept across restart on {}", a.name);
+        assert_eq!(
+            n3["Tags"]["id"], id_before,
+            "node id kept across restart on {}",
+            a.name
+        );
     }
 
-    step(6, "`muster members` prints Consul's columns; -status filters; no match exits 2");
+    step(
+        6,
+        "`muster members` prints Consul's columns; -status filters; no match exits 2",
+    );
     let out = agents[0].cli(&["members"]);
     let text = stdout(&out);
     assert!(text.starts_with("Node"), "{text}");
@@ -57,10 +92,23 @@ fn five_agents_join_fail_leave_and_restart() {
         assert!(text.lines().next().unwrap().contains(col), "{text}");
     }
     let failed_only = agents[0].cli(&["members", "-status", "left"]);
-    assert!(stdout(&failed_only).contains("n4") && !stdout(&failed_only).contains("n1 "), "{}", stdout(&failed_only));
-    assert_eq!(agents[0].cli(&["members", "-status", "leaving"]).status.code(), Some(2));
+    assert!(
+        stdout(&failed_only).contains("n4") && !stdout(&failed_only).contains("n1 "),
+        "{}",
+        stdout(&failed_only)
+    );
+    assert_eq!(
+        agents[0]
+            .cli(&["members", "-status", "leaving"])
+            .status
+            .code(),
+        Some(2)
+    );
     let detailed = stdout(&agents[0].cli(&["members", "-detailed"]));
-    assert!(detailed.contains("role=node") && detailed.contains("dc=dc1"), "{detailed}");
+    assert!(
+        detailed.contains("role=node") && detailed.contains("dc=dc1"),
+        "{detailed}"
+    );
 }
 
 #[test]
@@ -76,20 +124,35 @@ fn wrong_or_missing_key_cannot_join_and_both_sides_say_why() {
     let info = stdout(&a.cli(&["info"]));
     assert!(info.contains("encrypted = true"), "{info}");
 
-    step(2, "an agent without a key is refused; it exits 1 and says why");
+    step(
+        2,
+        "an agent without a key is refused; it exits 1 and says why",
+    );
     let mut c = Agent::start("k3", &ip(11, 3), &["-join", &ip(11, 1)]);
     assert_eq!(c.wait_exit(T), Some(1));
-    assert!(c.log().contains("requires gossip encryption"), "{}", c.log());
+    assert!(
+        c.log().contains("requires gossip encryption"),
+        "{}",
+        c.log()
+    );
 
-    step(3, "an agent with another key is refused; it exits 1 and says why");
+    step(
+        3,
+        "an agent with another key is refused; it exits 1 and says why",
+    );
     let mut d = Agent::start("k4", &ip(11, 4), &["-encrypt", &other, "-join", &ip(11, 1)]);
     assert_eq!(d.wait_exit(T), Some(1));
     assert!(d.log().contains("keys differ"), "{}", d.log());
 
-    step(4, "the seed logged both refusals; the pool still has exactly 2 members");
+    step(
+        4,
+        "the seed logged both refusals; the pool still has exactly 2 members",
+    );
     wait_until(T, "seed logged the refusals", || {
         let log = a.log();
-        log.contains("refused gossip join") && log.contains("keys differ") && log.contains("requires gossip encryption")
+        log.contains("refused gossip join")
+            && log.contains("keys differ")
+            && log.contains("requires gossip encryption")
     });
     assert_eq!(a.members().unwrap().len(), 2);
 }
@@ -98,10 +161,18 @@ fn wrong_or_missing_key_cannot_join_and_both_sides_say_why() {
 fn agents_of_another_datacenter_are_never_merged() {
     let a = Agent::start("d1", &ip(12, 1), &["-datacenter", "east"]);
     a.wait_ready();
-    let mut b = Agent::start("d2", &ip(12, 2), &["-datacenter", "west", "-join", &ip(12, 1)]);
+    let mut b = Agent::start(
+        "d2",
+        &ip(12, 2),
+        &["-datacenter", "west", "-join", &ip(12, 1)],
+    );
     assert_eq!(b.wait_exit(T), Some(1));
     assert!(b.log().contains("datacenter"), "{}", b.log());
-    assert_eq!(a.members().unwrap().len(), 1, "the other datacenter's agent must not appear");
+    assert_eq!(
+        a.members().unwrap().len(),
+        1,
+        "the other datacenter's agent must not appear"
+    );
 }
 
 #[test]
@@ -110,16 +181,27 @@ fn a_name_held_by_a_live_node_is_refused() {
     a.wait_ready();
     let mut b = Agent::start("same", &ip(13, 2), &["-join", &ip(13, 1)]);
     assert_eq!(b.wait_exit(T), Some(1));
-    assert!(b.log().contains("node name \"same\" is already in use"), "{}", b.log());
+    assert!(
+        b.log().contains("node name \"same\" is already in use"),
+        "{}",
+        b.log()
+    );
     assert!(a.log().contains("refused gossip join"), "{}", a.log());
 }
 
 #[test]
 fn start_join_with_nobody_there_exits_1_naming_each_address() {
-    let mut a = Agent::start("lonely", &ip(21, 1), &["-join", &ip(21, 2), "-join", &format!("{}:9999", ip(21, 3))]);
+    let mut a = Agent::start(
+        "lonely",
+        &ip(21, 1),
+        &["-join", &ip(21, 2), "-join", &format!("{}:9999", ip(21, 3))],
+    );
     assert_eq!(a.wait_exit(T), Some(1));
     let log = a.log();
-    assert!(log.contains(&ip(21, 2)) && log.contains(&format!("{}:9999", ip(21, 3))), "{log}");
+    assert!(
+        log.contains(&ip(21, 2)) && log.contains(&format!("{}:9999", ip(21, 3))),
+        "{log}"
+    );
     assert!(log.contains("could not join"), "{log}");
 }
 
@@ -134,29 +216,53 @@ fn muster_join_by_hand_reports_like_consul() {
     step(1, "join two addresses, one with an explicit port");
     let out = a.cli(&["join", &ip(15, 2), &format!("{}:8301", ip(15, 3))]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "Successfully joined cluster by contacting 2 nodes.");
+    assert_eq!(
+        stdout(&out).trim(),
+        "Successfully joined cluster by contacting 2 nodes."
+    );
     wait_until(T, "j3 sees 3 alive", || c.alive_count() == 3);
 
     step(2, "an address with nothing behind it fails, named, exit 1");
     let out = a.cli(&["join", &ip(15, 9)]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("Error joining address '{}'", ip(15, 9))), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("Error joining address '{}'", ip(15, 9))),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("Failed to join any nodes."));
 
     step(3, "no address is a usage error");
     assert_eq!(a.cli(&["join"]).status.code(), Some(1));
 
     step(4, "an agent that is not running: connection error, exit 1");
-    let out = muster(&["join", "-http-addr", &format!("{}:8500", ip(15, 9)), &ip(15, 1)]);
+    let out = muster(&[
+        "join",
+        "-http-addr",
+        &format!("{}:8500", ip(15, 9)),
+        &ip(15, 1),
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("Error connecting to muster agent"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Error connecting to muster agent"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn host_names_and_ipv6_literals_are_join_addresses() {
     // "localhost" resolves through /etc/hosts to 127.0.0.1 (and maybe ::1): every record is tried.
-    let a = Agent::start("h1", "127.0.0.1", &["-serf-lan-port", "18301", "-http-port", "18500"]);
-    let b = Agent::start("h2", &ip(23, 2), &["-serf-lan-port", "18301", "-join", "localhost:18301"]);
+    let a = Agent::start(
+        "h1",
+        "127.0.0.1",
+        &["-serf-lan-port", "18301", "-http-port", "18500"],
+    );
+    let b = Agent::start(
+        "h2",
+        &ip(23, 2),
+        &["-serf-lan-port", "18301", "-join", "localhost:18301"],
+    );
     wait_until(T, "h2 joined h1 by name", || b.alive_count() == 2);
     let out = b.cli(&["join", "[::1]:18399"]);
     assert_eq!(out.status.code(), Some(1), "nothing listens on [::1]:18399");
@@ -212,11 +318,17 @@ fn signals_clients_leave_servers_do_not() {
     let mut client = Agent::start("s2", &ip(17, 2), &["-join", &ip(17, 1)]);
     let mut server = Agent::start("s3", &ip(17, 3), &["-server", "-join", &ip(17, 1)]);
     wait_until(T, "s1 sees 3 alive", || a.alive_count() == 3);
-    step(1, "SIGTERM on a client: graceful leave (leave_on_terminate defaults to true)");
+    step(
+        1,
+        "SIGTERM on a client: graceful leave (leave_on_terminate defaults to true)",
+    );
     client.signal(libc::SIGTERM);
     assert_eq!(client.wait_exit(T), Some(0));
     wait_until(T, "s1 sees s2 left", || a.sees("s2", "left"));
-    step(2, "SIGTERM on a server: no leave, it is seen failed (keeps its seat)");
+    step(
+        2,
+        "SIGTERM on a server: no leave, it is seen failed (keeps its seat)",
+    );
     server.signal(libc::SIGTERM);
     assert_eq!(server.wait_exit(T), Some(0));
     wait_until(T, "s1 sees s3 failed", || a.sees("s3", "failed"));
@@ -225,16 +337,35 @@ fn signals_clients_leave_servers_do_not() {
 #[test]
 fn retry_join_waits_for_a_late_seed() {
     let late = ip(18, 1);
-    let b = Agent::start("r2", &ip(18, 2), &["-retry-join", &late, "-retry-interval", "1s"]);
+    let b = Agent::start(
+        "r2",
+        &ip(18, 2),
+        &["-retry-join", &late, "-retry-interval", "1s"],
+    );
     b.wait_ready();
-    wait_until(T, "r2 failed a first attempt", || b.log().contains("will retry"));
+    wait_until(T, "r2 failed a first attempt", || {
+        b.log().contains("will retry")
+    });
     let a = Agent::start("r1", &late, &[]);
-    wait_until(T, "r2 joined the late seed", || b.alive_count() == 2 && a.alive_count() == 2);
+    wait_until(T, "r2 joined the late seed", || {
+        b.alive_count() == 2 && a.alive_count() == 2
+    });
 }
 
 #[test]
 fn retry_max_exhausted_exits_1() {
-    let mut a = Agent::start("rm", &ip(19, 1), &["-retry-join", &ip(19, 2), "-retry-max", "2", "-retry-interval", "200ms"]);
+    let mut a = Agent::start(
+        "rm",
+        &ip(19, 1),
+        &[
+            "-retry-join",
+            &ip(19, 2),
+            "-retry-max",
+            "2",
+            "-retry-interval",
+            "200ms",
+        ],
+    );
     assert_eq!(a.wait_exit(T), Some(1));
     assert!(a.log().contains("retry join gave up"), "{}", a.log());
 }

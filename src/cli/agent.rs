@@ -34,7 +34,11 @@ pub fn run(cmd: AgentCmd) -> u8 {
     for w in &built.warnings {
         tracing::warn!("{w}");
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -46,9 +50,12 @@ pub fn run(cmd: AgentCmd) -> u8 {
 
 fn init_logging(level: LogLevel, json: bool) {
     // Our own crate at the chosen level; dependencies only from warn up (foca is chatty at debug).
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,muster={}", level.as_directive())));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("warn,muster={}", level.as_directive()))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         let _ = builder.json().try_init();
     } else {
@@ -59,7 +66,10 @@ fn init_logging(level: LogLevel, json: bool) {
 }
 
 async fn run_agent(config: config::RuntimeConfig) -> u8 {
-    let (mut sigint, mut sigterm) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+    let (mut sigint, mut sigterm) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
         (Ok(i), Ok(t)) => (i, t),
         _ => {
             eprintln!("cannot install signal handlers");
@@ -111,11 +121,17 @@ async fn on_signal(
     sigterm: &mut tokio::signal::unix::Signal,
 ) -> StopReason {
     if !leave {
-        tracing::info!(signal = name, "caught signal; stopping without leaving (a server keeps its seat)");
+        tracing::info!(
+            signal = name,
+            "caught signal; stopping without leaving (a server keeps its seat)"
+        );
         agent.stop(StopReason::Stopped);
         return StopReason::Stopped;
     }
-    tracing::info!(signal = name, "caught signal; leaving gracefully (signal again to exit at once)");
+    tracing::info!(
+        signal = name,
+        "caught signal; leaving gracefully (signal again to exit at once)"
+    );
     tokio::select! {
         _ = agent.leave() => StopReason::Left,
         _ = sigint.recv() => { tracing::warn!("second signal: exiting without finishing the leave"); std::process::exit(1) }

@@ -8,17 +8,23 @@ use clap::Args;
 #[derive(Debug, Args, Clone)]
 pub struct HttpArgs {
     /// Address of the agent's HTTP API.
-    #[arg(long = "http-addr", env = "MUSTER_HTTP_ADDR", default_value = "127.0.0.1:8500", value_name = "ADDR")]
+    #[arg(
+        long = "http-addr",
+        env = "MUSTER_HTTP_ADDR",
+        default_value = "127.0.0.1:8500",
+        value_name = "ADDR"
+    )]
     pub http_addr: String,
 }
 
 impl HttpArgs {
     pub fn client(&self) -> Client {
-        let base = if self.http_addr.starts_with("http://") || self.http_addr.starts_with("https://") {
-            self.http_addr.trim_end_matches('/').to_string()
-        } else {
-            format!("http://{}", self.http_addr.trim_end_matches('/'))
-        };
+        let base =
+            if self.http_addr.starts_with("http://") || self.http_addr.starts_with("https://") {
+                self.http_addr.trim_end_matches('/').to_string()
+            } else {
+                format!("http://{}", self.http_addr.trim_end_matches('/'))
+            };
         Client {
             base,
             http: reqwest::Client::builder()
@@ -48,22 +54,30 @@ impl Client {
             .await
             .map_err(|e| format!("Error connecting to muster agent at {}: {e}", self.base))?;
         let status = resp.status();
-        let body = resp.text().await.map_err(|e| format!("Error reading the agent's answer: {e}"))?;
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| format!("Error reading the agent's answer: {e}"))?;
         Ok(Reply { status, body })
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply, String> {
-        self.send(self.http.get(format!("{}{path}", self.base))).await
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
     }
 
     pub async fn put(&self, path: &str) -> Result<Reply, String> {
-        self.send(self.http.put(format!("{}{path}", self.base))).await
+        self.send(self.http.put(format!("{}{path}", self.base)))
+            .await
     }
 }
 
 /// Runs one CLI command on a small runtime.
 pub fn block_on(fut: impl std::future::Future<Output = u8>) -> u8 {
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(fut),
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

@@ -16,7 +16,11 @@ pub struct ForceLeaveCmd {
 }
 
 pub async fn run(cmd: ForceLeaveCmd) -> u8 {
-    let path = format!("/v1/agent/force-leave/{}{}", encode_segment(&cmd.node), if cmd.prune { "?prune" } else { "" });
+    let path = format!(
+        "/v1/agent/force-leave/{}{}",
+        encode_segment(&cmd.node),
+        if cmd.prune { "?prune" } else { "" }
+    );
     match cmd.http.client().put(&path).await {
         Err(e) => {
             eprintln!("{e}");

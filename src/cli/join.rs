@@ -20,7 +20,10 @@ pub async fn run(cmd: JoinCmd) -> u8 {
     let client = cmd.http.client();
     let mut joined = 0;
     for addr in &cmd.addresses {
-        match client.put(&format!("/v1/agent/join/{}", encode_segment(addr))).await {
+        match client
+            .put(&format!("/v1/agent/join/{}", encode_segment(addr)))
+            .await
+        {
             Err(e) => {
                 eprintln!("{e}");
                 return 1;

@@ -29,7 +29,11 @@ fn status_word(code: u8) -> &'static str {
 }
 
 pub async fn run(cmd: MembersCmd) -> u8 {
-    let filter = match cmd.status.as_deref().map(|s| Regex::new(&format!("^(?:{s})$"))) {
+    let filter = match cmd
+        .status
+        .as_deref()
+        .map(|s| Regex::new(&format!("^(?:{s})$")))
+    {
         None => None,
         Some(Ok(r)) => Some(r),
         Some(Err(e)) => {
@@ -55,7 +59,11 @@ pub async fn run(cmd: MembersCmd) -> u8 {
             return 1;
         }
     };
-    members.retain(|m| filter.as_ref().is_none_or(|r| r.is_match(status_word(m.status))));
+    members.retain(|m| {
+        filter
+            .as_ref()
+            .is_none_or(|r| r.is_match(status_word(m.status)))
+    });
     if members.is_empty() {
         return 2;
     }
@@ -66,23 +74,56 @@ pub async fn run(cmd: MembersCmd) -> u8 {
     });
     let mut rows: Vec<Vec<String>> = Vec::new();
     if cmd.detailed {
-        rows.push(vec!["Node".into(), "Address".into(), "Status".into(), "Tags".into()]);
+        rows.push(vec![
+            "Node".into(),
+            "Address".into(),
+            "Status".into(),
+            "Tags".into(),
+        ]);
         for m in &members {
-            let tags = m.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-            rows.push(vec![m.name.clone(), addr(m), status_word(m.status).into(), tags]);
+            let tags = m
+                .tags
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            rows.push(vec![
+                m.name.clone(),
+                addr(m),
+                status_word(m.status).into(),
+                tags,
+            ]);
         }
     } else {
-        rows.push(["Node", "Address", "Status", "Type", "Build", "Protocol", "DC"].map(String::from).to_vec());
+        rows.push(
+            [
+                "Node", "Address", "Status", "Type", "Build", "Protocol", "DC",
+            ]
+            .map(String::from)
+            .to_vec(),
+        );
         for m in &members {
             let kind = match m.tags.get("role").map(String::as_str) {
                 Some("consul") => "server",
                 Some("node") => "client",
                 _ => "unknown",
             };
-            let build = m.tags.get("build").map(|b| b.split(':').next().unwrap_or("").to_string()).unwrap_or_default();
+            let build = m
+                .tags
+                .get("build")
+                .map(|b| b.split(':').next().unwrap_or("").to_string())
+                .unwrap_or_default();
             let vsn = m.tags.get("vsn").cloned().unwrap_or_default();
             let dc = m.tags.get("dc").cloned().unwrap_or_default();
-            rows.push(vec![m.name.clone(), addr(m), status_word(m.status).into(), kind.into(), build, vsn, dc]);
+            rows.push(vec![
+                m.name.clone(),
+                addr(m),
+                status_word(m.status).into(),
+                kind.into(),
+                build,
+                vsn,
+                dc,
+            ]);
         }
     }
     print!("{}", table(&rows));
@@ -100,7 +141,13 @@ fn addr(m: &MemberJson) -> String {
 pub fn table(rows: &[Vec<String>]) -> String {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for r in rows {

@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run an agent (client by default, -server for a server).
-    Agent(agent::AgentCmd),
+    Agent(Box<agent::AgentCmd>),
     /// Ask the local agent to join other agents.
     Join(join::JoinCmd),
     /// List the members of the cluster as the local agent sees them.
@@ -66,7 +66,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         }
     };
     let code = match cli.command {
-        Command::Agent(c) => agent::run(c),
+        Command::Agent(c) => agent::run(*c),
         Command::Join(c) => client::block_on(join::run(c)),
         Command::Members(c) => client::block_on(members::run(c)),
         Command::Leave(c) => client::block_on(leave::run(c)),
@@ -83,7 +83,10 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
 }
 
 fn all_long_names(cmd: &clap::Command) -> Vec<String> {
-    let mut names: Vec<String> = cmd.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect();
+    let mut names: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
     names.push("help".into());
     names.push("version".into());
     for sub in cmd.get_subcommands() {

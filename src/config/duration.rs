@@ -100,9 +100,16 @@ mod tests {
             ("0", 0),
         ];
         for (s, ms) in cases {
-            assert_eq!(parse_go_duration(s).unwrap(), Duration::from_millis(ms), "{s}");
+            assert_eq!(
+                parse_go_duration(s).unwrap(),
+                Duration::from_millis(ms),
+                "{s}"
+            );
         }
-        assert_eq!(parse_go_duration("250us").unwrap(), Duration::from_micros(250));
+        assert_eq!(
+            parse_go_duration("250us").unwrap(),
+            Duration::from_micros(250)
+        );
     }
 
     #[test]

@@ -40,17 +40,56 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
 ];
 
 const PORT_KEYS: &[&str] = &["http", "serf_lan", "server"];
-const EC2_KEYS: &[&str] = &["access_key_id", "region", "secret_access_key", "tag_key", "tag_value"];
-const GCE_KEYS: &[&str] = &["credentials_file", "project_name", "tag_value", "zone_pattern"];
+const EC2_KEYS: &[&str] = &[
+    "access_key_id",
+    "region",
+    "secret_access_key",
+    "tag_key",
+    "tag_value",
+];
+const GCE_KEYS: &[&str] = &[
+    "credentials_file",
+    "project_name",
+    "tag_value",
+    "zone_pattern",
+];
 
 /// Consul agent keys muster accepts and ignores (with a warning), so that Consul files still load.
 const CONSUL_ONLY_KEYS: &[&str] = &[
-    "acl", "addresses", "advertise_addr_wan", "autopilot", "auto_encrypt", "ca_file", "cert_file",
-    "check_update_interval", "checks", "connect", "disable_update_check", "dns_config", "domain",
-    "enable_local_script_checks", "enable_script_checks", "enable_syslog", "key_file", "limits",
-    "performance", "primary_datacenter", "raft_protocol", "recursors", "rejoin_after_leave",
-    "retry_interval_wan", "retry_join_wan", "retry_max_wan", "serf_lan", "services", "telemetry",
-    "translate_wan_addrs", "ui", "ui_config", "verify_incoming", "verify_outgoing",
+    "acl",
+    "addresses",
+    "advertise_addr_wan",
+    "autopilot",
+    "auto_encrypt",
+    "ca_file",
+    "cert_file",
+    "check_update_interval",
+    "checks",
+    "connect",
+    "disable_update_check",
+    "dns_config",
+    "domain",
+    "enable_local_script_checks",
+    "enable_script_checks",
+    "enable_syslog",
+    "key_file",
+    "limits",
+    "performance",
+    "primary_datacenter",
+    "raft_protocol",
+    "recursors",
+    "rejoin_after_leave",
+    "retry_interval_wan",
+    "retry_join_wan",
+    "retry_max_wan",
+    "serf_lan",
+    "services",
+    "telemetry",
+    "translate_wan_addrs",
+    "ui",
+    "ui_config",
+    "verify_incoming",
+    "verify_outgoing",
 ];
 
 /// The raw, typed shape of one file. Every field is optional: absent means "not set here".
@@ -113,13 +152,17 @@ struct GceModel {
 /// The config files inside a directory: `*.json` and `*.hcl`, in lexical order (as Consul reads
 /// them), anything else skipped.
 pub fn files_in_dir(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| ConfigError::new(format!(
-        "cannot read config directory {}: {e}",
-        dir.display()
-    )))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        ConfigError::new(format!(
+            "cannot read config directory {}: {e}",
+            dir.display()
+        ))
+    })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "hcl")))
+        .filter(|p| {
+            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "hcl"))
+        })
         .collect();
     files.sort();
     Ok(files)
@@ -127,10 +170,16 @@ pub fn files_in_dir(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
 
 /// Reads one file. Errors carry the file name and the key; `warnings` receives notes about
 /// Consul-only keys.
-pub fn load_file(path: &Path, warnings: &mut Vec<String>) -> Result<PartialConfig, Vec<ConfigError>> {
+pub fn load_file(
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<PartialConfig, Vec<ConfigError>> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![ConfigError::new(format!("cannot read config file {shown}: {e}"))])?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError::new(format!(
+            "cannot read config file {shown}: {e}"
+        ))]
+    })?;
     let format = match path.extension().and_then(|e| e.to_str()) {
         Some("json") => Format::Json,
         Some("hcl") => Format::Hcl,
@@ -164,7 +213,9 @@ pub fn parse_str(
             .map_err(|e| vec![ConfigError::new(format!("{origin}: invalid HCL: {e}"))])?,
     };
     let Value::Object(mut top) = tree else {
-        return Err(vec![ConfigError::new(format!("{origin}: the file must hold an object of keys"))]);
+        return Err(vec![ConfigError::new(format!(
+            "{origin}: the file must hold an object of keys"
+        ))]);
     };
     let mut errors = Vec::new();
     let keys: Vec<String> = top.keys().cloned().collect();
@@ -184,7 +235,11 @@ pub fn parse_str(
             )));
         }
     }
-    for (block, known) in [("ports", PORT_KEYS), ("retry_join_ec2", EC2_KEYS), ("retry_join_gce", GCE_KEYS)] {
+    for (block, known) in [
+        ("ports", PORT_KEYS),
+        ("retry_join_ec2", EC2_KEYS),
+        ("retry_join_gce", GCE_KEYS),
+    ] {
         // HCL gives a block written twice as a list of objects; Consul merges them.
         if let Some(Value::Array(items)) = top.get(block) {
             let mut merged = serde_json::Map::new();
@@ -247,7 +302,11 @@ impl FileModel {
             log_level: self.log_level,
             node_id: self.node_id,
             node_name: self.node_name,
-            ports: Ports { http: ports.http, serf_lan: ports.serf_lan, server: ports.server },
+            ports: Ports {
+                http: ports.http,
+                serf_lan: ports.serf_lan,
+                server: ports.server,
+            },
             retry_interval: self.retry_interval,
             retry_join: self.retry_join,
             retry_max: self.retry_max,
@@ -314,15 +373,31 @@ mod tests {
     fn unknown_key_suggests_the_nearest() {
         let errs = parse(r#"{"bootstrap_expct": 3}"#, Format::Json).unwrap_err();
         let msg = errs[0].to_string();
-        assert!(msg.contains("unknown key `bootstrap_expct`") && msg.contains("did you mean `bootstrap_expect`"), "{msg}");
+        assert!(
+            msg.contains("unknown key `bootstrap_expct`")
+                && msg.contains("did you mean `bootstrap_expect`"),
+            "{msg}"
+        );
         let errs = parse("ports { serf = 1 }", Format::Hcl).unwrap_err();
-        assert!(errs[0].to_string().contains("`ports.serf` — did you mean `serf_lan`"), "{}", errs[0]);
+        assert!(
+            errs[0]
+                .to_string()
+                .contains("`ports.serf` — did you mean `serf_lan`"),
+            "{}",
+            errs[0]
+        );
     }
 
     #[test]
     fn consul_only_keys_warn() {
         let mut w = Vec::new();
-        parse_str(r#"{"ui": true, "server": false}"#, Format::Json, "f", &mut w).unwrap();
+        parse_str(
+            r#"{"ui": true, "server": false}"#,
+            Format::Json,
+            "f",
+            &mut w,
+        )
+        .unwrap();
         assert!(w[0].contains("`ui`"), "{w:?}");
     }
 

@@ -58,7 +58,11 @@ pub struct AgentFlags {
     #[arg(long = "retry-max", value_name = "N", allow_negative_numbers = true)]
     pub retry_max: Option<i64>,
     /// Number of servers to wait for before forming the cluster.
-    #[arg(long = "bootstrap-expect", value_name = "N", allow_negative_numbers = true)]
+    #[arg(
+        long = "bootstrap-expect",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub bootstrap_expect: Option<i64>,
     /// Elect this server at once as a cluster of one (discouraged).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
@@ -76,10 +80,18 @@ pub struct AgentFlags {
     #[arg(long = "log-json", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub log_json: Option<bool>,
     /// Gossip (LAN) port, UDP and TCP. Default 8301.
-    #[arg(long = "serf-lan-port", value_name = "PORT", allow_negative_numbers = true)]
+    #[arg(
+        long = "serf-lan-port",
+        value_name = "PORT",
+        allow_negative_numbers = true
+    )]
     pub serf_lan_port: Option<i64>,
     /// Server RPC port. Default 8300.
-    #[arg(long = "server-port", value_name = "PORT", allow_negative_numbers = true)]
+    #[arg(
+        long = "server-port",
+        value_name = "PORT",
+        allow_negative_numbers = true
+    )]
     pub server_port: Option<i64>,
     /// HTTP API port. Default 8500.
     #[arg(long = "http-port", value_name = "PORT", allow_negative_numbers = true)]
@@ -126,7 +138,11 @@ impl AgentFlags {
             log_level: self.log_level.clone(),
             node_id: self.node_id.clone(),
             node_name: self.node.clone(),
-            ports: Ports { http: self.http_port, serf_lan: self.serf_lan_port, server: self.server_port },
+            ports: Ports {
+                http: self.http_port,
+                serf_lan: self.serf_lan_port,
+                server: self.server_port,
+            },
             retry_interval: self.retry_interval.clone(),
             retry_join: self.retry_join.clone(),
             retry_max: self.retry_max,
@@ -146,10 +162,9 @@ impl AgentFlags {
     }
 }
 
-/// Rewrites `-name` and `-name=value` into `--name…` for every `name` in `long_names`, so that
-/// Go-style command lines parse. Short flags (`-h`), unknown words and everything after `--` are
-/// left alone, so a value that happens to start with one dash is never rewritten unless it is
-/// spelled exactly like a flag.
+/// Rewrites `-name` and `-name=value` into `--name…`, so that Go-style command lines parse.
+/// Single-letter flags (`-h`), negative numbers and everything after `--` are left alone; an
+/// unknown word is rewritten too, so that clap's error suggests the nearest real flag.
 pub fn accept_single_dash(args: Vec<OsString>, long_names: &[String]) -> Vec<OsString> {
     let mut out = Vec::with_capacity(args.len());
     let mut after_terminator = false;
@@ -170,7 +185,10 @@ pub fn accept_single_dash(args: Vec<OsString>, long_names: &[String]) -> Vec<OsS
         if let Some(rest) = s.strip_prefix('-') {
             if !rest.starts_with('-') && rest.len() > 1 {
                 let name = rest.split('=').next().unwrap_or(rest);
-                if long_names.iter().any(|n| n == name) {
+                // Known names, and any other word (so clap can say "did you mean --retry-join"
+                // about a typo); never negative numbers.
+                let word = rest.starts_with(|c: char| c.is_ascii_alphabetic());
+                if word || long_names.iter().any(|n| n == name) {
                     out.push(OsString::from(format!("-{s}")));
                     continue;
                 }
@@ -188,17 +206,39 @@ mod tests {
     #[test]
     fn single_dash_becomes_double_for_known_names_only() {
         let names = vec!["retry-join".to_string(), "server".to_string()];
-        let args: Vec<OsString> = ["muster", "agent", "-server", "-retry-join=a", "-retry-join", "b", "-x", "--", "-server"]
-            .iter()
-            .map(OsString::from)
-            .collect();
+        let args: Vec<OsString> = [
+            "muster",
+            "agent",
+            "-server",
+            "-retry-join=a",
+            "-retry-join",
+            "b",
+            "-x",
+            "-5",
+            "--",
+            "-server",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
         let got: Vec<String> = accept_single_dash(args, &names)
             .into_iter()
             .map(|s| s.into_string().unwrap())
             .collect();
         assert_eq!(
             got,
-            ["muster", "agent", "--server", "--retry-join=a", "--retry-join", "b", "-x", "--", "-server"]
+            [
+                "muster",
+                "agent",
+                "--server",
+                "--retry-join=a",
+                "--retry-join",
+                "b",
+                "-x",
+                "-5",
+                "--",
+                "-server"
+            ]
         );
     }
 }

@@ -107,11 +107,33 @@ impl PartialConfig {
             ($($f:ident),*) => { $( if later.$f.is_some() { self.$f = later.$f; } )* };
         }
         take!(
-            advertise_addr, bind_addr, bootstrap, bootstrap_expect, client_addr, data_dir,
-            datacenter, dev, encrypt, leave_on_terminate, log_json, log_level, node_id, node_name,
-            retry_interval, retry_max, server, skip_leave_on_interrupt, ec2_region, ec2_tag_key,
-            ec2_tag_value, ec2_access_key_id, ec2_secret_access_key, gce_project_name,
-            gce_zone_pattern, gce_tag_value, gce_credentials_file
+            advertise_addr,
+            bind_addr,
+            bootstrap,
+            bootstrap_expect,
+            client_addr,
+            data_dir,
+            datacenter,
+            dev,
+            encrypt,
+            leave_on_terminate,
+            log_json,
+            log_level,
+            node_id,
+            node_name,
+            retry_interval,
+            retry_max,
+            server,
+            skip_leave_on_interrupt,
+            ec2_region,
+            ec2_tag_key,
+            ec2_tag_value,
+            ec2_access_key_id,
+            ec2_secret_access_key,
+            gce_project_name,
+            gce_zone_pattern,
+            gce_tag_value,
+            gce_credentials_file
         );
         if later.ports.http.is_some() {
             self.ports.http = later.ports.http;
@@ -144,7 +166,10 @@ impl GossipKey {
     pub fn from_base64(s: &str) -> Result<Self, String> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(s.trim())
-            .map_err(|_| "encrypt: the key is not valid base64; generate one with `muster keygen`".to_string())?;
+            .map_err(|_| {
+                "encrypt: the key is not valid base64; generate one with `muster keygen`"
+                    .to_string()
+            })?;
         let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
             format!(
                 "encrypt: the key decodes to {} bytes but must be 32 (AES-256); generate one with `muster keygen`",
@@ -299,23 +324,33 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
         Some(n) => expect = n as u32,
     }
     if expect > 0 && dev {
-        err("'bootstrap_expect > 0' not allowed in dev mode: drop -bootstrap-expect or -dev".into());
+        err(
+            "'bootstrap_expect > 0' not allowed in dev mode: drop -bootstrap-expect or -dev".into(),
+        );
     }
     if p.bootstrap == Some(true) && !p.server.unwrap_or(false) && !dev {
         err("'bootstrap = true' requires 'server = true': add -server".into());
     }
     if expect > 0 && !p.server.unwrap_or(false) && !dev {
-        err("'bootstrap_expect > 0' requires 'server = true': add -server (clients never vote)".into());
+        err(
+            "'bootstrap_expect > 0' requires 'server = true': add -server (clients never vote)"
+                .into(),
+        );
     }
     if expect > 0 && p.bootstrap == Some(true) {
         err("'bootstrap_expect > 0' and 'bootstrap = true' are mutually exclusive: keep -bootstrap-expect".into());
     }
     if expect == 1 && p.bootstrap != Some(true) {
-        warnings.push("bootstrap_expect = 1 is the same as -bootstrap: this server will elect itself at once".into());
+        warnings.push(
+            "bootstrap_expect = 1 is the same as -bootstrap: this server will elect itself at once"
+                .into(),
+        );
         bootstrap = true;
         expect = 0;
     } else if expect == 2 {
-        warnings.push("bootstrap_expect = 2: a cluster with 2 servers tolerates no failure; use 3".into());
+        warnings.push(
+            "bootstrap_expect = 2: a cluster with 2 servers tolerates no failure; use 3".into(),
+        );
     } else if expect > 2 && expect % 2 == 0 {
         warnings.push(format!(
             "bootstrap_expect = {expect} is even: an even number of servers does not add fault tolerance; use {}",
@@ -340,7 +375,9 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
         Some(s) => match Uuid::parse_str(s) {
             Ok(u) => Some(u),
             Err(_) => {
-                err(format!("node_id {s:?} is not a UUID (e.g. 2c8a7a36-6a53-4e7b-9a1c-7b1f0e5a0d41)"));
+                err(format!(
+                    "node_id {s:?} is not a UUID (e.g. 2c8a7a36-6a53-4e7b-9a1c-7b1f0e5a0d41)"
+                ));
                 None
             }
         },
@@ -348,13 +385,19 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
 
     let data_dir = p.data_dir.clone();
     if data_dir.is_none() && !dev {
-        err("data_dir is required: set -data-dir PATH or data_dir in a config file (or use -dev)".into());
+        err(
+            "data_dir is required: set -data-dir PATH or data_dir in a config file (or use -dev)"
+                .into(),
+        );
     }
     if let Some(d) = &data_dir {
         if d.as_os_str().is_empty() {
             err("data_dir is empty: give a directory path".into());
         } else if d.exists() && !d.is_dir() {
-            err(format!("data_dir {} exists and is not a directory", d.display()));
+            err(format!(
+                "data_dir {} exists and is not a directory",
+                d.display()
+            ));
         }
     }
 
@@ -364,7 +407,9 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
         match s.parse::<IpAddr>() {
             Ok(ip) => ip,
             Err(_) => {
-                err(format!("{key}: {s:?} is not an IP address (e.g. 10.0.0.5 or ::1)"));
+                err(format!(
+                    "{key}: {s:?} is not an IP address (e.g. 10.0.0.5 or ::1)"
+                ));
                 IpAddr::from([127, 0, 0, 1])
             }
         }
@@ -372,9 +417,15 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
     let bind_addr = addr("bind_addr", p.bind_addr.as_ref(), default_bind);
     let client_addr = addr("client_addr", p.client_addr.as_ref(), "127.0.0.1");
     let advertise_given = p.advertise_addr.is_some();
-    let advertise_addr = addr("advertise_addr", p.advertise_addr.as_ref(), &bind_addr.to_string());
+    let advertise_addr = addr(
+        "advertise_addr",
+        p.advertise_addr.as_ref(),
+        &bind_addr.to_string(),
+    );
     if advertise_given && advertise_addr.is_unspecified() {
-        err(format!("advertise_addr {advertise_addr} cannot be advertised: give this host's reachable IP"));
+        err(format!(
+            "advertise_addr {advertise_addr} cannot be advertised: give this host's reachable IP"
+        ));
     }
     if !advertise_given && bind_addr.is_unspecified() {
         err(format!(
@@ -403,7 +454,9 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
         None => DEFAULT_RETRY_INTERVAL,
         Some(s) => match parse_go_duration(s) {
             Ok(d) if d < Duration::from_millis(100) => {
-                err(format!("retry_interval {s:?} is too short: use at least 100ms"));
+                err(format!(
+                    "retry_interval {s:?} is too short: use at least 100ms"
+                ));
                 DEFAULT_RETRY_INTERVAL
             }
             Ok(d) => d,
@@ -416,7 +469,9 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
     let retry_max = match p.retry_max {
         None => 0,
         Some(n) if n < 0 => {
-            err(format!("retry_max = {n}: use 0 (retry forever) or a positive count"));
+            err(format!(
+                "retry_max = {n}: use 0 (retry forever) or a positive count"
+            ));
             0
         }
         Some(n) => n.min(u32::MAX as i64) as u32,
@@ -444,7 +499,9 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
         for e in entries.iter() {
             if e.contains("provider=") {
                 if key == "start_join" {
-                    err(format!("start_join {e:?}: provider strings belong in retry_join (-retry-join)"));
+                    err(format!(
+                        "start_join {e:?}: provider strings belong in retry_join (-retry-join)"
+                    ));
                 }
                 continue;
             }
@@ -519,18 +576,30 @@ impl LegacyCloud {
     /// Consul 0.9.1+ turns the legacy blocks into go-discover strings appended to retry_join
     /// (consul-behaviour §2.3): EC2 needs tag_key and tag_value, GCE needs tag_value. The
     /// warning shows the string to put in retry_join instead, with secrets replaced by `hidden`.
-    fn provider_strings(&self, warnings: &mut Vec<String>, errors: &mut Vec<ConfigError>) -> Vec<String> {
+    fn provider_strings(
+        &self,
+        warnings: &mut Vec<String>,
+        errors: &mut Vec<ConfigError>,
+    ) -> Vec<String> {
         let mut out = Vec::new();
         let quote = |v: &str| {
-            if v.chars().any(|c| c.is_whitespace() || c == '"' || c == '\\') {
+            if v.chars()
+                .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+            {
                 format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
             } else {
                 v.to_string()
             }
         };
-        let ec2_set = [&self.ec2_region, &self.ec2_tag_key, &self.ec2_tag_value, &self.ec2_access_key_id, &self.ec2_secret_access_key]
-            .iter()
-            .any(|v| v.is_some());
+        let ec2_set = [
+            &self.ec2_region,
+            &self.ec2_tag_key,
+            &self.ec2_tag_value,
+            &self.ec2_access_key_id,
+            &self.ec2_secret_access_key,
+        ]
+        .iter()
+        .any(|v| v.is_some());
         if ec2_set {
             if self.ec2_tag_key.is_none() || self.ec2_tag_value.is_none() {
                 errors.push(ConfigError::new(
@@ -548,7 +617,14 @@ impl LegacyCloud {
                 ] {
                     if let Some(v) = v {
                         real.push(format!("{k}={}", quote(v)));
-                        shown.push(format!("{k}={}", if secret { "hidden".to_string() } else { quote(v) }));
+                        shown.push(format!(
+                            "{k}={}",
+                            if secret {
+                                "hidden".to_string()
+                            } else {
+                                quote(v)
+                            }
+                        ));
                     }
                 }
                 warnings.push(format!(
@@ -558,9 +634,14 @@ impl LegacyCloud {
                 out.push(real.join(" "));
             }
         }
-        let gce_set = [&self.gce_project_name, &self.gce_zone_pattern, &self.gce_tag_value, &self.gce_credentials_file]
-            .iter()
-            .any(|v| v.is_some());
+        let gce_set = [
+            &self.gce_project_name,
+            &self.gce_zone_pattern,
+            &self.gce_tag_value,
+            &self.gce_credentials_file,
+        ]
+        .iter()
+        .any(|v| v.is_some());
         if gce_set {
             if self.gce_tag_value.is_none() {
                 errors.push(ConfigError::new(
@@ -577,7 +658,14 @@ impl LegacyCloud {
                 ] {
                     if let Some(v) = v {
                         real.push(format!("{k}={}", quote(v)));
-                        shown.push(format!("{k}={}", if secret { "hidden".to_string() } else { quote(v) }));
+                        shown.push(format!(
+                            "{k}={}",
+                            if secret {
+                                "hidden".to_string()
+                            } else {
+                                quote(v)
+                            }
+                        ));
                     }
                 }
                 warnings.push(format!(
@@ -600,8 +688,13 @@ fn check_label(s: &str) -> Result<(), String> {
     if s.len() > 128 {
         return Err("it is longer than 128 characters".into());
     }
-    if let Some(c) = s.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
-        return Err(format!("character {c:?} is not allowed (letters, digits, '-', '_', '.')"));
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "character {c:?} is not allowed (letters, digits, '-', '_', '.')"
+        ));
     }
     Ok(())
 }
@@ -636,37 +729,104 @@ mod tests {
         let b = finish(base(), vec![]).unwrap();
         let c = b.config;
         assert!(!c.server && c.leave_on_terminate && !c.skip_leave_on_interrupt);
-        assert_eq!(c.ports, Ports { http: 8500, serf_lan: 8301, server: 8300 });
+        assert_eq!(
+            c.ports,
+            Ports {
+                http: 8500,
+                serf_lan: 8301,
+                server: 8300
+            }
+        );
         assert_eq!(c.retry_interval, Duration::from_secs(30));
         assert_eq!(c.datacenter, "dc1");
-        let s = finish(PartialConfig { server: Some(true), ..base() }, vec![]).unwrap().config;
+        let s = finish(
+            PartialConfig {
+                server: Some(true),
+                ..base()
+            },
+            vec![],
+        )
+        .unwrap()
+        .config;
         assert!(!s.leave_on_terminate && s.skip_leave_on_interrupt);
     }
 
     #[test]
     fn consul_rules_are_errors() {
-        assert!(errors_of(PartialConfig { bootstrap_expect: Some(3), ..base() }).contains("requires 'server = true'"));
-        let both = PartialConfig { server: Some(true), bootstrap: Some(true), bootstrap_expect: Some(3), ..base() };
+        assert!(errors_of(PartialConfig {
+            bootstrap_expect: Some(3),
+            ..base()
+        })
+        .contains("requires 'server = true'"));
+        let both = PartialConfig {
+            server: Some(true),
+            bootstrap: Some(true),
+            bootstrap_expect: Some(3),
+            ..base()
+        };
         assert!(errors_of(both).contains("mutually exclusive"));
-        assert!(errors_of(PartialConfig { data_dir: None, ..base() }).contains("data_dir is required"));
-        assert!(errors_of(PartialConfig { retry_interval: Some("30".into()), ..base() }).contains("retry_interval"));
-        assert!(errors_of(PartialConfig { bind_addr: Some("1.2.3".into()), ..base() }).contains("bind_addr"));
-        assert!(errors_of(PartialConfig { encrypt: Some("abc".into()), ..base() }).contains("encrypt"));
+        assert!(errors_of(PartialConfig {
+            data_dir: None,
+            ..base()
+        })
+        .contains("data_dir is required"));
+        assert!(errors_of(PartialConfig {
+            retry_interval: Some("30".into()),
+            ..base()
+        })
+        .contains("retry_interval"));
+        assert!(errors_of(PartialConfig {
+            bind_addr: Some("1.2.3".into()),
+            ..base()
+        })
+        .contains("bind_addr"));
+        assert!(errors_of(PartialConfig {
+            encrypt: Some("abc".into()),
+            ..base()
+        })
+        .contains("encrypt"));
     }
 
     #[test]
     fn expect_one_and_even_warn() {
-        let one = finish(PartialConfig { server: Some(true), bootstrap_expect: Some(1), ..base() }, vec![]).unwrap();
+        let one = finish(
+            PartialConfig {
+                server: Some(true),
+                bootstrap_expect: Some(1),
+                ..base()
+            },
+            vec![],
+        )
+        .unwrap();
         assert!(one.config.bootstrap && one.config.bootstrap_expect == 0);
-        assert!(one.warnings.iter().any(|w| w.contains("bootstrap_expect = 1")));
-        let four = finish(PartialConfig { server: Some(true), bootstrap_expect: Some(4), ..base() }, vec![]).unwrap();
+        assert!(one
+            .warnings
+            .iter()
+            .any(|w| w.contains("bootstrap_expect = 1")));
+        let four = finish(
+            PartialConfig {
+                server: Some(true),
+                bootstrap_expect: Some(4),
+                ..base()
+            },
+            vec![],
+        )
+        .unwrap();
         assert!(four.warnings.iter().any(|w| w.contains("even")));
     }
 
     #[test]
     fn lists_concatenate_and_scalars_override() {
-        let a = PartialConfig { retry_join: vec!["a".into()], datacenter: Some("one".into()), ..Default::default() };
-        let b = PartialConfig { retry_join: vec!["b".into()], datacenter: Some("two".into()), ..Default::default() };
+        let a = PartialConfig {
+            retry_join: vec!["a".into()],
+            datacenter: Some("one".into()),
+            ..Default::default()
+        };
+        let b = PartialConfig {
+            retry_join: vec!["b".into()],
+            datacenter: Some("two".into()),
+            ..Default::default()
+        };
         let m = a.merge(b);
         assert_eq!(m.retry_join, vec!["a".to_string(), "b".to_string()]);
         assert_eq!(m.datacenter.as_deref(), Some("two"));
@@ -681,9 +841,18 @@ mod tests {
             ..base()
         };
         let b = finish(p, vec![]).unwrap();
-        assert_eq!(b.config.retry_join, vec!["provider=aws secret_access_key=SECRETSECRET tag_key=role tag_value=consul".to_string()]);
+        assert_eq!(
+            b.config.retry_join,
+            vec![
+                "provider=aws secret_access_key=SECRETSECRET tag_key=role tag_value=consul"
+                    .to_string()
+            ]
+        );
         let w = b.warnings.join("\n");
-        assert!(w.contains("secret_access_key=hidden") && !w.contains("SECRETSECRET"), "{w}");
+        assert!(
+            w.contains("secret_access_key=hidden") && !w.contains("SECRETSECRET"),
+            "{w}"
+        );
     }
 
     #[test]

@@ -73,7 +73,9 @@ fn foca_config(t: &Timings, cluster_size: usize) -> foca::Config {
     c.suspect_to_down_after = t.probe_period.mul_f64(t.suspicion_mult * scale);
     // foca's default, 4 × log10(n + 1), sends an update only once or twice in small clusters;
     // tags and leave intents must reach everyone, so never fewer than 6 transmissions.
-    c.max_transmissions = c.max_transmissions.max(std::num::NonZeroU8::new(6).expect("non-zero"));
+    c.max_transmissions = c
+        .max_transmissions
+        .max(std::num::NonZeroU8::new(6).expect("non-zero"));
     c.max_packet_size = NonZeroUsize::new(MAX_SWIM_PACKET).expect("non-zero");
     c.periodic_gossip = Some(foca::PeriodicParams {
         frequency: t.gossip_interval,
@@ -102,7 +104,9 @@ impl Core {
             foca_config(&timings, 1),
             rng,
             PostcardCodec,
-            MetaHandler { store: metas.clone() },
+            MetaHandler {
+                store: metas.clone(),
+            },
         );
         let local = MemberMeta {
             name: identity.name.clone(),
@@ -152,7 +156,9 @@ impl Core {
         match input {
             Input::Swim(data, from) => {
                 if let Err(e) = self.swim.handle_data(&data, &mut self.fx) {
-                    self.stats.dropped_swim_rejected.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .dropped_swim_rejected
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%from, error = %e, "dropped gossip packet");
                 }
             }
@@ -258,16 +264,23 @@ impl Core {
 
     fn notification(&mut self, note: OwnedNotification<NodeIdentity>) {
         match note {
-            OwnedNotification::MemberUp(id) | OwnedNotification::Rename(_, id) => self.member_up(id),
+            OwnedNotification::MemberUp(id) | OwnedNotification::Rename(_, id) => {
+                self.member_up(id)
+            }
             OwnedNotification::MemberDown(id) => self.member_down(id),
             OwnedNotification::Rejoin(id) => {
-                tracing::warn!(generation = id.generation, "this agent was declared down by the cluster; rejoined with a new identity");
+                tracing::warn!(
+                    generation = id.generation,
+                    "this agent was declared down by the cluster; rejoined with a new identity"
+                );
                 self.local.generation = id.generation;
                 self.local.version += 1;
                 self.publish_local_meta();
             }
             OwnedNotification::Defunct if self.local_status == MemberStatus::Left => {}
-            OwnedNotification::Defunct => tracing::warn!("this agent was declared down and cannot rejoin"),
+            OwnedNotification::Defunct => {
+                tracing::warn!("this agent was declared down and cannot rejoin")
+            }
             OwnedNotification::Active => tracing::debug!("gossip: connected to the cluster"),
             OwnedNotification::Idle => tracing::debug!("gossip: no other live member known"),
         }
@@ -282,31 +295,55 @@ impl Core {
                 return;
             }
         }
-        let meta = self.metas.lock().expect("meta lock").records.get(&id.name).cloned();
+        let meta = self
+            .metas
+            .lock()
+            .expect("meta lock")
+            .records
+            .get(&id.name)
+            .cloned();
         let (tags, leaving) = match &meta {
             Some(m) if m.node_id == id.node_id => (m.tags.clone(), m.leaving && m.describes(&id)),
             _ => (Tags::new(), false),
         };
-        let status = if leaving { MemberStatus::Leaving } else { MemberStatus::Alive };
+        let status = if leaving {
+            MemberStatus::Leaving
+        } else {
+            MemberStatus::Alive
+        };
         let was = self.table.get(&id.name).map(|m| m.status);
         if was != Some(status) {
             tracing::info!(member = %id.name, addr = %id.addr, "member {}", if was.is_some() { "is alive again" } else { "joined" });
         }
         self.table.insert(
             id.name.clone(),
-            Member { name: id.name, node_id: id.node_id, addr: id.addr, generation: id.generation, status, tags },
+            Member {
+                name: id.name,
+                node_id: id.node_id,
+                addr: id.addr,
+                generation: id.generation,
+                status,
+                tags,
+            },
         );
     }
 
     fn member_down(&mut self, id: NodeIdentity) {
         let metas = self.metas.lock().expect("meta lock");
-        let left = metas.records.get(&id.name).is_some_and(|m| m.leaving && m.describes(&id));
+        let left = metas
+            .records
+            .get(&id.name)
+            .is_some_and(|m| m.leaving && m.describes(&id));
         drop(metas);
         if let Some(m) = self.table.get_mut(&id.name) {
             if m.generation != id.generation || m.node_id != id.node_id {
                 return;
             }
-            m.status = if left { MemberStatus::Left } else { MemberStatus::Failed };
+            m.status = if left {
+                MemberStatus::Left
+            } else {
+                MemberStatus::Failed
+            };
             tracing::info!(member = %id.name, addr = %id.addr, "member {}", m.status.as_str());
         }
     }
@@ -319,7 +356,10 @@ impl Core {
                 return;
             }
             let names = std::mem::take(&mut store.changed);
-            let recs: Vec<MemberMeta> = names.iter().filter_map(|n| store.records.get(n).cloned()).collect();
+            let recs: Vec<MemberMeta> = names
+                .iter()
+                .filter_map(|n| store.records.get(n).cloned())
+                .collect();
             (names, recs)
         };
         let _ = changed;
@@ -354,7 +394,9 @@ impl Core {
             );
             return;
         }
-        if meta != self.local && (meta.generation, meta.version) >= (self.local.generation, self.local.version) {
+        if meta != self.local
+            && (meta.generation, meta.version) >= (self.local.generation, self.local.version)
+        {
             self.local.version = meta.version + 1;
             self.publish_local_meta();
         }
@@ -370,12 +412,22 @@ impl Core {
             Err(e) => tracing::warn!(error = %e, "cannot encode this agent's tags"),
         }
         // Our own record is never "changed news" for ourselves.
-        self.metas.lock().expect("meta lock").changed.retain(|n| n != &self.local.name);
+        self.metas
+            .lock()
+            .expect("meta lock")
+            .changed
+            .retain(|n| n != &self.local.name);
     }
 
     fn check_conflicts(&self, state: &SyncState) -> Result<(), String> {
         let mut claims: Vec<&NodeIdentity> = vec![&state.from];
-        claims.extend(state.members.iter().filter(|m| m.state() != State::Down).map(|m| m.id()));
+        claims.extend(
+            state
+                .members
+                .iter()
+                .filter(|m| m.state() != State::Down)
+                .map(|m| m.id()),
+        );
         for id in claims {
             if id.name == self.local.name && id.node_id != self.local.node_id {
                 return Err(format!(
@@ -409,7 +461,10 @@ impl Core {
         if !updates.iter().any(|m| m.id() == &state.from) {
             updates.push(SwimMember::alive(state.from));
         }
-        if let Err(e) = self.swim.apply_many(updates.into_iter(), true, &mut self.fx) {
+        if let Err(e) = self
+            .swim
+            .apply_many(updates.into_iter(), true, &mut self.fx)
+        {
             tracing::debug!(error = %e, "applying synced members failed");
         }
         for meta in state.metas {
@@ -429,12 +484,24 @@ impl Core {
     }
 
     fn state(&self) -> SyncState {
-        let mut members: Vec<SwimMember<NodeIdentity>> = self.swim.iter_membership_state().cloned().collect();
+        let mut members: Vec<SwimMember<NodeIdentity>> =
+            self.swim.iter_membership_state().cloned().collect();
         members.push(SwimMember::alive(self.swim.identity().clone()));
-        let mut metas: Vec<MemberMeta> = self.metas.lock().expect("meta lock").records.values().cloned().collect();
+        let mut metas: Vec<MemberMeta> = self
+            .metas
+            .lock()
+            .expect("meta lock")
+            .records
+            .values()
+            .cloned()
+            .collect();
         metas.retain(|m| m.name != self.local.name);
         metas.push(self.local.clone());
-        SyncState { from: self.swim.identity().clone(), members, metas }
+        SyncState {
+            from: self.swim.identity().clone(),
+            members,
+            metas,
+        }
     }
 
     fn force_leave(&mut self, name: &str, prune: bool) -> Result<(), String> {
@@ -452,7 +519,14 @@ impl Core {
                 m.status.as_str()
             ));
         }
-        let version = self.metas.lock().expect("meta lock").records.get(name).map(|r| r.version).unwrap_or(0);
+        let version = self
+            .metas
+            .lock()
+            .expect("meta lock")
+            .records
+            .get(name)
+            .map(|r| r.version)
+            .unwrap_or(0);
         let meta = MemberMeta {
             name: m.name.clone(),
             node_id: m.node_id,

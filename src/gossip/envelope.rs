@@ -78,7 +78,10 @@ pub struct Sealer {
 
 impl Sealer {
     pub fn new(datacenter: &str, key: Option<&GossipKey>) -> Self {
-        assert!(datacenter.len() <= 255, "datacenter names are validated to 128 bytes");
+        assert!(
+            datacenter.len() <= 255,
+            "datacenter names are validated to 128 bytes"
+        );
         Self {
             datacenter: datacenter.to_string(),
             cipher: key.map(|k| Aes256Gcm::new_from_slice(&k.0).expect("32-byte key")),
@@ -110,7 +113,13 @@ impl Sealer {
                 let mut nonce = [0u8; NONCE_LEN];
                 rand::rng().fill_bytes(&mut nonce);
                 let sealed = cipher
-                    .encrypt(Nonce::from_slice(&nonce), Payload { msg: &body, aad: &out[..HEADER_LEN] })
+                    .encrypt(
+                        Nonce::from_slice(&nonce),
+                        Payload {
+                            msg: &body,
+                            aad: &out[..HEADER_LEN],
+                        },
+                    )
                     .expect("AES-GCM encryption of an in-memory buffer cannot fail");
                 out.extend_from_slice(&nonce);
                 out.extend_from_slice(&sealed);
@@ -153,7 +162,13 @@ impl Sealer {
                 }
                 let nonce = Nonce::from_slice(&data[HEADER_LEN..HEADER_LEN + NONCE_LEN]);
                 cipher
-                    .decrypt(nonce, Payload { msg: &data[HEADER_LEN + NONCE_LEN..], aad: &data[..HEADER_LEN] })
+                    .decrypt(
+                        nonce,
+                        Payload {
+                            msg: &data[HEADER_LEN + NONCE_LEN..],
+                            aad: &data[..HEADER_LEN],
+                        },
+                    )
                     .map_err(|_| OpenError::Decrypt)?
             }
         };
@@ -170,7 +185,9 @@ impl Sealer {
             return Ok((kind, body[2..].to_vec()));
         }
         if dc != self.datacenter.as_bytes() {
-            return Err(OpenError::WrongDatacenter(String::from_utf8_lossy(dc).into_owned()));
+            return Err(OpenError::WrongDatacenter(
+                String::from_utf8_lossy(dc).into_owned(),
+            ));
         }
         Ok((kind, body[2 + dc_len..].to_vec()))
     }
@@ -194,8 +211,14 @@ mod tests {
         let plain = Sealer::new("dc1", None);
         let a = Sealer::new("dc1", Some(&GossipKey([1; 32])));
         let b = Sealer::new("dc1", Some(&GossipKey([2; 32])));
-        assert_eq!(a.open(&plain.seal(Kind::Swim, b"x")), Err(OpenError::Unencrypted));
-        assert_eq!(plain.open(&a.seal(Kind::Swim, b"x")), Err(OpenError::UnexpectedEncrypted));
+        assert_eq!(
+            a.open(&plain.seal(Kind::Swim, b"x")),
+            Err(OpenError::Unencrypted)
+        );
+        assert_eq!(
+            plain.open(&a.seal(Kind::Swim, b"x")),
+            Err(OpenError::UnexpectedEncrypted)
+        );
         assert_eq!(b.open(&a.seal(Kind::Swim, b"x")), Err(OpenError::Decrypt));
         // A refusal is readable by anyone.
         let r = Sealer::seal_plain_refusal("no");
@@ -207,7 +230,10 @@ mod tests {
     fn other_datacenter_and_tampering_are_dropped() {
         let dc1 = Sealer::new("dc1", Some(&GossipKey([1; 32])));
         let dc2 = Sealer::new("dc2", Some(&GossipKey([1; 32])));
-        assert_eq!(dc1.open(&dc2.seal(Kind::Swim, b"x")), Err(OpenError::WrongDatacenter("dc2".into())));
+        assert_eq!(
+            dc1.open(&dc2.seal(Kind::Swim, b"x")),
+            Err(OpenError::WrongDatacenter("dc2".into()))
+        );
         let mut m = dc1.seal(Kind::Swim, b"payload");
         let last = m.len() - 1;
         m[last] ^= 1;
@@ -222,8 +248,16 @@ mod tests {
         for len in 0..300 {
             let buf: Vec<u8> = (0..len)
                 .map(|i| {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                    if i < 2 { b"MU"[i] } else if i == 2 { 1 } else { (seed >> 33) as u8 }
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    if i < 2 {
+                        b"MU"[i]
+                    } else if i == 2 {
+                        1
+                    } else {
+                        (seed >> 33) as u8
+                    }
                 })
                 .collect();
             let _ = s.open(&buf);

@@ -32,7 +32,12 @@ impl NodeIdentity {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(1);
-        Self { name, node_id, addr, generation }
+        Self {
+            name,
+            node_id,
+            addr,
+            generation,
+        }
     }
 }
 
@@ -43,7 +48,10 @@ impl foca::Identity for NodeIdentity {
     /// a newer generation so the cluster prefers it over the identity it declared down.
     fn renew(&self) -> Option<Self> {
         let now = NodeIdentity::new(self.name.clone(), self.node_id, self.addr).generation;
-        Some(Self { generation: now.max(self.generation + 1), ..self.clone() })
+        Some(Self {
+            generation: now.max(self.generation + 1),
+            ..self.clone()
+        })
     }
 
     fn addr(&self) -> String {
@@ -62,7 +70,11 @@ mod tests {
 
     #[test]
     fn renewed_identity_wins_and_keeps_name_and_id() {
-        let a = NodeIdentity::new("n1".into(), Uuid::new_v4(), "127.0.0.1:8301".parse().unwrap());
+        let a = NodeIdentity::new(
+            "n1".into(),
+            Uuid::new_v4(),
+            "127.0.0.1:8301".parse().unwrap(),
+        );
         let b = a.renew().unwrap();
         assert!(b.win_addr_conflict(&a) && !a.win_addr_conflict(&b));
         assert_eq!((b.name.as_str(), b.node_id), (a.name.as_str(), a.node_id));

@@ -45,7 +45,12 @@ pub struct Member {
 
 impl Member {
     pub fn identity(&self) -> NodeIdentity {
-        NodeIdentity { name: self.name.clone(), node_id: self.node_id, addr: self.addr, generation: self.generation }
+        NodeIdentity {
+            name: self.name.clone(),
+            node_id: self.node_id,
+            addr: self.addr,
+            generation: self.generation,
+        }
     }
 
     /// `server` for servers (Consul's `role=consul` tag), `client` for clients.

@@ -93,9 +93,17 @@ impl foca::BroadcastHandler<NodeIdentity> for MetaHandler {
     type Key = MetaKey;
     type Error = MetaDecodeError;
 
-    fn receive_item(&mut self, data: &[u8], _sender: Option<&NodeIdentity>) -> Result<Option<MetaKey>, MetaDecodeError> {
-        let meta: MemberMeta = postcard::from_bytes(data).map_err(|e| MetaDecodeError(e.to_string()))?;
-        let key = MetaKey { name: meta.name.clone(), order: meta.order() };
+    fn receive_item(
+        &mut self,
+        data: &[u8],
+        _sender: Option<&NodeIdentity>,
+    ) -> Result<Option<MetaKey>, MetaDecodeError> {
+        let meta: MemberMeta =
+            postcard::from_bytes(data).map_err(|e| MetaDecodeError(e.to_string()))?;
+        let key = MetaKey {
+            name: meta.name.clone(),
+            order: meta.order(),
+        };
         if self.store.lock().expect("meta store lock").offer(meta) {
             Ok(Some(key))
         } else {
@@ -110,22 +118,46 @@ mod tests {
     use foca::{BroadcastHandler, Invalidates};
 
     fn meta(version: u64) -> MemberMeta {
-        MemberMeta { name: "a".into(), node_id: Uuid::nil(), generation: 1, version, tags: Tags::new(), leaving: false }
+        MemberMeta {
+            name: "a".into(),
+            node_id: Uuid::nil(),
+            generation: 1,
+            version,
+            tags: Tags::new(),
+            leaving: false,
+        }
     }
 
     #[test]
     fn newer_versions_win_and_stale_ones_stop_spreading() {
         let store = Arc::new(Mutex::new(MetaStore::default()));
-        let mut h = MetaHandler { store: store.clone() };
+        let mut h = MetaHandler {
+            store: store.clone(),
+        };
         let bytes = |m: &MemberMeta| postcard::to_allocvec(m).unwrap();
         let sender = NodeIdentity::new("b".into(), Uuid::nil(), "127.0.0.1:1".parse().unwrap());
-        assert!(h.receive_item(&bytes(&meta(2)), Some(&sender)).unwrap().is_some());
-        assert!(h.receive_item(&bytes(&meta(1)), Some(&sender)).unwrap().is_none());
-        assert!(h.receive_item(&bytes(&meta(2)), Some(&sender)).unwrap().is_none());
+        assert!(h
+            .receive_item(&bytes(&meta(2)), Some(&sender))
+            .unwrap()
+            .is_some());
+        assert!(h
+            .receive_item(&bytes(&meta(1)), Some(&sender))
+            .unwrap()
+            .is_none());
+        assert!(h
+            .receive_item(&bytes(&meta(2)), Some(&sender))
+            .unwrap()
+            .is_none());
         assert_eq!(store.lock().unwrap().records["a"].version, 2);
         assert!(h.receive_item(b"\xff\xff", Some(&sender)).is_err());
-        let k2 = MetaKey { name: "a".into(), order: (1, 2) };
-        let k1 = MetaKey { name: "a".into(), order: (1, 1) };
+        let k2 = MetaKey {
+            name: "a".into(),
+            order: (1, 2),
+        };
+        let k1 = MetaKey {
+            name: "a".into(),
+            order: (1, 1),
+        };
         assert!(k2.invalidates(&k1) && !k1.invalidates(&k2));
     }
 }

@@ -8,7 +8,7 @@
 //! - [`members`]: the member list operators see.
 //! - [`sync`]: the TCP join handshake and anti-entropy.
 //! - `core`: the one task that owns foca.
-//! - [`stats`]: counters.
+//! - [`stats`]: the counters of sent, received and dropped messages.
 //!
 //! Sockets are bound by the caller and passed in (so tests bind their own 127.0.0.x addresses);
 //! [`Gossip::start`] spawns the tasks and returns a cheap, cloneable [`Gossip`] handle.
@@ -97,13 +97,23 @@ pub(crate) enum Input {
 
 pub(crate) enum Command {
     Snapshot(oneshot::Sender<SyncState>),
-    MergeRequest { state: SyncState, reply: oneshot::Sender<Result<SyncState, String>> },
-    MergeReply { state: SyncState, reply: oneshot::Sender<Result<usize, String>> },
+    MergeRequest {
+        state: SyncState,
+        reply: oneshot::Sender<Result<SyncState, String>>,
+    },
+    MergeReply {
+        state: SyncState,
+        reply: oneshot::Sender<Result<usize, String>>,
+    },
     SetTags(Tags),
     StartLeave,
     PushLeave(oneshot::Sender<usize>),
     FinishLeave(oneshot::Sender<()>),
-    ForceLeave { name: String, prune: bool, reply: oneshot::Sender<Result<(), String>> },
+    ForceLeave {
+        name: String,
+        prune: bool,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     Shutdown,
 }
 
@@ -148,7 +158,12 @@ impl Gossip {
         );
         let tasks = vec![
             tokio::spawn(core.run(input_rx)),
-            tokio::spawn(receive_datagrams(udp, sealer.clone(), stats.clone(), input_tx.clone())),
+            tokio::spawn(receive_datagrams(
+                udp,
+                sealer.clone(),
+                stats.clone(),
+                input_tx.clone(),
+            )),
             tokio::spawn(syncer.clone().serve(tcp)),
         ];
         Gossip {
@@ -197,7 +212,12 @@ impl Gossip {
             let local = self.local.addr;
             tasks.push(tokio::spawn(async move {
                 if addr == local {
-                    return (addr, Err(SyncError::Refused("that is this agent's own address".into())));
+                    return (
+                        addr,
+                        Err(SyncError::Refused(
+                            "that is this agent's own address".into(),
+                        )),
+                    );
                 }
                 (addr, syncer.sync_with(addr).await)
             }));
@@ -219,15 +239,28 @@ impl Gossip {
     /// Leaves gracefully: announces the leave, waits (at most the configured propagation time)
     /// for the announcement to be sent around, then declares itself down.
     pub async fn leave(&self) {
-        if self.input.send(Input::Cmd(Command::StartLeave)).await.is_err() {
+        if self
+            .input
+            .send(Input::Cmd(Command::StartLeave))
+            .await
+            .is_err()
+        {
             return;
         }
         let deadline = Instant::now() + self.leave_propagate;
-        let others_alive = self.members().iter().any(|m| m.name != self.local.name && m.status == MemberStatus::Alive);
+        let others_alive = self
+            .members()
+            .iter()
+            .any(|m| m.name != self.local.name && m.status == MemberStatus::Alive);
         while others_alive && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let (tx, rx) = oneshot::channel();
-            if self.input.send(Input::Cmd(Command::PushLeave(tx))).await.is_err() {
+            if self
+                .input
+                .send(Input::Cmd(Command::PushLeave(tx)))
+                .await
+                .is_err()
+            {
                 return;
             }
             match rx.await {
@@ -236,7 +269,12 @@ impl Gossip {
             }
         }
         let (tx, rx) = oneshot::channel();
-        if self.input.send(Input::Cmd(Command::FinishLeave(tx))).await.is_ok() {
+        if self
+            .input
+            .send(Input::Cmd(Command::FinishLeave(tx)))
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
         }
         // Let the final "down" datagrams leave the socket buffer.
@@ -247,10 +285,15 @@ impl Gossip {
     pub async fn force_leave(&self, name: &str, prune: bool) -> Result<(), String> {
         let (tx, rx) = oneshot::channel();
         self.input
-            .send(Input::Cmd(Command::ForceLeave { name: name.to_string(), prune, reply: tx }))
+            .send(Input::Cmd(Command::ForceLeave {
+                name: name.to_string(),
+                prune,
+                reply: tx,
+            }))
             .await
             .map_err(|_| "the gossip layer has stopped".to_string())?;
-        rx.await.map_err(|_| "the gossip layer has stopped".to_string())?
+        rx.await
+            .map_err(|_| "the gossip layer has stopped".to_string())?
     }
 
     /// Stops every gossip task. Does not announce anything: call [`Gossip::leave`] first for that.
@@ -263,7 +306,12 @@ impl Gossip {
 }
 
 /// Reads datagrams, drops what is not ours to read, passes SWIM payloads to the core.
-async fn receive_datagrams(udp: Arc<UdpSocket>, sealer: Arc<Sealer>, stats: Arc<Stats>, input: mpsc::Sender<Input>) {
+async fn receive_datagrams(
+    udp: Arc<UdpSocket>,
+    sealer: Arc<Sealer>,
+    stats: Arc<Stats>,
+    input: mpsc::Sender<Input>,
+) {
     // One byte more than the limit, so an oversized datagram is seen as such, not truncated.
     let mut buf = vec![0u8; MAX_DATAGRAM + 1];
     loop {
@@ -276,7 +324,9 @@ async fn receive_datagrams(udp: Arc<UdpSocket>, sealer: Arc<Sealer>, stats: Arc<
             }
         };
         stats.packets_received.fetch_add(1, Ordering::Relaxed);
-        stats.bytes_received.fetch_add(len as u64, Ordering::Relaxed);
+        stats
+            .bytes_received
+            .fetch_add(len as u64, Ordering::Relaxed);
         if len > MAX_DATAGRAM {
             stats.dropped_oversized.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%from, len, "dropped oversized gossip packet");
@@ -294,7 +344,10 @@ async fn receive_datagrams(udp: Arc<UdpSocket>, sealer: Arc<Sealer>, stats: Arc<
             }
             Err(e) => {
                 stats.count_drop(&e);
-                let key_problem = matches!(e, OpenError::Unencrypted | OpenError::UnexpectedEncrypted | OpenError::Decrypt);
+                let key_problem = matches!(
+                    e,
+                    OpenError::Unencrypted | OpenError::UnexpectedEncrypted | OpenError::Decrypt
+                );
                 if key_problem && stats.should_warn_key() {
                     tracing::warn!(%from, reason = %e, "dropping gossip from an agent with different encryption settings");
                 } else {

@@ -65,8 +65,14 @@ impl Stats {
             ("dropped_malformed", g(&self.dropped_malformed)),
             ("dropped_oversized", g(&self.dropped_oversized)),
             ("dropped_unencrypted", g(&self.dropped_unencrypted)),
-            ("dropped_wrong_key", g(&self.dropped_decrypt) + g(&self.dropped_unexpected_encrypted)),
-            ("dropped_wrong_datacenter", g(&self.dropped_wrong_datacenter)),
+            (
+                "dropped_wrong_key",
+                g(&self.dropped_decrypt) + g(&self.dropped_unexpected_encrypted),
+            ),
+            (
+                "dropped_wrong_datacenter",
+                g(&self.dropped_wrong_datacenter),
+            ),
             ("dropped_rejected", g(&self.dropped_swim_rejected)),
             ("syncs_in", g(&self.syncs_in)),
             ("syncs_out", g(&self.syncs_out)),

@@ -53,7 +53,9 @@ pub enum SyncError {
 }
 
 async fn write_frame(stream: &mut TcpStream, frame: &[u8]) -> std::io::Result<()> {
-    stream.write_all(&(frame.len() as u32).to_be_bytes()).await?;
+    stream
+        .write_all(&(frame.len() as u32).to_be_bytes())
+        .await?;
     stream.write_all(frame).await?;
     stream.flush().await
 }
@@ -89,14 +91,25 @@ impl Syncer {
     /// Exchanges full state with the agent at `addr`. Returns how many members it knew.
     pub async fn sync_with(&self, addr: SocketAddr) -> Result<usize, SyncError> {
         let (tx, rx) = oneshot::channel();
-        self.input.send(Input::Cmd(Command::Snapshot(tx))).await.map_err(|_| SyncError::Closed)?;
+        self.input
+            .send(Input::Cmd(Command::Snapshot(tx)))
+            .await
+            .map_err(|_| SyncError::Closed)?;
         let ours = rx.await.map_err(|_| SyncError::Closed)?;
         let exchange = async {
-            let mut stream = self.connect(addr).await.map_err(|e| SyncError::Connect(e.to_string()))?;
-            let payload = postcard::to_allocvec(&ours).map_err(|e| SyncError::Protocol(e.to_string()))?;
+            let mut stream = self
+                .connect(addr)
+                .await
+                .map_err(|e| SyncError::Connect(e.to_string()))?;
+            let payload =
+                postcard::to_allocvec(&ours).map_err(|e| SyncError::Protocol(e.to_string()))?;
             let frame = self.sealer.seal(Kind::SyncRequest, &payload);
-            write_frame(&mut stream, &frame).await.map_err(|e| SyncError::Io(e.to_string()))?;
-            read_frame(&mut stream).await.map_err(|e| SyncError::Io(e.to_string()))
+            write_frame(&mut stream, &frame)
+                .await
+                .map_err(|e| SyncError::Io(e.to_string()))?;
+            read_frame(&mut stream)
+                .await
+                .map_err(|e| SyncError::Io(e.to_string()))
         };
         let reply = tokio::time::timeout(self.timeout, exchange)
             .await
@@ -109,19 +122,33 @@ impl Syncer {
                     postcard::from_bytes(&body).map_err(|e| SyncError::Protocol(e.to_string()))?;
                 let (tx, rx) = oneshot::channel();
                 self.input
-                    .send(Input::Cmd(Command::MergeReply { state: theirs, reply: tx }))
+                    .send(Input::Cmd(Command::MergeReply {
+                        state: theirs,
+                        reply: tx,
+                    }))
                     .await
                     .map_err(|_| SyncError::Closed)?;
-                rx.await.map_err(|_| SyncError::Closed)?.map_err(SyncError::Refused)
+                rx.await
+                    .map_err(|_| SyncError::Closed)?
+                    .map_err(SyncError::Refused)
             }
-            Kind::Refused => Err(SyncError::Refused(String::from_utf8_lossy(&body).into_owned())),
+            Kind::Refused => Err(SyncError::Refused(
+                String::from_utf8_lossy(&body).into_owned(),
+            )),
             other => Err(SyncError::Protocol(format!("unexpected {other:?} message"))),
         }
     }
 
     async fn connect(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
-        let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-        if let Some(ip) = self.bind_ip.filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == addr.is_ipv4()) {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        if let Some(ip) = self
+            .bind_ip
+            .filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == addr.is_ipv4())
+        {
             socket.bind(SocketAddr::new(ip, 0))?;
         }
         socket.connect(addr).await
@@ -134,7 +161,9 @@ impl Syncer {
                 Ok((stream, peer)) => {
                     let me = self.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = tokio::time::timeout(me.timeout, me.answer(stream, peer)).await {
+                        if let Err(e) =
+                            tokio::time::timeout(me.timeout, me.answer(stream, peer)).await
+                        {
                             tracing::debug!(%peer, error = %e, "gossip sync from peer timed out");
                         }
                     });
@@ -182,7 +211,15 @@ impl Syncer {
                 }
                 Ok(theirs) => {
                     let (tx, rx) = oneshot::channel();
-                    if self.input.send(Input::Cmd(Command::MergeRequest { state: theirs, reply: tx })).await.is_err() {
+                    if self
+                        .input
+                        .send(Input::Cmd(Command::MergeRequest {
+                            state: theirs,
+                            reply: tx,
+                        }))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     match rx.await {

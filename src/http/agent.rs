@@ -59,16 +59,34 @@ impl From<&Member> for MemberJson {
 }
 
 async fn members(State(agent): State<Arc<Agent>>) -> Json<Vec<MemberJson>> {
-    Json(agent.gossip.members().iter().map(MemberJson::from).collect())
+    Json(
+        agent
+            .gossip
+            .members()
+            .iter()
+            .map(MemberJson::from)
+            .collect(),
+    )
 }
 
-async fn join(State(agent): State<Arc<Agent>>, Path(address): Path<String>) -> Result<StatusCode, ApiError> {
+async fn join(
+    State(agent): State<Arc<Agent>>,
+    Path(address): Path<String>,
+) -> Result<StatusCode, ApiError> {
     if let Err(e) = muster_provider_core::JoinAddr::parse(&address) {
         return Err(ApiError(StatusCode::BAD_REQUEST, e.to_string()));
     }
-    let report = crate::join::join_entries(&agent.gossip, std::slice::from_ref(&address), agent.config.ports.serf_lan).await;
+    let report = crate::join::join_entries(
+        &agent.gossip,
+        std::slice::from_ref(&address),
+        agent.config.ports.serf_lan,
+    )
+    .await;
     if report.joined.is_empty() {
-        return Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, report.failures()));
+        return Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            report.failures(),
+        ));
     }
     Ok(StatusCode::OK)
 }
@@ -89,9 +107,15 @@ async fn force_leave(
     Query(q): Query<ForceLeaveQuery>,
 ) -> Result<StatusCode, ApiError> {
     // Consul treats a present `?prune` (with or without a value) as true.
-    let prune = q.prune.is_some_and(|v| v.is_empty() || v == "true" || v == "1");
+    let prune = q
+        .prune
+        .is_some_and(|v| v.is_empty() || v == "true" || v == "1");
     agent.gossip.force_leave(&node, prune).await.map_err(|e| {
-        let status = if e.starts_with("no member") { StatusCode::NOT_FOUND } else { StatusCode::BAD_REQUEST };
+        let status = if e.starts_with("no member") {
+            StatusCode::NOT_FOUND
+        } else {
+            StatusCode::BAD_REQUEST
+        };
         ApiError(status, e)
     })?;
     Ok(StatusCode::OK)
@@ -174,7 +198,12 @@ fn redact_provider(entry: &str) -> String {
     entry
         .split(' ')
         .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if k.contains("secret") || k.contains("access_key") || k.contains("credentials") || k.contains("token") => {
+            Some((k, _))
+                if k.contains("secret")
+                    || k.contains("access_key")
+                    || k.contains("credentials")
+                    || k.contains("token") =>
+            {
                 format!("{k}=hidden")
             }
             _ => kv.to_string(),

@@ -37,11 +37,17 @@ pub fn router(agent: Arc<Agent>) -> Router {
 }
 
 async fn unknown_endpoint(uri: Uri) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, format!("unknown endpoint {}", uri.path()))
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("unknown endpoint {}", uri.path()),
+    )
 }
 
 async fn wrong_method(method: Method, uri: Uri) -> ApiError {
-    ApiError(StatusCode::METHOD_NOT_ALLOWED, format!("method {method} is not allowed on {}", uri.path()))
+    ApiError(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed on {}", uri.path()),
+    )
 }
 
 /// Serves the API on `listener` until the agent stops; in-flight requests finish first.
@@ -51,7 +57,10 @@ pub fn serve(agent: Arc<Agent>, listener: TcpListener) {
         let stop = async move {
             agent.stopped().await;
         };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!(error = %e, "HTTP API stopped");
         }
     });

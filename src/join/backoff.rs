@@ -30,7 +30,10 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn new(cap: Duration) -> Self {
-        Self { first: Duration::from_millis(500).min(cap), cap }
+        Self {
+            first: Duration::from_millis(500).min(cap),
+            cap,
+        }
     }
 
     /// The upper bound of the wait after `failed` attempts (≥ 1).
@@ -64,7 +67,10 @@ mod tests {
         for k in 1..40 {
             for _ in 0..50 {
                 let d = s.delay(k, &mut rng);
-                assert!(d >= Duration::from_millis(250) && d <= s.ceiling(k), "{k}: {d:?}");
+                assert!(
+                    d >= Duration::from_millis(250) && d <= s.ceiling(k),
+                    "{k}: {d:?}"
+                );
             }
         }
     }

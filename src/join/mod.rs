@@ -24,7 +24,11 @@ pub struct JoinReport {
 impl JoinReport {
     /// "a: why; b: why" — for logs and the exit message.
     pub fn failures(&self) -> String {
-        self.failed.iter().map(|(a, e)| format!("{a}: {e}")).collect::<Vec<_>>().join("; ")
+        self.failed
+            .iter()
+            .map(|(a, e)| format!("{a}: {e}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -48,7 +52,9 @@ pub async fn join_entries(gossip: &Gossip, entries: &[String], default_port: u16
             },
         };
         if addrs.is_empty() {
-            report.failed.push((entry.clone(), "it names only this agent".into()));
+            report
+                .failed
+                .push((entry.clone(), "it names only this agent".into()));
             continue;
         }
         let results = gossip.join(&addrs).await;

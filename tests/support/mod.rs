@@ -75,12 +75,21 @@ impl Agent {
         self.generation += 1;
         let log = std::fs::File::create(self.log_path()).expect("log file");
         let mut cmd = Command::new(BIN);
-        cmd.args(["agent", "-node", &self.name, "-bind", &self.ip, "-client", &self.ip, "-data-dir"])
-            .arg(self.dir.join("data"))
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
+        cmd.args([
+            "agent",
+            "-node",
+            &self.name,
+            "-bind",
+            &self.ip,
+            "-client",
+            &self.ip,
+            "-data-dir",
+        ])
+        .arg(self.dir.join("data"))
+        .args(&self.extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
         self.child = Some(cmd.spawn().expect("spawn muster agent"));
     }
 
@@ -141,7 +150,9 @@ impl Agent {
 
     /// Whether this agent sees `name` with `status`.
     pub fn sees(&self, name: &str, status: &str) -> bool {
-        self.statuses().iter().any(|(n, s)| n == name && s == status)
+        self.statuses()
+            .iter()
+            .any(|(n, s)| n == name && s == status)
     }
 
     /// Number of members this agent sees alive.
@@ -151,7 +162,11 @@ impl Agent {
 
     /// Waits until the HTTP API answers.
     pub fn wait_ready(&self) {
-        wait_until(Duration::from_secs(20), &format!("{} answers HTTP", self.name), || self.members().is_some());
+        wait_until(
+            Duration::from_secs(20),
+            &format!("{} answers HTTP", self.name),
+            || self.members().is_some(),
+        );
     }
 
     pub fn pid(&self) -> Option<i32> {
@@ -216,7 +231,14 @@ pub fn http(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
     let text = String::from_utf8_lossy(&buf).into_owned();
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
     Some((status, body))
 }
 

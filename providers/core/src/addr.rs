@@ -14,7 +14,9 @@ use std::net::{IpAddr, SocketAddr};
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AddrError {
     /// The text is not an address at all; the operator must fix the argument.
-    #[error("{input:?} is not a valid address: {reason} (expected host, host:port, or [ipv6]:port)")]
+    #[error(
+        "{input:?} is not a valid address: {reason} (expected host, host:port, or [ipv6]:port)"
+    )]
     Invalid { input: String, reason: String },
     /// The name did not resolve now; it may later, so callers that retry should retry.
     #[error("cannot resolve {host:?}: {reason}")]
@@ -54,16 +56,28 @@ impl JoinAddr {
                 .map_err(|_| invalid("the part inside [] is not an IPv6 address"))?;
             let port = match after {
                 "" => None,
-                p => Some(parse_port(p.strip_prefix(':').ok_or_else(|| invalid("expected ':' after ']'"))?).map_err(|r| invalid(&r))?),
+                p => Some(
+                    parse_port(
+                        p.strip_prefix(':')
+                            .ok_or_else(|| invalid("expected ':' after ']'"))?,
+                    )
+                    .map_err(|r| invalid(&r))?,
+                ),
             };
-            return Ok(Self { host: Host::Ip(IpAddr::V6(ip)), port });
+            return Ok(Self {
+                host: Host::Ip(IpAddr::V6(ip)),
+                port,
+            });
         }
         // A bare IPv6 literal has several colons and cannot carry a port without brackets.
         if s.matches(':').count() > 1 {
-            let ip: std::net::Ipv6Addr = s
-                .parse()
-                .map_err(|_| invalid("it has several ':' but is not an IPv6 address; write [ipv6]:port"))?;
-            return Ok(Self { host: Host::Ip(IpAddr::V6(ip)), port: None });
+            let ip: std::net::Ipv6Addr = s.parse().map_err(|_| {
+                invalid("it has several ':' but is not an IPv6 address; write [ipv6]:port")
+            })?;
+            return Ok(Self {
+                host: Host::Ip(IpAddr::V6(ip)),
+                port: None,
+            });
         }
         let (host, port) = match s.split_once(':') {
             Some((h, p)) => (h, Some(parse_port(p).map_err(|r| invalid(&r))?)),
@@ -82,7 +96,9 @@ impl JoinAddr {
                     return Err(invalid("the host is neither an IP address nor a DNS name"));
                 }
                 if host.chars().all(|c| c.is_ascii_digit() || c == '.') {
-                    return Err(invalid("the host looks like an IPv4 address but is not one"));
+                    return Err(invalid(
+                        "the host looks like an IPv4 address but is not one",
+                    ));
                 }
                 Host::Name(host.to_string())
             }
@@ -115,7 +131,10 @@ impl JoinAddr {
             Host::Name(name) => {
                 let found = tokio::net::lookup_host((name.as_str(), port))
                     .await
-                    .map_err(|e| AddrError::Unresolved { host: name.clone(), reason: e.to_string() })?;
+                    .map_err(|e| AddrError::Unresolved {
+                        host: name.clone(),
+                        reason: e.to_string(),
+                    })?;
                 let mut out: Vec<SocketAddr> = Vec::new();
                 for a in found {
                     if !out.contains(&a) {
@@ -167,7 +186,10 @@ mod tests {
             ("[::1]", "::1"),
             ("[::1]:9000", "[::1]:9000"),
             ("localhost", "localhost"),
-            ("consul.service.internal:8301", "consul.service.internal:8301"),
+            (
+                "consul.service.internal:8301",
+                "consul.service.internal:8301",
+            ),
         ] {
             let a = JoinAddr::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
             assert_eq!(a.to_string(), shown);
@@ -176,18 +198,37 @@ mod tests {
 
     #[test]
     fn rejects_with_a_reason() {
-        for input in ["", "1.2.3.4:", "1.2.3.4:99999", "1.2.3.4:0", "[::1", "[zz]:1", "a b", "300.1.1.1", "1:2:3:zz"] {
+        for input in [
+            "",
+            "1.2.3.4:",
+            "1.2.3.4:99999",
+            "1.2.3.4:0",
+            "[::1",
+            "[zz]:1",
+            "a b",
+            "300.1.1.1",
+            "1:2:3:zz",
+        ] {
             let e = JoinAddr::parse(input).unwrap_err();
-            assert!(e.to_string().contains("not a valid address"), "{input}: {e}");
+            assert!(
+                e.to_string().contains("not a valid address"),
+                "{input}: {e}"
+            );
         }
     }
 
     #[tokio::test]
     async fn resolves_literals_and_names_with_default_port() {
         let a = JoinAddr::parse("127.0.0.9").unwrap();
-        assert_eq!(a.resolve(8301).await.unwrap(), vec!["127.0.0.9:8301".parse().unwrap()]);
+        assert_eq!(
+            a.resolve(8301).await.unwrap(),
+            vec!["127.0.0.9:8301".parse().unwrap()]
+        );
         let n = JoinAddr::parse("localhost:7000").unwrap();
         let got = n.resolve(8301).await.unwrap();
-        assert!(!got.is_empty() && got.iter().all(|s| s.port() == 7000 && s.ip().is_loopback()), "{got:?}");
+        assert!(
+            !got.is_empty() && got.iter().all(|s| s.port() == 7000 && s.ip().is_loopback()),
+            "{got:?}"
+        );
     }
 }
