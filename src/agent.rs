@@ -30,6 +30,9 @@ pub enum AgentError {
     /// The data directory or node id is unusable. Exit 2.
     #[error("{0}")]
     DataDir(String),
+    /// `-node-id` contradicts the id kept in data_dir. Exit 1.
+    #[error("{0}")]
+    NodeIdMismatch(String),
     /// `-join` reached no one; nothing was joined. Exit 1, like Consul.
     #[error("could not join any of the -join addresses: {0}")]
     StartJoin(String),
@@ -117,8 +120,11 @@ impl Agent {
                 data_dir.display()
             ))
         })?;
-        let node_id = crate::node_id::load_or_create(&data_dir, config.node_id)
-            .map_err(AgentError::DataDir)?;
+        let node_id =
+            crate::node_id::load_or_create(&data_dir, config.node_id).map_err(|e| match e {
+                crate::node_id::NodeIdError::Mismatch(m) => AgentError::NodeIdMismatch(m),
+                crate::node_id::NodeIdError::Storage(m) => AgentError::DataDir(m),
+            })?;
 
         let gossip_bind = SocketAddr::new(config.bind_addr, config.ports.serf_lan);
         let udp = UdpSocket::bind(gossip_bind)

@@ -6,6 +6,7 @@
 //! - [`config`]: flags and JSON/HCL files (Consul's key names) into one validated [`config::RuntimeConfig`].
 //! - [`gossip`]: SWIM membership (foca) with our UDP/TCP transport, tags, encryption.
 //! - [`agent`]: wires gossip, joining and the HTTP API; start-up and graceful shutdown.
+//! - [`join`]: join-address resolution, `-join` and the retry-join loop with its backoff.
 //! - [`http`]: the Consul-shaped HTTP API on 127.0.0.1:8500.
 //! - [`cli`]: one module per subcommand; every command but `agent` talks to the agent over HTTP.
 //! - [`node_id`]: the node's UUID, created once and kept in data_dir.

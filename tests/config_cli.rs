@@ -135,7 +135,17 @@ fn every_validation_error_exits_1_and_names_the_culprit() {
         "log_level",
     );
     agent_refuses(&["-data-dir", dir, "-node", "bad name"], "node_name");
-    agent_refuses(&["-data-dir", dir], "set -advertise");
+    agent_refuses(
+        &[
+            "-data-dir",
+            dir,
+            "-bind",
+            "0.0.0.0",
+            "-advertise",
+            "0.0.0.0",
+        ],
+        "cannot be advertised",
+    );
     agent_refuses(
         &[
             "-data-dir",
@@ -292,4 +302,23 @@ fn help_and_version_exit_0() {
     assert!(muster(&["agent", "--help"]).status.success());
     assert!(stdout(&muster(&["version"])).starts_with("muster v"));
     assert_eq!(muster(&["frobnicate"]).status.code(), Some(1));
+}
+
+#[test]
+fn log_json_writes_one_json_object_per_line() {
+    let mut a = Agent::start("json", &ip(22, 7), &["-log-json"]);
+    a.wait_ready();
+    let (s, _) = http(&a.http_addr(), "PUT", "/v1/agent/leave").unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(a.wait_exit(std::time::Duration::from_secs(20)), Some(0));
+    let log = a.log();
+    assert!(log.lines().count() >= 2, "{log}");
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
 }

@@ -182,7 +182,7 @@ fn a_name_held_by_a_live_node_is_refused() {
     let mut b = Agent::start("same", &ip(13, 2), &["-join", &ip(13, 1)]);
     assert_eq!(b.wait_exit(T), Some(1));
     assert!(
-        b.log().contains("node name \"same\" is already in use"),
+        b.log().contains("node name \"same\" is claimed by two live nodes"),
         "{}",
         b.log()
     );
@@ -368,4 +368,27 @@ fn retry_max_exhausted_exits_1() {
     );
     assert_eq!(a.wait_exit(T), Some(1));
     assert!(a.log().contains("retry join gave up"), "{}", a.log());
+}
+
+#[test]
+fn dev_mode_is_a_throwaway_server_on_loopback() {
+    // -dev binds 127.0.0.1; other ports than the defaults keep this test apart from the demo.
+    let mut a = Agent::start(
+        "dev",
+        "127.0.0.1",
+        &["-dev", "-serf-lan-port", "28301", "-http-port", "28500"],
+    );
+    let addr = "127.0.0.1:28500";
+    wait_until(T, "dev agent answers", || {
+        http(addr, "GET", "/v1/agent/self").is_some()
+    });
+    let (_, body) = http(addr, "GET", "/v1/agent/self").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Config"]["Server"], true);
+    assert_eq!(v["Member"]["Tags"]["role"], "consul");
+    assert_eq!(v["Member"]["Tags"]["bootstrap"], "1");
+    assert_eq!(v["DebugConfig"]["DevMode"], true);
+    let (s, _) = http(addr, "PUT", "/v1/agent/leave").unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(a.wait_exit(T), Some(0));
 }

@@ -81,7 +81,9 @@ async fn run_agent(config: config::RuntimeConfig) -> u8 {
         Err(e) => {
             tracing::error!("{e}");
             return match e {
-                AgentError::StartJoin(_) | AgentError::RetryJoinExhausted { .. } => 1,
+                AgentError::StartJoin(_)
+                | AgentError::RetryJoinExhausted { .. }
+                | AgentError::NodeIdMismatch(_) => 1,
                 _ => 2,
             };
         }

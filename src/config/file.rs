@@ -40,6 +40,18 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
 ];
 
 const PORT_KEYS: &[&str] = &["http", "serf_lan", "server"];
+/// Consul ports muster has no listener for: accepted with a warning.
+const CONSUL_ONLY_PORT_KEYS: &[&str] = &[
+    "dns",
+    "expose_max_port",
+    "expose_min_port",
+    "grpc",
+    "grpc_tls",
+    "https",
+    "serf_wan",
+    "sidecar_max_port",
+    "sidecar_min_port",
+];
 const EC2_KEYS: &[&str] = &[
     "access_key_id",
     "region",
@@ -250,7 +262,20 @@ pub fn parse_str(
             }
             top.insert(block.to_string(), Value::Object(merged));
         }
-        if let Some(Value::Object(inner)) = top.get(block) {
+        if let Some(Value::Object(inner)) = top.get_mut(block) {
+            if block == "ports" {
+                let ignored: Vec<String> = inner
+                    .keys()
+                    .filter(|k| CONSUL_ONLY_PORT_KEYS.contains(&k.as_str()))
+                    .cloned()
+                    .collect();
+                for key in ignored {
+                    inner.remove(&key);
+                    warnings.push(format!(
+                        "{origin}: key `ports.{key}` is a Consul port muster has no listener for; it is ignored"
+                    ));
+                }
+            }
             for key in inner.keys() {
                 if !known.contains(&key.as_str()) {
                     errors.push(ConfigError::new(format!(
@@ -354,8 +379,10 @@ mod tests {
             server = true
             bootstrap_expect = 3
             retry_join = ["127.0.0.2"]
-            ports { serf_lan = 9301
-                    http = 9500 }
+            ports {
+              serf_lan = 9301
+              http = 9500
+            }
             retry_interval = "5s"
         "#;
         let a = parse(json, Format::Json).unwrap();
@@ -378,11 +405,11 @@ mod tests {
                 && msg.contains("did you mean `bootstrap_expect`"),
             "{msg}"
         );
-        let errs = parse("ports { serf = 1 }", Format::Hcl).unwrap_err();
+        let errs = parse("ports {\n serf_lna = 1\n}\n", Format::Hcl).unwrap_err();
         assert!(
             errs[0]
                 .to_string()
-                .contains("`ports.serf` — did you mean `serf_lan`"),
+                .contains("`ports.serf_lna` — did you mean `serf_lan`"),
             "{}",
             errs[0]
         );

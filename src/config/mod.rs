@@ -1,13 +1,15 @@
 //! Configuration: flags and files in, one validated [`RuntimeConfig`] out, before anything binds.
 //!
-//! Layers are applied in order — each `-config-file` / `-config-dir` in command-line order (files of
-//! a directory in lexical order), then the flags — and a later layer wins for single values while
+//! Layers are applied in order — every `-config-file` in command-line order, then every
+//! `-config-dir` in command-line order (files of a directory in lexical order), then the flags —
+//! and a later layer wins for single values while
 //! lists (`retry_join`, `start_join`) concatenate, as Consul does. Every problem is collected and
 //! reported at once, one line each, so an operator fixes a file in one pass.
 
 pub mod duration;
 pub mod file;
 pub mod flags;
+pub mod netif;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -151,9 +153,10 @@ impl PartialConfig {
     }
 }
 
-/// The gossip encryption key. Its `Debug` and `Display` never show the key.
+/// The gossip encryption key: 16, 24 or 32 bytes (AES-128, -192 or -256, as Consul accepts).
+/// Its `Debug` never shows the key.
 #[derive(Clone, PartialEq, Eq)]
-pub struct GossipKey(pub [u8; 32]);
+pub struct GossipKey(pub Vec<u8>);
 
 impl fmt::Debug for GossipKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -162,7 +165,7 @@ impl fmt::Debug for GossipKey {
 }
 
 impl GossipKey {
-    /// Decodes `-encrypt`: standard base64 of exactly 32 bytes (AES-256).
+    /// Decodes `-encrypt`: standard base64 of 16, 24 or 32 bytes; `muster keygen` makes 32.
     pub fn from_base64(s: &str) -> Result<Self, String> {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(s.trim())
@@ -170,13 +173,13 @@ impl GossipKey {
                 "encrypt: the key is not valid base64; generate one with `muster keygen`"
                     .to_string()
             })?;
-        let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-            format!(
-                "encrypt: the key decodes to {} bytes but must be 32 (AES-256); generate one with `muster keygen`",
+        if ![16, 24, 32].contains(&bytes.len()) {
+            return Err(format!(
+                "encrypt: the key decodes to {} bytes but must be 32 (or 16 or 24, as Consul accepts); generate one with `muster keygen`",
                 bytes.len()
-            )
-        })?;
-        Ok(Self(arr))
+            ));
+        }
+        Ok(Self(bytes))
     }
 }
 
@@ -417,7 +420,7 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
     let bind_addr = addr("bind_addr", p.bind_addr.as_ref(), default_bind);
     let client_addr = addr("client_addr", p.client_addr.as_ref(), "127.0.0.1");
     let advertise_given = p.advertise_addr.is_some();
-    let advertise_addr = addr(
+    let mut advertise_addr = addr(
         "advertise_addr",
         p.advertise_addr.as_ref(),
         &bind_addr.to_string(),
@@ -428,10 +431,14 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
         ));
     }
     if !advertise_given && bind_addr.is_unspecified() {
-        err(format!(
-            "bind_addr is {bind_addr}, so other agents cannot be told where to reach this one: \
-             set -advertise to this host's IP (or -bind to a single IP)"
-        ));
+        // Consul's rule: bound to every address, advertise the host's one private IPv4.
+        match netif::single_private_ipv4(&netif::interface_ipv4s()) {
+            Ok(ip) => advertise_addr = IpAddr::V4(ip),
+            Err(why) => err(format!(
+                "bind_addr is {bind_addr} and {why}, so muster cannot tell other agents where to reach \
+                 this one: set -advertise to this host's IP (or -bind to a single IP)"
+            )),
+        }
     }
 
     let mut port = |key: &str, v: Option<i64>, default: u16| -> u16 {
@@ -584,7 +591,7 @@ impl LegacyCloud {
         let mut out = Vec::new();
         let quote = |v: &str| {
             if v.chars()
-                .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+                .any(|c| c.is_whitespace() || c == '"' || c == '\\' || c == '=')
             {
                 format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
             } else {
@@ -834,30 +841,33 @@ mod tests {
 
     #[test]
     fn legacy_ec2_flags_become_a_provider_string_and_hide_secrets() {
-        let p = PartialConfig {
+        let legacy = LegacyCloud {
             ec2_tag_key: Some("role".into()),
-            ec2_tag_value: Some("consul".into()),
+            ec2_tag_value: Some("consul server".into()),
             ec2_secret_access_key: Some("SECRETSECRET".into()),
-            ..base()
+            ..Default::default()
         };
-        let b = finish(p, vec![]).unwrap();
-        assert_eq!(
-            b.config.retry_join,
-            vec![
-                "provider=aws secret_access_key=SECRETSECRET tag_key=role tag_value=consul"
-                    .to_string()
-            ]
-        );
-        let w = b.warnings.join("\n");
+        let (mut warnings, mut errors) = (Vec::new(), Vec::new());
+        let out = legacy.provider_strings(&mut warnings, &mut errors);
+        assert!(errors.is_empty());
+        assert_eq!(out, vec!["provider=aws secret_access_key=SECRETSECRET tag_key=role tag_value=\"consul server\"".to_string()]);
+        let w = warnings.join("\n");
         assert!(
             w.contains("secret_access_key=hidden") && !w.contains("SECRETSECRET"),
             "{w}"
         );
+        // Until the providers exist, the translated entry is refused, naming the provider.
+        let p = PartialConfig {
+            ec2_tag_key: Some("role".into()),
+            ec2_tag_value: Some("consul".into()),
+            ..base()
+        };
+        assert!(errors_of(p).contains("\"provider=aws\": cloud auto-join"));
     }
 
     #[test]
     fn debug_never_shows_the_key() {
-        let k = GossipKey([7; 32]);
+        let k = GossipKey(vec![7; 32]);
         assert_eq!(format!("{k:?}"), "GossipKey(hidden)");
     }
 }

@@ -373,11 +373,13 @@ impl Core {
                     continue;
                 }
                 m.tags = meta.tags.clone();
-                if meta.leaving && meta.generation == m.generation {
-                    m.status = match m.status {
-                        MemberStatus::Alive => MemberStatus::Leaving,
-                        MemberStatus::Failed => MemberStatus::Left,
-                        s => s,
+                if meta.generation == m.generation {
+                    m.status = match (meta.leaving, m.status) {
+                        (true, MemberStatus::Alive) => MemberStatus::Leaving,
+                        (true, MemberStatus::Failed) => MemberStatus::Left,
+                        // The member refuted a leave it did not make (a force-leave while alive).
+                        (false, MemberStatus::Leaving) => MemberStatus::Alive,
+                        (_, s) => s,
                     };
                 }
             }
@@ -430,11 +432,10 @@ impl Core {
         );
         for id in claims {
             if id.name == self.local.name && id.node_id != self.local.node_id {
+                let me = self.swim.identity();
                 return Err(format!(
-                    "node name {:?} is already in use by the live node {} at {}; give the joining agent another -node name",
-                    id.name,
-                    self.local.node_id,
-                    self.swim.identity().addr
+                    "node name {:?} is claimed by two live nodes: {} at {} and {} at {}; give one of them another -node name",
+                    id.name, me.node_id, me.addr, id.node_id, id.addr
                 ));
             }
             if id.node_id == self.local.node_id && id.name != self.local.name {

@@ -12,8 +12,10 @@
 //! dropped before anything else looks at them. Random 96-bit nonces: at gossip rates a key sees
 //! far fewer than the 2^32 messages NIST allows for random nonces with one key.
 
+use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aes::Aes192;
+use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm, Nonce};
 use rand::Rng;
 
 use crate::config::GossipKey;
@@ -70,10 +72,47 @@ pub enum OpenError {
     WrongDatacenter(String),
 }
 
+/// AES-GCM with the key size the operator's key has.
+enum Cipher {
+    Aes128(Aes128Gcm),
+    Aes192(AesGcm<Aes192, U12>),
+    Aes256(Aes256Gcm),
+}
+
+impl Cipher {
+    fn new(key: &[u8]) -> Self {
+        match key.len() {
+            16 => Self::Aes128(Aes128Gcm::new_from_slice(key).expect("16-byte key")),
+            24 => Self::Aes192(AesGcm::new_from_slice(key).expect("24-byte key")),
+            _ => Self::Aes256(
+                Aes256Gcm::new_from_slice(key).expect("32-byte key, validated by config"),
+            ),
+        }
+    }
+
+    fn encrypt(&self, nonce: &[u8], p: Payload<'_, '_>) -> Result<Vec<u8>, aes_gcm::Error> {
+        let n = Nonce::<U12>::from_slice(nonce);
+        match self {
+            Self::Aes128(c) => c.encrypt(n, p),
+            Self::Aes192(c) => c.encrypt(n, p),
+            Self::Aes256(c) => c.encrypt(n, p),
+        }
+    }
+
+    fn decrypt(&self, nonce: &[u8], p: Payload<'_, '_>) -> Result<Vec<u8>, aes_gcm::Error> {
+        let n = Nonce::<U12>::from_slice(nonce);
+        match self {
+            Self::Aes128(c) => c.decrypt(n, p),
+            Self::Aes192(c) => c.decrypt(n, p),
+            Self::Aes256(c) => c.decrypt(n, p),
+        }
+    }
+}
+
 /// Seals and opens envelopes for one agent: its datacenter and its key, if any.
 pub struct Sealer {
     datacenter: String,
-    cipher: Option<Aes256Gcm>,
+    cipher: Option<Cipher>,
 }
 
 impl Sealer {
@@ -84,7 +123,7 @@ impl Sealer {
         );
         Self {
             datacenter: datacenter.to_string(),
-            cipher: key.map(|k| Aes256Gcm::new_from_slice(&k.0).expect("32-byte key")),
+            cipher: key.map(|k| Cipher::new(&k.0)),
         }
     }
 
@@ -114,7 +153,7 @@ impl Sealer {
                 rand::rng().fill_bytes(&mut nonce);
                 let sealed = cipher
                     .encrypt(
-                        Nonce::from_slice(&nonce),
+                        &nonce,
                         Payload {
                             msg: &body,
                             aad: &out[..HEADER_LEN],
@@ -160,7 +199,7 @@ impl Sealer {
                 if data.len() < HEADER_LEN + NONCE_LEN + TAG_LEN + 2 {
                     return Err(OpenError::Malformed);
                 }
-                let nonce = Nonce::from_slice(&data[HEADER_LEN..HEADER_LEN + NONCE_LEN]);
+                let nonce = &data[HEADER_LEN..HEADER_LEN + NONCE_LEN];
                 cipher
                     .decrypt(
                         nonce,
@@ -199,7 +238,12 @@ mod tests {
 
     #[test]
     fn round_trips_with_and_without_key() {
-        for key in [None, Some(GossipKey([3; 32]))] {
+        for key in [
+            None,
+            Some(GossipKey(vec![3; 32])),
+            Some(GossipKey(vec![4; 16])),
+            Some(GossipKey(vec![5; 24])),
+        ] {
             let s = Sealer::new("dc1", key.as_ref());
             let sealed = s.seal(Kind::Swim, b"hello");
             assert_eq!(s.open(&sealed).unwrap(), (Kind::Swim, b"hello".to_vec()));
@@ -209,8 +253,8 @@ mod tests {
     #[test]
     fn key_mismatches_are_named() {
         let plain = Sealer::new("dc1", None);
-        let a = Sealer::new("dc1", Some(&GossipKey([1; 32])));
-        let b = Sealer::new("dc1", Some(&GossipKey([2; 32])));
+        let a = Sealer::new("dc1", Some(&GossipKey(vec![1; 32])));
+        let b = Sealer::new("dc1", Some(&GossipKey(vec![2; 32])));
         assert_eq!(
             a.open(&plain.seal(Kind::Swim, b"x")),
             Err(OpenError::Unencrypted)
@@ -228,8 +272,8 @@ mod tests {
 
     #[test]
     fn other_datacenter_and_tampering_are_dropped() {
-        let dc1 = Sealer::new("dc1", Some(&GossipKey([1; 32])));
-        let dc2 = Sealer::new("dc2", Some(&GossipKey([1; 32])));
+        let dc1 = Sealer::new("dc1", Some(&GossipKey(vec![1; 32])));
+        let dc2 = Sealer::new("dc2", Some(&GossipKey(vec![1; 32])));
         assert_eq!(
             dc1.open(&dc2.seal(Kind::Swim, b"x")),
             Err(OpenError::WrongDatacenter("dc2".into()))
@@ -242,7 +286,7 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let s = Sealer::new("dc1", Some(&GossipKey([1; 32])));
+        let s = Sealer::new("dc1", Some(&GossipKey(vec![1; 32])));
         let p = Sealer::new("dc1", None);
         let mut seed = 1u64;
         for len in 0..300 {

@@ -40,8 +40,10 @@ use envelope::{Kind, Sealer, MAX_OVERHEAD};
 use stats::Stats;
 use sync::{SyncState, Syncer};
 
-/// Largest SWIM payload foca may put in one datagram; with the envelope it stays under a
-/// 1500-byte Ethernet MTU for datacenter names of up to ~50 bytes.
+/// Largest SWIM payload foca may put in one datagram. Encrypted, the datagram is at most
+/// 1434 bytes plus the datacenter name: within a 1500-byte Ethernet MTU (IPv4 and UDP headers
+/// included) for names up to 38 bytes, or 18 over IPv6. Longer names still work; the kernel
+/// fragments.
 pub const MAX_SWIM_PACKET: usize = 1400;
 /// Largest datagram read at all; anything longer is counted as oversized and dropped.
 pub const MAX_DATAGRAM: usize = MAX_SWIM_PACKET + MAX_OVERHEAD;
@@ -70,7 +72,7 @@ impl Default for Timings {
         Self {
             probe_period: Duration::from_millis(500),
             probe_rtt: Duration::from_millis(250),
-            suspicion_mult: 3.0,
+            suspicion_mult: 2.0,
             gossip_interval: Duration::from_millis(100),
             anti_entropy_interval: Duration::from_secs(30),
             sync_timeout: Duration::from_secs(5),
