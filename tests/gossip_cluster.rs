@@ -182,7 +182,8 @@ fn a_name_held_by_a_live_node_is_refused() {
     let mut b = Agent::start("same", &ip(13, 2), &["-join", &ip(13, 1)]);
     assert_eq!(b.wait_exit(T), Some(1));
     assert!(
-        b.log().contains("node name \"same\" is claimed by two live nodes"),
+        b.log()
+            .contains("node name \"same\" is claimed by two live nodes"),
         "{}",
         b.log()
     );
