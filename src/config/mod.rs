@@ -588,101 +588,95 @@ impl LegacyCloud {
         warnings: &mut Vec<String>,
         errors: &mut Vec<ConfigError>,
     ) -> Vec<String> {
-        let mut out = Vec::new();
+        let ec2 = LegacyBlock {
+            block: "retry_join_ec2",
+            provider: "aws",
+            required:
+                "both tag_key and tag_value (-retry-join-ec2-tag-key and -retry-join-ec2-tag-value)",
+            fields: vec![
+                ("access_key_id", &self.ec2_access_key_id, true),
+                ("region", &self.ec2_region, false),
+                ("secret_access_key", &self.ec2_secret_access_key, true),
+                ("tag_key", &self.ec2_tag_key, false),
+                ("tag_value", &self.ec2_tag_value, false),
+            ],
+            complete: self.ec2_tag_key.is_some() && self.ec2_tag_value.is_some(),
+        };
+        let gce = LegacyBlock {
+            block: "retry_join_gce",
+            provider: "gce",
+            required: "tag_value (-retry-join-gce-tag-value)",
+            fields: vec![
+                ("credentials_file", &self.gce_credentials_file, true),
+                ("project_name", &self.gce_project_name, false),
+                ("tag_value", &self.gce_tag_value, false),
+                ("zone_pattern", &self.gce_zone_pattern, false),
+            ],
+            complete: self.gce_tag_value.is_some(),
+        };
+        [ec2, gce]
+            .iter()
+            .filter_map(|b| b.translate(warnings, errors))
+            .collect()
+    }
+}
+
+/// One legacy cloud block and how it maps onto a provider string.
+struct LegacyBlock<'a> {
+    block: &'static str,
+    provider: &'static str,
+    /// What must be set, for the error when it is not.
+    required: &'static str,
+    /// (provider key, value, secret?) in go-discover's canonical (sorted) order.
+    fields: Vec<(&'static str, &'a Option<String>, bool)>,
+    complete: bool,
+}
+
+impl LegacyBlock<'_> {
+    fn translate(
+        &self,
+        warnings: &mut Vec<String>,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<String> {
+        if self.fields.iter().all(|(_, v, _)| v.is_none()) {
+            return None;
+        }
+        if !self.complete {
+            errors.push(ConfigError::new(format!(
+                "{} needs {}",
+                self.block, self.required
+            )));
+            return None;
+        }
+        // go-discover's grammar: values with spaces, quotes, backslashes or '=' are quoted.
         let quote = |v: &str| {
             if v.chars()
-                .any(|c| c.is_whitespace() || c == '"' || c == '\\' || c == '=')
+                .any(|c| c.is_whitespace() || matches!(c, '"' | '\\' | '='))
             {
                 format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
             } else {
                 v.to_string()
             }
         };
-        let ec2_set = [
-            &self.ec2_region,
-            &self.ec2_tag_key,
-            &self.ec2_tag_value,
-            &self.ec2_access_key_id,
-            &self.ec2_secret_access_key,
-        ]
-        .iter()
-        .any(|v| v.is_some());
-        if ec2_set {
-            if self.ec2_tag_key.is_none() || self.ec2_tag_value.is_none() {
-                errors.push(ConfigError::new(
-                    "retry_join_ec2 needs both tag_key and tag_value (-retry-join-ec2-tag-key and -retry-join-ec2-tag-value)",
-                ));
-            } else {
-                let mut real = vec!["provider=aws".to_string()];
-                let mut shown = real.clone();
-                for (k, v, secret) in [
-                    ("access_key_id", &self.ec2_access_key_id, true),
-                    ("region", &self.ec2_region, false),
-                    ("secret_access_key", &self.ec2_secret_access_key, true),
-                    ("tag_key", &self.ec2_tag_key, false),
-                    ("tag_value", &self.ec2_tag_value, false),
-                ] {
-                    if let Some(v) = v {
-                        real.push(format!("{k}={}", quote(v)));
-                        shown.push(format!(
-                            "{k}={}",
-                            if secret {
-                                "hidden".to_string()
-                            } else {
-                                quote(v)
-                            }
-                        ));
-                    }
-                }
-                warnings.push(format!(
-                    "retry_join_ec2 is deprecated: use -retry-join \"{}\" instead",
-                    shown.join(" ")
-                ));
-                out.push(real.join(" "));
+        let mut real = vec![format!("provider={}", self.provider)];
+        let mut shown = real.clone();
+        for (k, v, secret) in &self.fields {
+            if let Some(v) = v {
+                real.push(format!("{k}={}", quote(v)));
+                let visible = if *secret {
+                    "hidden".to_string()
+                } else {
+                    quote(v)
+                };
+                shown.push(format!("{k}={visible}"));
             }
         }
-        let gce_set = [
-            &self.gce_project_name,
-            &self.gce_zone_pattern,
-            &self.gce_tag_value,
-            &self.gce_credentials_file,
-        ]
-        .iter()
-        .any(|v| v.is_some());
-        if gce_set {
-            if self.gce_tag_value.is_none() {
-                errors.push(ConfigError::new(
-                    "retry_join_gce needs tag_value (-retry-join-gce-tag-value)",
-                ));
-            } else {
-                let mut real = vec!["provider=gce".to_string()];
-                let mut shown = real.clone();
-                for (k, v, secret) in [
-                    ("credentials_file", &self.gce_credentials_file, true),
-                    ("project_name", &self.gce_project_name, false),
-                    ("tag_value", &self.gce_tag_value, false),
-                    ("zone_pattern", &self.gce_zone_pattern, false),
-                ] {
-                    if let Some(v) = v {
-                        real.push(format!("{k}={}", quote(v)));
-                        shown.push(format!(
-                            "{k}={}",
-                            if secret {
-                                "hidden".to_string()
-                            } else {
-                                quote(v)
-                            }
-                        ));
-                    }
-                }
-                warnings.push(format!(
-                    "retry_join_gce is deprecated: use -retry-join \"{}\" instead",
-                    shown.join(" ")
-                ));
-                out.push(real.join(" "));
-            }
-        }
-        out
+        warnings.push(format!(
+            "{} is deprecated: use -retry-join \"{}\" instead",
+            self.block,
+            shown.join(" ")
+        ));
+        Some(real.join(" "))
     }
 }
 
