@@ -20,6 +20,7 @@ pub mod gossip;
 pub mod http;
 pub mod join;
 pub mod node_id;
+pub mod server;
 
 /// The version every agent advertises in its `build` tag.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,72 @@
+//! The Raft type configuration, declared once: what an entry carries, who a node is.
+
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A server's Raft id: its node UUID as a 128-bit integer (docs/servers.md).
+pub type NodeId = u128;
+
+/// A server as Raft knows it: where its RPC port is, and its node name for display.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerNode {
+    /// `ip:port` of the server RPC listener.
+    pub addr: String,
+    /// Node name, as in gossip.
+    pub name: String,
+}
+
+impl fmt::Display for ServerNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.name, self.addr)
+    }
+}
+
+/// A command replicated through the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Does nothing; used to check that the cluster commits.
+    Noop,
+    /// Names the cluster. Proposed by the first leader; only the first one applied counts, so
+    /// every server ends with the same id.
+    SetClusterId(Uuid),
+}
+
+/// What applying a command returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResult {
+    /// The cluster id after the command.
+    pub cluster_id: Option<Uuid>,
+}
+
+openraft::declare_raft_types!(
+    /// muster's Raft types.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = NodeId,
+        Node = ServerNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, ServerNode>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, ServerNode>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// The node id of a UUID.
+pub fn node_id(u: Uuid) -> NodeId {
+    u.as_u128()
+}
+
+/// The UUID of a node id.
+pub fn node_uuid(id: NodeId) -> Uuid {
+    Uuid::from_u128(id)
+}
