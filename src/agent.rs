@@ -15,6 +15,8 @@ use tokio::sync::watch;
 use crate::config::RuntimeConfig;
 use crate::gossip::{Gossip, GossipConfig, NodeIdentity, Tags, Timings};
 use crate::join::{self, backoff::Schedule};
+use crate::server::rpc::RpcClient;
+use crate::server::{Server, ServerConfig};
 
 /// Why the agent could not start or had to stop. The CLI maps each to an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,10 @@ pub enum StopReason {
 pub struct Agent {
     pub config: RuntimeConfig,
     pub gossip: Gossip,
+    /// Raft and the bootstrap gate, in server mode.
+    pub server: Option<Arc<Server>>,
+    /// Connections to servers' RPC ports (clients ask servers for status through them).
+    pub rpc: Arc<RpcClient>,
     pub node_id: uuid::Uuid,
     pub data_dir: PathBuf,
     pub started: Instant,
@@ -141,6 +147,20 @@ impl Agent {
                 addr: gossip_bind,
                 source,
             })?;
+        let rpc_bind = SocketAddr::new(config.bind_addr, config.ports.server);
+        let rpc_listener = if config.server {
+            Some(
+                TcpListener::bind(rpc_bind)
+                    .await
+                    .map_err(|source| AgentError::Bind {
+                        what: "server RPC",
+                        addr: rpc_bind,
+                        source,
+                    })?,
+            )
+        } else {
+            None
+        };
         let http_bind = SocketAddr::new(config.client_addr, config.ports.http);
         let http = TcpListener::bind(http_bind)
             .await
@@ -152,21 +172,51 @@ impl Agent {
 
         let advertise = SocketAddr::new(config.advertise_addr, config.ports.serf_lan);
         let identity = NodeIdentity::new(config.node_name.clone(), node_id, advertise);
+        let tags = tags_for(&config, node_id);
         let gossip = Gossip::start(
             GossipConfig {
                 identity,
                 datacenter: config.datacenter.clone(),
                 key: config.encrypt.clone(),
-                tags: tags_for(&config, node_id),
+                tags: tags.clone(),
                 timings: Timings::default(),
             },
             udp,
             tcp,
         );
+        let server = match rpc_listener {
+            None => None,
+            Some(listener) => {
+                let cfg = ServerConfig {
+                    node_id,
+                    name: config.node_name.clone(),
+                    datacenter: config.datacenter.clone(),
+                    rpc_advertise: SocketAddr::new(config.advertise_addr, config.ports.server),
+                    bootstrap_expect: config.bootstrap_expect,
+                    bootstrap: config.bootstrap,
+                    raft_multiplier: config.raft_multiplier,
+                    data_dir: data_dir.clone(),
+                };
+                match Server::start(cfg, gossip.clone(), listener, tags).await {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        gossip.shutdown().await;
+                        return Err(AgentError::DataDir(e));
+                    }
+                }
+            }
+        };
+        let rpc_source = if config.bind_addr.is_unspecified() {
+            None
+        } else {
+            Some(config.bind_addr)
+        };
         let (stop_tx, _) = watch::channel(StopReason::Running);
         let agent = Arc::new(Agent {
             config,
             gossip,
+            server,
+            rpc: RpcClient::new(rpc_source),
             node_id,
             data_dir,
             started: Instant::now(),
@@ -192,7 +242,7 @@ impl Agent {
             for (entry, why) in &report.failed {
                 tracing::warn!(address = %entry, error = %why, "-join: could not join");
             }
-            if report.joined.is_empty() {
+            if report.joined.is_empty() && !report.failed.is_empty() {
                 agent.gossip.shutdown().await;
                 return Err(AgentError::StartJoin(report.failures()));
             }
@@ -228,6 +278,9 @@ impl Agent {
         let mut done = self.leave_lock.lock().await;
         if !*done {
             tracing::info!("gracefully leaving the cluster");
+            if let Some(s) = &self.server {
+                s.prepare_leave().await;
+            }
             self.gossip.leave().await;
             *done = true;
             tracing::info!("graceful leave complete");
@@ -264,6 +317,9 @@ impl Agent {
 
     /// Stops gossip tasks (no announcement).
     pub async fn shutdown(&self) {
+        if let Some(s) = &self.server {
+            s.shutdown().await;
+        }
         self.gossip.shutdown().await;
     }
 }

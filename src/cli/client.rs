@@ -66,6 +66,11 @@ impl Client {
             .await
     }
 
+    pub async fn delete(&self, path: &str) -> Result<Reply, String> {
+        self.send(self.http.delete(format!("{}{path}", self.base)))
+            .await
+    }
+
     pub async fn put(&self, path: &str) -> Result<Reply, String> {
         self.send(self.http.put(format!("{}{path}", self.base)))
             .await

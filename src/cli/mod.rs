@@ -13,6 +13,7 @@ pub mod join;
 pub mod keygen;
 pub mod leave;
 pub mod members;
+pub mod operator;
 pub mod validate;
 
 use std::ffi::OsString;
@@ -40,6 +41,8 @@ pub enum Command {
     Leave(leave::LeaveCmd),
     /// Mark a failed member as left.
     ForceLeave(force_leave::ForceLeaveCmd),
+    /// Operator tools: the Raft configuration.
+    Operator(operator::OperatorCmd),
     /// Show the local agent's status, by section.
     Info(info::InfoCmd),
     /// Check configuration files (or directories) without starting anything.
@@ -72,6 +75,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Leave(c) => client::block_on(leave::run(c)),
         Command::ForceLeave(c) => client::block_on(force_leave::run(c)),
         Command::Info(c) => client::block_on(info::run(c)),
+        Command::Operator(c) => client::block_on(operator::run(c)),
         Command::Validate(c) => validate::run(c),
         Command::Keygen => keygen::run(),
         Command::Version => {

@@ -28,6 +28,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "log_level",
     "node_id",
     "node_name",
+    "performance",
     "ports",
     "retry_interval",
     "retry_join",
@@ -59,6 +60,7 @@ const EC2_KEYS: &[&str] = &[
     "tag_key",
     "tag_value",
 ];
+const PERFORMANCE_KEYS: &[&str] = &["leave_drain_time", "raft_multiplier", "rpc_hold_timeout"];
 const GCE_KEYS: &[&str] = &[
     "credentials_file",
     "project_name",
@@ -122,6 +124,7 @@ struct FileModel {
     node_id: Option<String>,
     node_name: Option<String>,
     ports: Option<PortsModel>,
+    performance: Option<PerformanceModel>,
     retry_interval: Option<String>,
     #[serde(default)]
     retry_join: Vec<String>,
@@ -140,6 +143,17 @@ struct PortsModel {
     http: Option<i64>,
     serf_lan: Option<i64>,
     server: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PerformanceModel {
+    raft_multiplier: Option<i64>,
+    /// Consul settings accepted for compatibility, not used yet.
+    #[allow(dead_code)]
+    leave_drain_time: Option<String>,
+    #[allow(dead_code)]
+    rpc_hold_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -249,6 +263,7 @@ pub fn parse_str(
     }
     for (block, known) in [
         ("ports", PORT_KEYS),
+        ("performance", PERFORMANCE_KEYS),
         ("retry_join_ec2", EC2_KEYS),
         ("retry_join_gce", GCE_KEYS),
     ] {
@@ -347,6 +362,7 @@ impl FileModel {
             gce_zone_pattern: gce.zone_pattern,
             gce_tag_value: gce.tag_value,
             gce_credentials_file: gce.credentials_file,
+            raft_multiplier: self.performance.and_then(|p| p.raft_multiplier),
         }
     }
 }

@@ -96,6 +96,13 @@ pub struct AgentFlags {
     /// HTTP API port. Default 8500.
     #[arg(long = "http-port", value_name = "PORT", allow_negative_numbers = true)]
     pub http_port: Option<i64>,
+    /// Scales every Raft timing: 1 (LAN, default) to 10 (slow networks).
+    #[arg(
+        long = "raft-multiplier",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub raft_multiplier: Option<i64>,
     /// Legacy: EC2 tag key to discover servers by (becomes `provider=aws tag_key=…`).
     #[arg(long = "retry-join-ec2-tag-key", value_name = "KEY")]
     pub ec2_tag_key: Option<String>,
@@ -158,6 +165,7 @@ impl AgentFlags {
             gce_zone_pattern: self.gce_zone_pattern.clone(),
             gce_tag_value: self.gce_tag_value.clone(),
             gce_credentials_file: self.gce_credentials_file.clone(),
+            raft_multiplier: self.raft_multiplier,
         }
     }
 }

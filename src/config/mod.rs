@@ -100,6 +100,7 @@ pub struct PartialConfig {
     pub gce_zone_pattern: Option<String>,
     pub gce_tag_value: Option<String>,
     pub gce_credentials_file: Option<String>,
+    pub raft_multiplier: Option<i64>,
 }
 
 impl PartialConfig {
@@ -273,6 +274,8 @@ pub struct RuntimeConfig {
     /// Do not leave on SIGINT (default: servers yes, clients no).
     pub skip_leave_on_interrupt: bool,
     pub legacy_cloud: LegacyCloud,
+    /// Scales every Raft timing; 1 = the LAN defaults of docs/servers.md.
+    pub raft_multiplier: u32,
 }
 
 /// A built configuration plus the warnings to print before starting.
@@ -541,6 +544,16 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
         )));
     }
 
+    let raft_multiplier = match p.raft_multiplier {
+        None => 1,
+        Some(n) if (1..=10).contains(&n) => n as u32,
+        Some(n) => {
+            errors.push(ConfigError::new(format!(
+                "performance.raft_multiplier = {n}: use 1 (LAN, the default) to 10 (slow networks)"
+            )));
+            1
+        }
+    };
     let leave_on_terminate = p.leave_on_terminate.unwrap_or(!server);
     let skip_leave_on_interrupt = p.skip_leave_on_interrupt.unwrap_or(server);
 
@@ -574,6 +587,7 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
             leave_on_terminate,
             skip_leave_on_interrupt,
             legacy_cloud,
+            raft_multiplier,
         },
         warnings,
     })

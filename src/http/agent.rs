@@ -82,6 +82,12 @@ async fn join(
         agent.config.ports.serf_lan,
     )
     .await;
+    if !report.only_self.is_empty() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{address} is this agent's own address; join another agent"),
+        ));
+    }
     if report.joined.is_empty() {
         return Err(ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -138,7 +144,28 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
     for (k, v) in agent.gossip.stats() {
         serf_lan.insert(k.into(), v.to_string());
     }
-    let stats = json!({
+    let mut consul: BTreeMap<String, String> = BTreeMap::new();
+    consul.insert("server".into(), c.server.to_string());
+    let mut raft: Option<BTreeMap<String, String>> = None;
+    if let Some(s) = &agent.server {
+        let leader = s.leader_addr();
+        consul.insert(
+            "leader".into(),
+            (leader.as_deref() == Some(s.node.addr.as_str())).to_string(),
+        );
+        consul.insert("leader_addr".into(), leader.unwrap_or_default());
+        consul.insert("bootstrap".into(), c.bootstrap.to_string());
+        consul.insert("bootstrap_expect".into(), c.bootstrap_expect.to_string());
+        consul.insert("bootstrap_status".into(), s.gate_status());
+        raft = Some(s.info());
+    } else {
+        let known = crate::server::server_views(&members)
+            .iter()
+            .filter(|v| v.alive)
+            .count();
+        consul.insert("known_servers".into(), known.to_string());
+    }
+    let mut stats = json!({
         "agent": {
             "server": c.server.to_string(),
             "node_name": c.node_name,
@@ -153,7 +180,11 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
             "arch": std::env::consts::ARCH,
             "cpu_count": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).to_string(),
         },
+        "consul": consul,
     });
+    if let Some(r) = raft {
+        stats["raft"] = json!(r);
+    }
     Json(json!({
         "Config": {
             "Datacenter": c.datacenter,

@@ -2,11 +2,13 @@
 //!
 //! # Layout
 //! - [`agent`]: `/v1/agent/*` — members, join, leave, force-leave, self.
+//! - [`status`]: `/v1/status/*` and `/v1/operator/raft/*` — leader, peers, configuration.
 //!
 //! Errors are plain text with a 4xx (the request is wrong) or 5xx (the agent could not do it)
 //! status, one line that names the culprit, as Consul answers.
 
 pub mod agent;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -31,6 +33,7 @@ impl IntoResponse for ApiError {
 pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()
         .merge(agent::routes())
+        .merge(status::routes())
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(wrong_method)
         .with_state(agent)

@@ -19,6 +19,8 @@ pub struct JoinReport {
     pub joined: Vec<String>,
     /// Entries that failed, each with why (one line per resolved address).
     pub failed: Vec<(String, String)>,
+    /// Entries that name only this agent (a seed listing itself): skipped, not failed.
+    pub only_self: Vec<String>,
 }
 
 impl JoinReport {
@@ -91,6 +93,11 @@ pub async fn retry_join(
         let report = join_entries(gossip, entries, default_port).await;
         if !report.joined.is_empty() {
             tracing::info!(joined = ?report.joined, attempt, "retry join: joined cluster");
+            return Ok(report);
+        }
+        if report.failed.is_empty() {
+            // Every entry is this agent itself: the others will join it.
+            tracing::info!("retry join: every entry names this agent; nothing to join");
             return Ok(report);
         }
         if max_attempts > 0 && attempt >= max_attempts {

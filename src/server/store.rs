@@ -8,6 +8,9 @@
 //!   immediate commit of the same file; a crash can only leave the state machine *behind* its
 //!   log, and openraft re-applies from the recorded last-applied id.
 
+// openraft's StorageError (320 bytes) is the error type its storage traits require.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
@@ -15,13 +18,19 @@ use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
-use openraft::{AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, RaftSnapshotBuilder, StorageIOError};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader,
+    RaftSnapshotBuilder, StorageIOError,
+};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::types::{
-    Command, CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+    Command, CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+    Vote,
 };
 
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -38,10 +47,14 @@ trait Io<T> {
 
 impl<T, E: std::error::Error + 'static> Io<T> for std::result::Result<T, E> {
     fn rd(self) -> Result<T> {
-        self.map_err(|e| StorageIOError::new(ErrorSubject::Store, ErrorVerb::Read, AnyError::new(&e)).into())
+        self.map_err(|e| {
+            StorageIOError::new(ErrorSubject::Store, ErrorVerb::Read, AnyError::new(&e)).into()
+        })
     }
     fn wr(self) -> Result<T> {
-        self.map_err(|e| StorageIOError::new(ErrorSubject::Store, ErrorVerb::Write, AnyError::new(&e)).into())
+        self.map_err(|e| {
+            StorageIOError::new(ErrorSubject::Store, ErrorVerb::Write, AnyError::new(&e)).into()
+        })
     }
 }
 
@@ -68,7 +81,8 @@ pub fn open(dir: &Path) -> std::result::Result<(LogStore, StateMachineStore), St
     };
     init().map_err(|e| format!("cannot initialise {}: {e}", path.display()))?;
     let db = Arc::new(db);
-    let sm = StateMachineStore::load(db.clone()).map_err(|e| format!("cannot read the state machine in {}: {e}", path.display()))?;
+    let sm = StateMachineStore::load(db.clone())
+        .map_err(|e| format!("cannot read the state machine in {}: {e}", path.display()))?;
     Ok((LogStore { db }, sm))
 }
 
@@ -112,7 +126,10 @@ impl LogStore {
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(&mut self, range: RB) -> Result<Vec<Entry>> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>> {
         let txn = self.db.begin_read().rd()?;
         let t = txn.open_table(LOG).rd()?;
         let start = match range.start_bound() {
@@ -143,7 +160,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             Some((_, v)) => Some(decode::<Entry>(v.value())?.log_id),
             None => last_purged,
         };
-        Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -182,7 +202,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         // Durability::Immediate (the default): fsynced when commit returns; only then flushed.
-        let result = txn.commit().map_err(|e| std::io::Error::other(e.to_string()));
+        let result = txn
+            .commit()
+            .map_err(|e| std::io::Error::other(e.to_string()));
         let ok = result.is_ok();
         callback.log_io_completed(result);
         if ok {
@@ -243,10 +265,14 @@ impl StateMachineStore {
             let txn = db.begin_read()?;
             let t = txn.open_table(SM)?;
             if let Some(v) = t.get("state")? {
-                state = postcard::from_bytes(v.value()).map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+                state = postcard::from_bytes(v.value())
+                    .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
             }
         }
-        Ok(Self { db, state: Arc::new(RwLock::new(state)) })
+        Ok(Self {
+            db,
+            state: Arc::new(RwLock::new(state)),
+        })
     }
 
     fn persist(&self, state: &SmState, snapshot: Option<&StoredSnapshot>) -> Result<()> {
@@ -254,7 +280,11 @@ impl StateMachineStore {
         let snap = snapshot.map(encode).transpose()?;
         let mut txn = self.db.begin_write().wr()?;
         // Durable with the next log append (same file); see the module docs.
-        let durability = if snap.is_some() { Durability::Immediate } else { Durability::None };
+        let durability = if snap.is_some() {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
         txn.set_durability(durability).wr()?;
         {
             let mut t = txn.open_table(SM).wr()?;
@@ -284,10 +314,20 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, Uuid::new_v4().simple()),
             None => format!("empty-{}", Uuid::new_v4().simple()),
         };
-        let meta = SnapshotMeta { last_log_id: state.last_applied, last_membership: state.membership.clone(), snapshot_id: id };
-        let stored = StoredSnapshot { meta: meta.clone(), data: data.clone() };
+        let meta = SnapshotMeta {
+            last_log_id: state.last_applied,
+            last_membership: state.membership.clone(),
+            snapshot_id: id,
+        };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.clone(),
+        };
         self.persist(&state, Some(&stored))?;
-        Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
     }
 }
 
@@ -320,7 +360,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     next.membership = StoredMembership::new(Some(e.log_id), m);
                 }
             }
-            results.push(CommandResult { cluster_id: next.cluster_id });
+            results.push(CommandResult {
+                cluster_id: next.cluster_id,
+            });
         }
         self.persist(&next, None)?;
         *self.state.write().expect("sm lock") = next;
@@ -335,19 +377,29 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<Cursor<Vec<u8>>>) -> Result<()> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<()> {
         let data = snapshot.into_inner();
         let mut state: SmState = decode(&data)?;
         state.last_applied = meta.last_log_id;
         state.membership = meta.last_membership.clone();
-        let stored = StoredSnapshot { meta: meta.clone(), data };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
         self.persist(&state, Some(&stored))?;
         *self.state.write().expect("sm lock") = state;
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
-        Ok(self.read_snapshot()?.map(|s| Snapshot { meta: s.meta, snapshot: Box::new(Cursor::new(s.data)) }))
+        Ok(self.read_snapshot()?.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
     }
 }
 

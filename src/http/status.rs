@@ -1,0 +1,143 @@
+//! `/v1/status/*` and `/v1/operator/raft/*`: who leads, who is in the Raft configuration.
+//!
+//! A server answers from its own Raft state; a client asks a live server over the RPC port
+//! (status only), as Consul's clients forward these requests.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::ApiError;
+use crate::agent::Agent;
+use crate::server::rpc::{PeerStatus, Request, Response};
+use crate::server::{server_views, types::node_id};
+
+pub fn routes() -> Router<Arc<Agent>> {
+    Router::new()
+        .route("/v1/status/leader", get(leader))
+        .route("/v1/status/peers", get(peers))
+        .route("/v1/operator/raft/configuration", get(configuration))
+        .route("/v1/operator/raft/peer", delete(remove_peer))
+}
+
+/// A client's view through a live server: its status, and the id → address map of servers.
+async fn ask_a_server(agent: &Agent) -> Result<(PeerStatus, HashMap<u128, String>), ApiError> {
+    let views = server_views(&agent.gossip.members());
+    let addrs: HashMap<u128, String> = views.iter().map(|v| (v.id, v.rpc_addr.clone())).collect();
+    let mut last_err = "no alive server is known to this agent (join one first)".to_string();
+    for v in views.iter().filter(|v| v.alive) {
+        match agent
+            .rpc
+            .call(
+                &v.rpc_addr,
+                Request::PeerStatus,
+                std::time::Duration::from_secs(2),
+            )
+            .await
+        {
+            Ok(Response::PeerStatus(st)) => return Ok((st, addrs)),
+            Ok(_) => last_err = format!("{} gave an unexpected answer", v.name),
+            Err(e) => last_err = e.to_string(),
+        }
+    }
+    Err(ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("No known Consul servers: {last_err}"),
+    ))
+}
+
+async fn leader(State(agent): State<Arc<Agent>>) -> Result<Json<String>, ApiError> {
+    if let Some(s) = &agent.server {
+        return Ok(Json(s.leader_addr().unwrap_or_default()));
+    }
+    let (st, addrs) = ask_a_server(&agent).await?;
+    Ok(Json(
+        st.leader
+            .and_then(|l| addrs.get(&l).cloned())
+            .unwrap_or_default(),
+    ))
+}
+
+async fn peers(State(agent): State<Arc<Agent>>) -> Result<Json<Vec<String>>, ApiError> {
+    if let Some(s) = &agent.server {
+        return Ok(Json(
+            s.configuration().into_iter().map(|p| p.address).collect(),
+        ));
+    }
+    let (st, addrs) = ask_a_server(&agent).await?;
+    Ok(Json(
+        st.members
+            .iter()
+            .filter_map(|m| addrs.get(m).cloned())
+            .collect(),
+    ))
+}
+
+fn server_only(agent: &Agent) -> Result<&Arc<crate::server::Server>, ApiError> {
+    agent.server.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "this agent is a client; ask a server (muster operator raft … -http-addr SERVER:8500)"
+                .into(),
+        )
+    })
+}
+
+async fn configuration(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiError> {
+    let s = server_only(&agent)?;
+    let servers = s.configuration();
+    let index = s
+        .raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .log_id()
+        .map(|l| l.index)
+        .unwrap_or(0);
+    Ok(Json(json!({ "Servers": servers, "Index": index })))
+}
+
+#[derive(Deserialize)]
+struct PeerQuery {
+    id: Option<String>,
+    address: Option<String>,
+}
+
+async fn remove_peer(
+    State(agent): State<Arc<Agent>>,
+    Query(q): Query<PeerQuery>,
+) -> Result<StatusCode, ApiError> {
+    let s = server_only(&agent)?;
+    let id = match (q.id, q.address) {
+        (None, None) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "Must specify either ?id with the server's ID or ?address with IP:port of peer to remove".into(),
+            ))
+        }
+        (Some(_), Some(_)) => return Err(ApiError(StatusCode::BAD_REQUEST, "Must specify only one of ?id or ?address".into())),
+        (Some(id), None) => match uuid::Uuid::parse_str(&id) {
+            Ok(u) => node_id(u),
+            Err(_) => return Err(ApiError(StatusCode::BAD_REQUEST, format!("id {id:?} is not a server ID (a UUID)"))),
+        },
+        (None, Some(addr)) => match s.configuration().into_iter().find(|p| p.address == addr) {
+            Some(p) => node_id(uuid::Uuid::parse_str(&p.id).expect("ids are UUIDs")),
+            None => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("address {addr:?} was not found in the Raft configuration"),
+                ))
+            }
+        },
+    };
+    s.remove_peer(id)
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(StatusCode::OK)
+}

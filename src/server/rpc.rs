@@ -1,0 +1,310 @@
+//! The server RPC port (8300): framing, a connection pool for callers, and the listener.
+//!
+//! Frames are `u32 big-endian length ‖ postcard(Frame)` (docs/servers.md). A connection carries
+//! many requests at once; answers are matched to callers by request id, so one slow request
+//! (a snapshot) does not hold up heartbeats behind it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::types::{NodeId, ServerNode, TypeConfig};
+
+/// Largest frame accepted (a snapshot chunk or a large append fits well below).
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// A request on the server port.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// What the bootstrap gate asks every server before forming a cluster.
+    PeerStatus,
+    /// Bootstrap phase 1: promise not to bootstrap with anyone else for a while.
+    BootstrapPropose {
+        proposer: NodeId,
+        servers: Vec<(NodeId, ServerNode)>,
+    },
+    /// Remove a server from the Raft configuration (sent to the leader).
+    RemovePeer {
+        id: NodeId,
+    },
+}
+
+/// A server's answer to `PeerStatus`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub node_id: NodeId,
+    pub name: String,
+    /// It holds a vote or log entries: it belongs (or belonged) to a cluster.
+    pub has_state: bool,
+    pub cluster_id: Option<Uuid>,
+    /// The leader it knows, if any.
+    pub leader: Option<NodeId>,
+    /// Servers of its current Raft configuration.
+    pub members: Vec<NodeId>,
+}
+
+/// An answer on the server port.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+    PeerStatus(PeerStatus),
+    /// Answer to the bootstrap and operator requests: done, or why not.
+    Done(Result<(), String>),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Frame<T> {
+    id: u64,
+    body: T,
+}
+
+/// Why a call failed. `Unreachable` means "back off", the others "retry when it suits".
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RpcError {
+    #[error("cannot connect to {addr}: {reason}")]
+    Unreachable { addr: String, reason: String },
+    #[error("no answer from {addr} within {timeout:?}")]
+    Timeout { addr: String, timeout: Duration },
+    #[error("connection to {addr} closed: {reason}")]
+    Closed { addr: String, reason: String },
+}
+
+async fn write_frame<W: AsyncWriteExt + Unpin>(w: &mut W, bytes: &[u8]) -> std::io::Result<()> {
+    w.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    w.write_all(bytes).await
+}
+
+async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes is over the limit"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+
+struct Conn {
+    out: mpsc::Sender<Vec<u8>>,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+}
+
+/// Persistent connections to other servers, one per address, re-dialled when broken.
+pub struct RpcClient {
+    conns: Mutex<HashMap<String, Arc<Conn>>>,
+    next_id: AtomicU64,
+    bind_ip: Option<IpAddr>,
+}
+
+impl RpcClient {
+    /// `bind_ip`: source address of outgoing connections (the agent's bind address).
+    pub fn new(bind_ip: Option<IpAddr>) -> Arc<Self> {
+        Arc::new(Self {
+            conns: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            bind_ip,
+        })
+    }
+
+    async fn dial(&self, addr: &str, timeout: Duration) -> Result<Arc<Conn>, RpcError> {
+        let unreachable = |reason: String| RpcError::Unreachable {
+            addr: addr.to_string(),
+            reason,
+        };
+        let target: SocketAddr = addr
+            .parse()
+            .map_err(|_| unreachable("not an ip:port address".into()))?;
+        let socket = if target.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(|e| unreachable(e.to_string()))?;
+        if let Some(ip) = self
+            .bind_ip
+            .filter(|ip| !ip.is_unspecified() && ip.is_ipv4() == target.is_ipv4())
+        {
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .map_err(|e| unreachable(e.to_string()))?;
+        }
+        let stream = tokio::time::timeout(timeout, socket.connect(target))
+            .await
+            .map_err(|_| unreachable("connect timed out".into()))?
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
+        let pending: Pending = Arc::new(Mutex::new(HashMap::new()));
+        let alive = Arc::new(AtomicBool::new(true));
+        let a = alive.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = out_rx.recv().await {
+                if write_frame(&mut wr, &frame).await.is_err() {
+                    break;
+                }
+            }
+            a.store(false, Ordering::Relaxed);
+        });
+        let (p, a) = (pending.clone(), alive.clone());
+        tokio::spawn(async move {
+            while let Ok(bytes) = read_frame(&mut rd).await {
+                let Ok(frame) = postcard::from_bytes::<Frame<Response>>(&bytes) else {
+                    break;
+                };
+                if let Some(tx) = p.lock().expect("pending lock").remove(&frame.id) {
+                    let _ = tx.send(frame.body);
+                }
+            }
+            a.store(false, Ordering::Relaxed);
+            // Dropping the senders fails every call still waiting on this connection.
+            p.lock().expect("pending lock").clear();
+        });
+        Ok(Arc::new(Conn {
+            out: out_tx,
+            pending,
+            alive,
+        }))
+    }
+
+    async fn conn(&self, addr: &str, timeout: Duration) -> Result<Arc<Conn>, RpcError> {
+        if let Some(c) = self.conns.lock().expect("conns lock").get(addr) {
+            if c.alive.load(Ordering::Relaxed) {
+                return Ok(c.clone());
+            }
+        }
+        let c = self.dial(addr, timeout).await?;
+        self.conns
+            .lock()
+            .expect("conns lock")
+            .insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Sends `req` to the server at `addr` and waits at most `timeout` for its answer.
+    pub async fn call(
+        &self,
+        addr: &str,
+        req: Request,
+        timeout: Duration,
+    ) -> Result<Response, RpcError> {
+        let conn = self.conn(addr, timeout).await?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let bytes =
+            postcard::to_allocvec(&Frame { id, body: req }).map_err(|e| RpcError::Closed {
+                addr: addr.into(),
+                reason: format!("cannot encode: {e}"),
+            })?;
+        let (tx, rx) = oneshot::channel();
+        conn.pending.lock().expect("pending lock").insert(id, tx);
+        if conn.out.send(bytes).await.is_err() {
+            conn.pending.lock().expect("pending lock").remove(&id);
+            return Err(RpcError::Closed {
+                addr: addr.into(),
+                reason: "writer stopped".into(),
+            });
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(RpcError::Closed {
+                addr: addr.into(),
+                reason: "connection lost".into(),
+            }),
+            Err(_) => {
+                conn.pending.lock().expect("pending lock").remove(&id);
+                Err(RpcError::Timeout {
+                    addr: addr.into(),
+                    timeout,
+                })
+            }
+        }
+    }
+}
+
+/// Serves the RPC port: each request is handled on its own task by `handle`.
+pub async fn serve<H, F>(listener: TcpListener, handle: H)
+where
+    H: Fn(Request) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "server RPC accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let handle = handle.clone();
+        tokio::spawn(serve_conn(stream, peer, handle));
+    }
+}
+
+async fn serve_conn<H, F>(stream: TcpStream, peer: SocketAddr, handle: H)
+where
+    H: Fn(Request) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = out_rx.recv().await {
+            if write_frame(&mut wr, &frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let bytes = match read_frame(&mut rd).await {
+            Ok(b) => b,
+            Err(_) => break,
+        };
+        let frame: Frame<Request> = match postcard::from_bytes(&bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "malformed server RPC frame; closing the connection");
+                break;
+            }
+        };
+        let (handle, out) = (handle.clone(), out_tx.clone());
+        tokio::spawn(async move {
+            let body = handle(frame.body).await;
+            if let Ok(bytes) = postcard::to_allocvec(&Frame { id: frame.id, body }) {
+                let _ = out.send(bytes).await;
+            }
+        });
+    }
+    drop(out_tx);
+    let _ = writer.await;
+}
