@@ -50,11 +50,12 @@ pub fn run(cmd: AgentCmd) -> u8 {
 
 fn init_logging(level: LogLevel, json: bool) {
     // Our own crate at the chosen level; dependencies only from warn up (foca is chatty at
-    // debug), and openraft only for errors: its warnings are routine election races that our
-    // own log lines already explain. MUSTER_LOG (EnvFilter syntax) overrides all of this.
+    // debug). openraft is silenced: it logs every failed heartbeat to a dead peer at error
+    // level, twice a second; muster logs what matters (elections, membership changes, and a
+    // fatal Raft stop) itself. MUSTER_LOG (EnvFilter syntax) overrides all of this.
     let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
-            "warn,openraft=error,muster={}",
+            "warn,openraft=off,muster={}",
             level.as_directive()
         ))
     });

@@ -54,9 +54,7 @@ pub async fn join_entries(gossip: &Gossip, entries: &[String], default_port: u16
             },
         };
         if addrs.is_empty() {
-            report
-                .failed
-                .push((entry.clone(), "it names only this agent".into()));
+            report.only_self.push(entry.clone());
             continue;
         }
         let results = gossip.join(&addrs).await;

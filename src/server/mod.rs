@@ -42,6 +42,8 @@ const GATE_LOG_EVERY: Duration = Duration::from_secs(10);
 const PROMOTE_LAG: u64 = 64;
 /// …for this long.
 const PROMOTE_STABLE: Duration = Duration::from_secs(2);
+/// Longest wait for a membership change to commit.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a server needs to start.
 #[derive(Debug, Clone)]
@@ -90,6 +92,9 @@ pub struct Server {
     last_contact: Mutex<Option<Instant>>,
     /// Learners and since when they have been caught up.
     caught_up_since: Mutex<HashMap<NodeId, Instant>>,
+    /// openraft allows one membership change at a time; the leader's duties and operator
+    /// requests take turns through this lock.
+    membership_lock: tokio::sync::Mutex<()>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -168,6 +173,7 @@ impl Server {
             promise: Mutex::new(gate::Promise::default()),
             last_contact: Mutex::new(None),
             caught_up_since: Mutex::new(HashMap::new()),
+            membership_lock: tokio::sync::Mutex::new(()),
             tasks: Mutex::new(Vec::new()),
         });
         let s = server.clone();
@@ -470,6 +476,12 @@ impl Server {
                 }
             }
             let m = self.raft.metrics().borrow().clone();
+            if let Err(fatal) = &m.running_state {
+                tracing::error!(
+                    "Raft stopped: {fatal}; this server cannot take part until restarted"
+                );
+                return;
+            }
             if m.state != ServerState::Leader {
                 leader_logged = false;
                 continue;
@@ -515,7 +527,7 @@ impl Server {
         {
             if !known.contains_key(&v.id) {
                 tracing::info!(server = %v.name, addr = %v.rpc_addr, "adding server as a non-voter");
-                if let Err(e) = self.raft.add_learner(v.id, v.node(), false).await {
+                if let Err(e) = self.add_learner(v.id, v.node()).await {
                     tracing::warn!(server = %v.name, error = %e, "adding server failed");
                 }
             }
@@ -552,7 +564,6 @@ impl Server {
             if promote {
                 tracing::info!(server = %node.name, "promoting server to voter");
                 if let Err(e) = self
-                    .raft
                     .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), true)
                     .await
                 {
@@ -570,6 +581,35 @@ impl Server {
         }
     }
 
+    /// One membership change at a time, retried while a previous change is still settling.
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, ServerNode>,
+        retain: bool,
+    ) -> Result<(), String> {
+        let _turn = self.membership_lock.lock().await;
+        loop {
+            match self.raft.change_membership(change.clone(), retain).await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))
+                    if e.to_string().contains("undergoing") =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(describe_write_error(e)),
+            }
+        }
+    }
+
+    async fn add_learner(&self, id: NodeId, node: ServerNode) -> Result<(), String> {
+        let _turn = self.membership_lock.lock().await;
+        self.raft
+            .add_learner(id, node, false)
+            .await
+            .map(|_| ())
+            .map_err(describe_write_error)
+    }
+
     async fn remove_from_config(&self, id: NodeId) -> Result<(), String> {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
@@ -584,10 +624,17 @@ impl Server {
         } else {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
-        self.raft
-            .change_membership(change, false)
-            .await
-            .map_err(describe_write_error)?;
+        // A change needs a quorum of the old configuration: say so instead of hanging.
+        let commit = |change| async move {
+            match tokio::time::timeout(MEMBERSHIP_TIMEOUT, self.change_membership(change, false)).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "the change did not commit within {MEMBERSHIP_TIMEOUT:?}: the Raft configuration has lost its quorum \
+                     (too many voters unreachable); see docs/servers.md"
+                )),
+            }
+        };
+        commit(change).await?;
         // A removed voter stays a learner; drop it entirely.
         let still = self
             .raft
@@ -598,10 +645,7 @@ impl Server {
             .nodes()
             .any(|(n, _)| *n == id);
         if still {
-            self.raft
-                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                .await
-                .map_err(describe_write_error)?;
+            commit(ChangeMembers::RemoveNodes(BTreeSet::from([id]))).await?;
         }
         Ok(())
     }
@@ -758,19 +802,27 @@ impl Server {
         out
     }
 
-    /// Before a graceful leave: a leader hands over by removing itself (the remaining voters
-    /// elect a new leader at once); a follower is removed by the leader when it sees `left`.
+    /// Before a graceful leave, this server leaves the Raft configuration while it can still
+    /// vote on its own removal (Consul's server leave, consul-behaviour §4.4): a leader removes
+    /// itself (the remaining voters elect a successor at once), a follower asks the leader.
+    /// Waiting until gossip shows it `left` would be too late in a two-voter cluster, where the
+    /// removal needs the leaving server's vote.
     pub async fn prepare_leave(&self) {
         let m = self.raft.metrics().borrow().clone();
-        let voters = m.membership_config.membership().voter_ids().count();
-        if m.state == ServerState::Leader && voters > 1 {
-            tracing::info!("leader is leaving: removing itself from the Raft configuration first");
-            let r = tokio::time::timeout(Duration::from_secs(5), self.remove_from_config(self.id))
-                .await;
-            if !matches!(r, Ok(Ok(()))) {
-                tracing::warn!(
-                    "could not remove this leader from the configuration before leaving"
-                );
+        let membership = m.membership_config.membership();
+        let is_member = membership.nodes().any(|(id, _)| *id == self.id);
+        let sole_voter = membership.voter_ids().count() <= 1;
+        if !is_member || sole_voter {
+            return;
+        }
+        tracing::info!("server leaving: asking to be removed from the Raft configuration first");
+        match tokio::time::timeout(Duration::from_secs(10), self.remove_peer(self.id)).await {
+            Ok(Ok(())) => tracing::info!("removed from the Raft configuration"),
+            Ok(Err(e)) => {
+                tracing::warn!("could not leave the Raft configuration before leaving: {e}")
+            }
+            Err(_) => {
+                tracing::warn!("could not leave the Raft configuration within 10 s; leaving anyway")
             }
         }
     }

@@ -273,3 +273,63 @@ pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&p, text).expect("write file");
     p
 }
+
+impl Agent {
+    /// The `Stats` of `/v1/agent/self`, or None while the agent does not answer.
+    pub fn stats(&self) -> Option<Value> {
+        let (status, body) = http(&self.http_addr(), "GET", "/v1/agent/self")?;
+        if status != 200 {
+            return None;
+        }
+        serde_json::from_str::<Value>(&body)
+            .ok()
+            .map(|v| v["Stats"].clone())
+    }
+
+    /// One key of the `raft` section of `muster info`, as text ("" when absent).
+    pub fn raft(&self, key: &str) -> String {
+        self.stats()
+            .and_then(|s| s["raft"][key].as_str().map(str::to_string))
+            .unwrap_or_default()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft("state") == "Leader"
+    }
+}
+
+/// Starts `n` servers on block `block` with `-server -bootstrap-expect expect` and `extra`.
+pub fn servers(block: u8, n: u8, expect: u8, extra: &[&str]) -> Vec<Agent> {
+    let e = expect.to_string();
+    (1..=n)
+        .map(|i| {
+            let mut args = vec!["-server", "-bootstrap-expect", &e];
+            args.extend_from_slice(extra);
+            Agent::start(&format!("s{i}"), &ip(block, i), &args)
+        })
+        .collect()
+}
+
+/// Waits until exactly one of `agents` is leader and every one agrees on it; its index.
+pub fn wait_for_leader(agents: &[&Agent], timeout: Duration) -> usize {
+    let mut found = 0;
+    wait_until(timeout, "one leader that every server agrees on", || {
+        let leaders: Vec<usize> = agents
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| a.is_leader())
+            .map(|(i, _)| i)
+            .collect();
+        if leaders.len() != 1 {
+            return false;
+        }
+        let addr = format!("{}:8300", agents[leaders[0]].ip);
+        if agents.iter().all(|a| a.raft("leader") == addr) {
+            found = leaders[0];
+            true
+        } else {
+            false
+        }
+    });
+    found
+}

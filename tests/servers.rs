@@ -1,0 +1,515 @@
+//! Servers forming exactly one Raft cluster: the bootstrapping guide, retry-join formation,
+//! randomized trials, the hashicorp/raft#122 scenario, restarts and failover.
+//!
+//! Address blocks 40–59 (see tests/support/mod.rs).
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const T: Duration = Duration::from_secs(30);
+
+fn cluster_ids(agents: &[&Agent]) -> BTreeSet<String> {
+    agents.iter().map(|a| a.raft("cluster_id")).collect()
+}
+
+#[test]
+fn consul_bootstrapping_guide() {
+    step(
+        1,
+        "start three servers with -bootstrap-expect 3, apart; each says why it waits",
+    );
+    let s = servers(40, 3, 3, &[]);
+    for a in &s {
+        wait_until(T, &format!("{} explains that it waits", a.name), || {
+            a.log()
+                .contains("bootstrap: waiting for 2 more servers (expect=3, seen: ")
+        });
+        assert!(!a.is_leader());
+    }
+    let status = s[0].raft("bootstrap");
+    assert!(
+        status.contains("waiting for 2 more servers"),
+        "muster info says why: {status}"
+    );
+
+    step(2, "`muster join` the three addresses from the first server");
+    let out = s[0].cli(&["join", &ip(40, 1), &ip(40, 2), &ip(40, 3)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).trim(),
+        "Successfully joined cluster by contacting 3 nodes.",
+        "{}",
+        stderr(&out)
+    );
+
+    step(
+        3,
+        "a leader is elected; it logs it; every server has 2 peers",
+    );
+    let refs: Vec<&Agent> = s.iter().collect();
+    let l = wait_for_leader(&refs, T);
+    wait_until(T, "the leader logs its leadership", || {
+        s[l].log().contains("cluster leadership acquired")
+    });
+    assert!(s.iter().any(|a| a
+        .log()
+        .contains("Found expected number of peers, attempting bootstrap: ")));
+    for a in &s {
+        wait_until(T, &format!("{} has num_peers = 2", a.name), || {
+            a.raft("num_peers") == "2"
+        });
+    }
+
+    step(
+        4,
+        "after the leader commits, every server reports the same last_log_index and cluster id",
+    );
+    wait_until(T, "one cluster id everywhere", || {
+        let ids = cluster_ids(&refs);
+        ids.len() == 1 && !ids.iter().next().unwrap().is_empty()
+    });
+    wait_until(T, "the same last_log_index everywhere", || {
+        let idx: BTreeSet<String> = s.iter().map(|a| a.raft("last_log_index")).collect();
+        idx.len() == 1 && idx.iter().next().unwrap() != "0"
+    });
+    let info = stdout(&s[1].cli(&["info"]));
+    for key in [
+        "state = ",
+        "term = ",
+        "num_peers = 2",
+        "last_log_index = ",
+        "commit_index = ",
+        "applied_index = ",
+        "last_contact = ",
+        "leader = ",
+    ] {
+        assert!(info.contains(key), "muster info lacks {key:?}:\n{info}");
+    }
+
+    step(
+        5,
+        "list-peers and the status API show the same three voters",
+    );
+    let peers = stdout(&s[2].cli(&["operator", "raft", "list-peers"]));
+    assert_eq!(peers.lines().count(), 4, "{peers}");
+    assert!(
+        peers.lines().next().unwrap().contains("RaftProtocol"),
+        "{peers}"
+    );
+    assert_eq!(peers.matches("true").count(), 3, "three voters: {peers}");
+    let (_, leader) = http(&s[0].http_addr(), "GET", "/v1/status/leader").unwrap();
+    assert_eq!(leader, format!("\"{}:8300\"", s[l].ip));
+    let (_, peers) = http(&s[0].http_addr(), "GET", "/v1/status/peers").unwrap();
+    let peers: Vec<String> = serde_json::from_str(&peers).unwrap();
+    assert_eq!(peers.len(), 3);
+    let (_, cfg) = http(&s[0].http_addr(), "GET", "/v1/operator/raft/configuration").unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(&cfg).unwrap();
+    assert_eq!(cfg["Servers"].as_array().unwrap().len(), 3);
+    assert!(cfg["Servers"][0]["ID"].is_string() && cfg["Servers"][0]["Voter"].is_boolean());
+}
+
+#[test]
+fn three_and_five_servers_form_through_retry_join_started_at_once() {
+    for (block, n) in [(41u8, 3u8), (42, 5)] {
+        step(
+            u32::from(n),
+            &format!("{n} servers, each with -retry-join to all"),
+        );
+        let mut args: Vec<String> = Vec::new();
+        for i in 1..=n {
+            args.push("-retry-join".into());
+            args.push(ip(block, i));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let s = servers(block, n, n, &args);
+        let refs: Vec<&Agent> = s.iter().collect();
+        wait_for_leader(&refs, T);
+        let peers = (n - 1).to_string();
+        for a in &s {
+            wait_until(T, &format!("{} has {peers} peers", a.name), || {
+                a.raft("num_peers") == peers
+            });
+        }
+        wait_until(T, "one cluster id", || {
+            let ids = cluster_ids(&refs);
+            ids.len() == 1 && !ids.iter().next().unwrap().is_empty()
+        });
+    }
+}
+
+/// Records, while `until` is false, which server claims leadership in which term; panics if
+/// two claim the same term.
+fn watch_leaders(agents: &[&Agent], timeout: Duration, mut until: impl FnMut() -> bool) {
+    let mut by_term: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let deadline = Instant::now() + timeout;
+    while !until() {
+        for a in agents {
+            if let Some(stats) = a.stats() {
+                if stats["raft"]["state"] == "Leader" {
+                    let term = stats["raft"]["term"].as_str().unwrap_or("").to_string();
+                    by_term.entry(term).or_default().insert(a.name.clone());
+                }
+            }
+        }
+        for (term, leaders) in &by_term {
+            assert!(
+                leaders.len() <= 1,
+                "two leaders in term {term}: {leaders:?}"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out; leaders by term so far: {by_term:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn randomized_trials_form_exactly_one_cluster() {
+    // A fixed seed per trial, printed, so a failure can be replayed.
+    let mut seed: u64 = 0x9e3779b97f4a7c15;
+    let mut next = move |m: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % m
+    };
+    for trial in 0..4u8 {
+        let block = 43 + trial;
+        let expect = 3u8;
+        let extra = if trial % 2 == 1 { 1 } else { 0 }; // more servers than expect
+        let n = expect + extra;
+        let mut order: Vec<u8> = (1..=n).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, next(i as u64 + 1) as usize);
+        }
+        step(
+            u32::from(trial),
+            &format!("trial {trial}: {n} servers, expect {expect}, start order {order:?}"),
+        );
+        let mut s = Vec::new();
+        for &i in &order {
+            // Each joins one random other server (some join before that one exists).
+            let target = ip(block, 1 + next(n as u64) as u8);
+            let e = expect.to_string();
+            s.push(Agent::start(
+                &format!("s{i}"),
+                &ip(block, i),
+                &[
+                    "-server",
+                    "-bootstrap-expect",
+                    &e,
+                    "-retry-join",
+                    &target,
+                    "-retry-join",
+                    &ip(block, 1 + (i % n)),
+                ],
+            ));
+            let pause = Instant::now() + Duration::from_millis(next(300));
+            while Instant::now() < pause {
+                std::thread::yield_now();
+            }
+        }
+        let refs: Vec<&Agent> = s.iter().collect();
+        watch_leaders(&refs, T, || {
+            let ids = cluster_ids(&refs);
+            ids.len() == 1
+                && !ids.iter().next().unwrap().is_empty()
+                && refs.iter().all(|a| !a.raft("leader").is_empty())
+        });
+        let leaders = refs.iter().filter(|a| a.is_leader()).count();
+        assert_eq!(leaders, 1, "trial {trial}: one leader");
+    }
+}
+
+#[test]
+fn conflicting_expect_values_refuse_to_bootstrap_and_say_so() {
+    let a = Agent::start("c1", &ip(48, 1), &["-server", "-bootstrap-expect", "3"]);
+    let b = Agent::start(
+        "c2",
+        &ip(48, 2),
+        &["-server", "-bootstrap-expect", "3", "-join", &ip(48, 1)],
+    );
+    let c = Agent::start(
+        "c3",
+        &ip(48, 3),
+        &["-server", "-bootstrap-expect", "5", "-join", &ip(48, 1)],
+    );
+    for x in [&a, &b] {
+        wait_until(T, &format!("{} names the conflict", x.name), || {
+            x.log().contains("c3 expects 5")
+        });
+    }
+    assert!(
+        c.log().contains("expects 3") || c.log().contains("bootstrap"),
+        "{}",
+        c.log()
+    );
+    for x in [&a, &b, &c] {
+        assert_eq!(x.raft("cluster_id"), "", "no cluster may form");
+        assert!(
+            x.raft("bootstrap").contains("disagree"),
+            "{}",
+            x.raft("bootstrap")
+        );
+    }
+}
+
+#[test]
+fn survivors_of_an_old_cluster_are_never_outvoted_by_newcomers() {
+    // hashicorp/raft#122: A, B, C form a cluster; A and B die; E and F start with expect 3 and
+    // see C. They must not form a new cluster with C's state rolled back.
+    step(1, "A, B, C form a cluster");
+    let mut old = servers(49, 3, 3, &["-retry-join", &ip(49, 1)]);
+    let refs: Vec<&Agent> = old.iter().collect();
+    wait_for_leader(&refs, T);
+    wait_until(T, "the old cluster is named", || {
+        !old[2].raft("cluster_id").is_empty()
+    });
+    let old_id = old[2].raft("cluster_id");
+    let c_index = old[2].raft("last_log_index");
+
+    step(2, "A and B die (SIGKILL)");
+    old[0].kill();
+    old[1].kill();
+
+    step(3, "E and F start with -bootstrap-expect 3 and join C");
+    let e = Agent::start(
+        "e",
+        &ip(49, 5),
+        &["-server", "-bootstrap-expect", "3", "-join", &ip(49, 3)],
+    );
+    let f = Agent::start(
+        "f",
+        &ip(49, 6),
+        &["-server", "-bootstrap-expect", "3", "-join", &ip(49, 3)],
+    );
+    for x in [&e, &f] {
+        wait_until(
+            T,
+            &format!("{} explains why it will not bootstrap", x.name),
+            || {
+                let st = x.raft("bootstrap");
+                st.contains("already belongs to cluster") || st.contains("holds Raft data")
+            },
+        );
+    }
+
+    step(
+        4,
+        "for 3 s: no new cluster, no leader among E, F; C keeps its cluster id and its log",
+    );
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        for x in [&e, &f] {
+            // Empty, or the old cluster's id if C (still leader in its own eyes) added it as a
+            // non-voter: never a new cluster.
+            let id = x.raft("cluster_id");
+            assert!(
+                id.is_empty() || id == old_id,
+                "{} joined a new cluster {id}",
+                x.name
+            );
+            assert!(!x.is_leader());
+        }
+        assert_eq!(old[2].raft("cluster_id"), old_id);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(old[2].raft("last_log_index") >= c_index);
+}
+
+#[test]
+fn restarted_servers_never_bootstrap_again_and_keep_their_cluster() {
+    let mut s = servers(
+        50,
+        3,
+        3,
+        &["-retry-join", &ip(50, 1), "-retry-join", &ip(50, 2)],
+    );
+    let refs: Vec<&Agent> = s.iter().collect();
+    wait_for_leader(&refs, T);
+    wait_until(T, "one cluster id", || {
+        let ids = cluster_ids(&refs);
+        ids.len() == 1 && !ids.iter().next().unwrap().is_empty()
+    });
+    let id = s[0].raft("cluster_id");
+    step(
+        1,
+        "stop every server (SIGKILL), start them again with their data",
+    );
+    for a in s.iter_mut() {
+        a.kill();
+    }
+    for a in s.iter_mut() {
+        a.restart();
+    }
+    let refs: Vec<&Agent> = s.iter().collect();
+    wait_for_leader(&refs, T);
+    for a in &s {
+        wait_until(T, &format!("{} keeps cluster {id}", a.name), || {
+            a.raft("cluster_id") == id
+        });
+        assert!(
+            a.log()
+                .contains("Raft data found, disabling bootstrap mode"),
+            "{}",
+            a.log()
+        );
+        assert!(
+            !a.log().contains("Found expected number of peers"),
+            "{} bootstrapped again",
+            a.name
+        );
+    }
+}
+
+#[test]
+fn killed_leader_is_replaced_and_rejoins_as_follower() {
+    let mut s = servers(
+        51,
+        3,
+        3,
+        &["-retry-join", &ip(51, 1), "-retry-join", &ip(51, 2)],
+    );
+    let refs: Vec<&Agent> = s.iter().collect();
+    let l = wait_for_leader(&refs, T);
+    let old_term: u64 = s[l].raft("term").parse().unwrap();
+    step(1, "SIGKILL the leader: the survivors elect a new one");
+    s[l].kill();
+    let survivors: Vec<&Agent> = s
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != l)
+        .map(|(_, a)| a)
+        .collect();
+    let nl = wait_for_leader(&survivors, T);
+    assert!(survivors[nl].raft("term").parse::<u64>().unwrap() > old_term);
+    step(
+        2,
+        "restart the old leader with its data: it rejoins as a follower",
+    );
+    let others: Vec<String> = s
+        .iter()
+        .filter(|a| a.name != s[l].name)
+        .map(|a| a.ip.clone())
+        .collect();
+    s[l].extra = vec![
+        "-server".into(),
+        "-bootstrap-expect".into(),
+        "3".into(),
+        "-retry-join".into(),
+        others[0].clone(),
+    ];
+    s[l].restart();
+    wait_until(T, "the old leader follows", || {
+        s[l].raft("state") == "Follower" && !s[l].raft("leader").is_empty()
+    });
+    let refs: Vec<&Agent> = s.iter().collect();
+    wait_until(T, "everyone agrees on the log length", || {
+        let idx: BTreeSet<String> = refs.iter().map(|a| a.raft("last_log_index")).collect();
+        idx.len() == 1
+    });
+}
+
+#[test]
+fn bootstrap_mode_elects_one_server_and_later_servers_are_added_then_promoted() {
+    step(
+        1,
+        "-bootstrap: one server elects itself, warning that this is discouraged",
+    );
+    let a = Agent::start("b1", &ip(52, 1), &["-server", "-bootstrap"]);
+    wait_until(T, "b1 leads", || a.is_leader());
+    assert!(
+        a.log().contains("do not enable unless necessary"),
+        "{}",
+        a.log()
+    );
+    step(
+        2,
+        "two plain servers join: added as non-voters, then promoted",
+    );
+    let b = Agent::start("b2", &ip(52, 2), &["-server", "-join", &ip(52, 1)]);
+    let c = Agent::start("b3", &ip(52, 3), &["-server", "-join", &ip(52, 1)]);
+    wait_until(T, "b2 and b3 become voters", || {
+        let (_, cfg) =
+            http(&a.http_addr(), "GET", "/v1/operator/raft/configuration").unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&cfg).unwrap_or_default();
+        v["Servers"]
+            .as_array()
+            .is_some_and(|s| s.len() == 3 && s.iter().all(|x| x["Voter"] == true))
+    });
+    assert!(
+        a.log().contains("adding server as a non-voter")
+            && a.log().contains("promoting server to voter")
+    );
+    step(3, "remove-peer removes a killed server by id");
+    let id = b.stats().unwrap()["agent"]["node_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(b);
+    // While gossip still shows b2 alive the leader would add it back (as Consul's does).
+    wait_until(T, "b1 sees b2 failed", || a.sees("b2", "failed"));
+    let out = a.cli(&["operator", "raft", "remove-peer", "-id", &id]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("Removed peer with id \"{id}\"")));
+    let servers_in_config = || {
+        let (_, cfg) =
+            http(&a.http_addr(), "GET", "/v1/operator/raft/configuration").unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&cfg).unwrap_or_default();
+        v["Servers"].as_array().map(|s| s.len()).unwrap_or(0)
+    };
+    assert_eq!(servers_in_config(), 2);
+
+    step(
+        4,
+        "b3 leaves gracefully: it is out of the configuration before it exits",
+    );
+    let out = c.cli(&["leave"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until(T, "b3 is out of the configuration", || {
+        servers_in_config() == 1
+    });
+    assert!(
+        c.log().contains("removed from the Raft configuration"),
+        "{}",
+        c.log()
+    );
+
+    step(5, "remove-peer errors name the problem");
+    let out = a.cli(&["operator", "raft", "remove-peer"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("an address or id is required"));
+    let out = a.cli(&[
+        "operator",
+        "raft",
+        "remove-peer",
+        "-address",
+        "127.52.0.9:8300",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("was not found in the Raft configuration"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_client_learns_the_leader_from_the_servers() {
+    let s = servers(53, 3, 3, &["-retry-join", &ip(53, 1)]);
+    let refs: Vec<&Agent> = s.iter().collect();
+    let l = wait_for_leader(&refs, T);
+    let client = Agent::start("client", &ip(53, 9), &["-join", &ip(53, 2)]);
+    wait_until(T, "the client knows the leader", || {
+        http(&client.http_addr(), "GET", "/v1/status/leader")
+            .is_some_and(|(st, body)| st == 200 && body == format!("\"{}:8300\"", s[l].ip))
+    });
+    let info = stdout(&client.cli(&["info"]));
+    assert!(info.contains("known_servers = 3"), "{info}");
+}
