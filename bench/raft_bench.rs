@@ -1,0 +1,192 @@
+//! Raft formation and failover, muster side by side with etcd 3.4 (Debian's etcd-server), in
+//! one run, three members on 127.0.0.1–3 each.
+//!
+//! For each system and each of `TRIALS` trials:
+//! - **formation**: from launching three members at once until a first entry is committed —
+//!   for muster, the cluster id the first leader writes (visible on the leader once applied);
+//!   for etcd, the first successful `PUT /v3/kv/put`;
+//! - **failover**: from SIGKILL of the leader until an entry commits again — for muster, a
+//!   survivor is leader and has applied past the old leader's index (openraft commits an entry
+//!   at the start of each term); for etcd, the next successful put;
+//! - **idle RSS** per member, 2 s after formation.
+//!
+//! Run: `cargo build --release --bin muster --example raft_bench && target/release/examples/raft_bench`
+//! (etcd must be on PATH: `apt-get install etcd-server`).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TRIALS: usize = 7;
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(200)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(1500))).ok()?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    Some(body.to_string())
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
+}
+
+// ---- muster -------------------------------------------------------------------------------
+
+fn muster_bin() -> PathBuf {
+    std::env::current_exe().expect("exe").parent().and_then(Path::parent).expect("target dir").join("muster")
+}
+
+fn muster_raft(i: usize) -> Option<serde_json::Value> {
+    let body = http(&format!("127.0.0.{i}:8500"), "GET", "/v1/agent/self", "")?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    Some(v["Stats"]["raft"].clone())
+}
+
+fn muster_trial(root: &Path) -> (f64, f64, f64) {
+    let mut procs: Vec<Option<Proc>> = Vec::new();
+    let t0 = Instant::now();
+    for i in 1..=3 {
+        let child = Command::new(muster_bin())
+            .args(["agent", "-server", "-bootstrap-expect", "3", "-node", &format!("m{i}")])
+            .args(["-bind", &format!("127.0.0.{i}"), "-client", &format!("127.0.0.{i}"), "-log-level", "warn"])
+            .args(["-retry-join", "127.0.0.1", "-retry-join", "127.0.0.2", "-retry-join", "127.0.0.3", "-data-dir"])
+            .arg(root.join(format!("m{i}")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn muster (build it with --release first)");
+        procs.push(Some(Proc(child)));
+    }
+    let formed = poll(Duration::from_secs(30), || {
+        (1..=3).find(|&i| muster_raft(i).is_some_and(|r| r["cluster_id"].as_str().is_some_and(|c| !c.is_empty())))
+    })
+    .map(|_| t0.elapsed().as_secs_f64() * 1000.0)
+    .unwrap_or(f64::NAN);
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = procs.iter().flatten().map(|p| rss_mib(p.0.id())).sum::<f64>() / 3.0;
+    let leader = (1..=3).find(|&i| muster_raft(i).is_some_and(|r| r["state"] == "Leader")).expect("a leader");
+    let applied: u64 = (1..=3)
+        .filter_map(|i| muster_raft(i).and_then(|r| r["applied_index"].as_str()?.parse().ok()))
+        .max()
+        .unwrap_or(0);
+    let t1 = Instant::now();
+    procs[leader - 1] = None; // SIGKILL
+    let failover = poll(Duration::from_secs(30), || {
+        (1..=3).filter(|&i| i != leader).find(|&i| {
+            muster_raft(i).is_some_and(|r| {
+                r["state"] == "Leader" && r["applied_index"].as_str().and_then(|a| a.parse::<u64>().ok()).unwrap_or(0) > applied
+            })
+        })
+    })
+    .map(|_| t1.elapsed().as_secs_f64() * 1000.0)
+    .unwrap_or(f64::NAN);
+    (formed, failover, rss)
+}
+
+// ---- etcd ---------------------------------------------------------------------------------
+
+fn etcd_put(i: usize) -> bool {
+    http(&format!("127.0.0.{i}:2379"), "POST", "/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy"}"#).is_some()
+}
+
+fn etcd_is_leader(i: usize) -> bool {
+    http(&format!("127.0.0.{i}:2379"), "POST", "/v3/maintenance/status", "{}")
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v["leader"].is_string() && v["leader"] == v["header"]["member_id"])
+}
+
+fn etcd_trial(root: &Path) -> (f64, f64, f64) {
+    let cluster = "e1=http://127.0.0.1:2380,e2=http://127.0.0.2:2380,e3=http://127.0.0.3:2380";
+    let mut procs: Vec<Option<Proc>> = Vec::new();
+    let t0 = Instant::now();
+    for i in 1..=3 {
+        let ip = format!("127.0.0.{i}");
+        let child = Command::new("etcd")
+            .args(["--name", &format!("e{i}"), "--data-dir"])
+            .arg(root.join(format!("e{i}")))
+            .args(["--listen-peer-urls", &format!("http://{ip}:2380"), "--initial-advertise-peer-urls", &format!("http://{ip}:2380")])
+            .args(["--listen-client-urls", &format!("http://{ip}:2379"), "--advertise-client-urls", &format!("http://{ip}:2379")])
+            .args(["--initial-cluster", cluster, "--initial-cluster-state", "new", "--initial-cluster-token", "bench"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn etcd (apt-get install etcd-server)");
+        procs.push(Some(Proc(child)));
+    }
+    let formed = poll(Duration::from_secs(30), || (1..=3).find(|&i| etcd_put(i)))
+        .map(|_| t0.elapsed().as_secs_f64() * 1000.0)
+        .unwrap_or(f64::NAN);
+    std::thread::sleep(Duration::from_secs(2));
+    let rss = procs.iter().flatten().map(|p| rss_mib(p.0.id())).sum::<f64>() / 3.0;
+    let leader = poll(Duration::from_secs(10), || (1..=3).find(|&i| etcd_is_leader(i))).expect("an etcd leader");
+    let t1 = Instant::now();
+    procs[leader - 1] = None;
+    let failover = poll(Duration::from_secs(30), || (1..=3).filter(|&i| i != leader).find(|&i| etcd_put(i)))
+        .map(|_| t1.elapsed().as_secs_f64() * 1000.0)
+        .unwrap_or(f64::NAN);
+    (formed, failover, rss)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let mut rows = Vec::new();
+    for (name, trial) in [("muster", muster_trial as fn(&Path) -> (f64, f64, f64)), ("etcd 3.4", etcd_trial)] {
+        let (mut f, mut o, mut r) = (Vec::new(), Vec::new(), Vec::new());
+        for t in 0..TRIALS {
+            let root = std::env::temp_dir().join(format!("raft-bench-{}-{t}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            let (a, b, c) = trial(&root);
+            eprintln!("{name} trial {t}: formation {a:.0} ms, failover {b:.0} ms, RSS {c:.1} MiB");
+            f.push(a);
+            o.push(b);
+            r.push(c);
+            let _ = std::fs::remove_dir_all(&root);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let minmax = |v: &Vec<f64>| (v.iter().cloned().fold(f64::MAX, f64::min), v.iter().cloned().fold(f64::MIN, f64::max));
+        rows.push((name, median(f.clone()), minmax(&f), median(o.clone()), minmax(&o), median(r)));
+    }
+    println!("| system | formation, median (min–max) | failover after SIGKILL of the leader, median (min–max) | idle RSS per member, median |");
+    println!("|---|---:|---:|---:|");
+    for (name, f, (f0, f1), o, (o0, o1), r) in rows {
+        println!("| {name} | {f:.0} ms ({f0:.0}–{f1:.0}) | {o:.0} ms ({o0:.0}–{o1:.0}) | {r:.1} MiB |");
+    }
+    println!("\n{TRIALS} trials each, three members on 127.0.0.1–3, same machine, same run.");
+}
