@@ -113,8 +113,8 @@ fn consul_bootstrapping_guide() {
 }
 
 #[test]
-fn three_and_five_servers_form_through_retry_join_started_at_once() {
-    for (block, n) in [(41u8, 3u8), (42, 5)] {
+fn three_five_and_seven_servers_form_through_retry_join_started_at_once() {
+    for (block, n) in [(41u8, 3u8), (42, 5), (55, 7)] {
         step(
             u32::from(n),
             &format!("{n} servers, each with -retry-join to all"),

@@ -103,9 +103,9 @@ pub fn raft_config(multiplier: u32) -> Result<openraft::Config, String> {
     let m = multiplier.max(1) as u64;
     openraft::Config {
         cluster_name: "muster".into(),
-        heartbeat_interval: 75 * m,
-        election_timeout_min: 250 * m,
-        election_timeout_max: 500 * m,
+        heartbeat_interval: 40 * m,
+        election_timeout_min: 100 * m,
+        election_timeout_max: 200 * m,
         install_snapshot_timeout: 2000 * m,
         ..Default::default()
     }
