@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 
 const TRIALS: usize = 7;
 
+/// One trial: (formation ms, failover ms, idle RSS MiB).
+type Trial = fn(&Path) -> (f64, f64, f64);
+
 struct Proc(Child);
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -45,7 +48,11 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<String> {
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .unwrap_or(0.0)
         / 1024.0
 }
@@ -64,7 +71,12 @@ fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 // ---- muster -------------------------------------------------------------------------------
 
 fn muster_bin() -> PathBuf {
-    std::env::current_exe().expect("exe").parent().and_then(Path::parent).expect("target dir").join("muster")
+    std::env::current_exe()
+        .expect("exe")
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("muster")
 }
 
 fn muster_raft(i: usize) -> Option<serde_json::Value> {
@@ -78,9 +90,31 @@ fn muster_trial(root: &Path) -> (f64, f64, f64) {
     let t0 = Instant::now();
     for i in 1..=3 {
         let child = Command::new(muster_bin())
-            .args(["agent", "-server", "-bootstrap-expect", "3", "-node", &format!("m{i}")])
-            .args(["-bind", &format!("127.0.0.{i}"), "-client", &format!("127.0.0.{i}"), "-log-level", "warn"])
-            .args(["-retry-join", "127.0.0.1", "-retry-join", "127.0.0.2", "-retry-join", "127.0.0.3", "-data-dir"])
+            .args([
+                "agent",
+                "-server",
+                "-bootstrap-expect",
+                "3",
+                "-node",
+                &format!("m{i}"),
+            ])
+            .args([
+                "-bind",
+                &format!("127.0.0.{i}"),
+                "-client",
+                &format!("127.0.0.{i}"),
+                "-log-level",
+                "warn",
+            ])
+            .args([
+                "-retry-join",
+                "127.0.0.1",
+                "-retry-join",
+                "127.0.0.2",
+                "-retry-join",
+                "127.0.0.3",
+                "-data-dir",
+            ])
             .arg(root.join(format!("m{i}")))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -90,13 +124,22 @@ fn muster_trial(root: &Path) -> (f64, f64, f64) {
         procs.push(Some(Proc(child)));
     }
     let formed = poll(Duration::from_secs(30), || {
-        (1..=3).find(|&i| muster_raft(i).is_some_and(|r| r["cluster_id"].as_str().is_some_and(|c| !c.is_empty())))
+        (1..=3).find(|&i| {
+            muster_raft(i).is_some_and(|r| r["cluster_id"].as_str().is_some_and(|c| !c.is_empty()))
+        })
     })
     .map(|_| t0.elapsed().as_secs_f64() * 1000.0)
     .unwrap_or(f64::NAN);
     std::thread::sleep(Duration::from_secs(2));
-    let rss = procs.iter().flatten().map(|p| rss_mib(p.0.id())).sum::<f64>() / 3.0;
-    let leader = (1..=3).find(|&i| muster_raft(i).is_some_and(|r| r["state"] == "Leader")).expect("a leader");
+    let rss = procs
+        .iter()
+        .flatten()
+        .map(|p| rss_mib(p.0.id()))
+        .sum::<f64>()
+        / 3.0;
+    let leader = (1..=3)
+        .find(|&i| muster_raft(i).is_some_and(|r| r["state"] == "Leader"))
+        .expect("a leader");
     let applied: u64 = (1..=3)
         .filter_map(|i| muster_raft(i).and_then(|r| r["applied_index"].as_str()?.parse().ok()))
         .max()
@@ -106,7 +149,12 @@ fn muster_trial(root: &Path) -> (f64, f64, f64) {
     let failover = poll(Duration::from_secs(30), || {
         (1..=3).filter(|&i| i != leader).find(|&i| {
             muster_raft(i).is_some_and(|r| {
-                r["state"] == "Leader" && r["applied_index"].as_str().and_then(|a| a.parse::<u64>().ok()).unwrap_or(0) > applied
+                r["state"] == "Leader"
+                    && r["applied_index"]
+                        .as_str()
+                        .and_then(|a| a.parse::<u64>().ok())
+                        .unwrap_or(0)
+                        > applied
             })
         })
     })
@@ -118,13 +166,24 @@ fn muster_trial(root: &Path) -> (f64, f64, f64) {
 // ---- etcd ---------------------------------------------------------------------------------
 
 fn etcd_put(i: usize) -> bool {
-    http(&format!("127.0.0.{i}:2379"), "POST", "/v3/kv/put", r#"{"key":"Zm9v","value":"YmFy"}"#).is_some()
+    http(
+        &format!("127.0.0.{i}:2379"),
+        "POST",
+        "/v3/kv/put",
+        r#"{"key":"Zm9v","value":"YmFy"}"#,
+    )
+    .is_some()
 }
 
 fn etcd_is_leader(i: usize) -> bool {
-    http(&format!("127.0.0.{i}:2379"), "POST", "/v3/maintenance/status", "{}")
-        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
-        .is_some_and(|v| v["leader"].is_string() && v["leader"] == v["header"]["member_id"])
+    http(
+        &format!("127.0.0.{i}:2379"),
+        "POST",
+        "/v3/maintenance/status",
+        "{}",
+    )
+    .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+    .is_some_and(|v| v["leader"].is_string() && v["leader"] == v["header"]["member_id"])
 }
 
 fn etcd_trial(root: &Path) -> (f64, f64, f64) {
@@ -133,7 +192,10 @@ fn etcd_trial(root: &Path) -> (f64, f64, f64) {
 
 /// etcd with muster's LAN timings (heartbeat 40 ms, election 200 ms), for a like-for-like row.
 fn etcd_tuned_trial(root: &Path) -> (f64, f64, f64) {
-    etcd_trial_with(root, &["--heartbeat-interval", "40", "--election-timeout", "200"])
+    etcd_trial_with(
+        root,
+        &["--heartbeat-interval", "40", "--election-timeout", "200"],
+    )
 }
 
 fn etcd_trial_with(root: &Path, extra: &[&str]) -> (f64, f64, f64) {
@@ -145,9 +207,26 @@ fn etcd_trial_with(root: &Path, extra: &[&str]) -> (f64, f64, f64) {
         let child = Command::new("etcd")
             .args(["--name", &format!("e{i}"), "--data-dir"])
             .arg(root.join(format!("e{i}")))
-            .args(["--listen-peer-urls", &format!("http://{ip}:2380"), "--initial-advertise-peer-urls", &format!("http://{ip}:2380")])
-            .args(["--listen-client-urls", &format!("http://{ip}:2379"), "--advertise-client-urls", &format!("http://{ip}:2379")])
-            .args(["--initial-cluster", cluster, "--initial-cluster-state", "new", "--initial-cluster-token", "bench"])
+            .args([
+                "--listen-peer-urls",
+                &format!("http://{ip}:2380"),
+                "--initial-advertise-peer-urls",
+                &format!("http://{ip}:2380"),
+            ])
+            .args([
+                "--listen-client-urls",
+                &format!("http://{ip}:2379"),
+                "--advertise-client-urls",
+                &format!("http://{ip}:2379"),
+            ])
+            .args([
+                "--initial-cluster",
+                cluster,
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "bench",
+            ])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -160,13 +239,23 @@ fn etcd_trial_with(root: &Path, extra: &[&str]) -> (f64, f64, f64) {
         .map(|_| t0.elapsed().as_secs_f64() * 1000.0)
         .unwrap_or(f64::NAN);
     std::thread::sleep(Duration::from_secs(2));
-    let rss = procs.iter().flatten().map(|p| rss_mib(p.0.id())).sum::<f64>() / 3.0;
-    let leader = poll(Duration::from_secs(10), || (1..=3).find(|&i| etcd_is_leader(i))).expect("an etcd leader");
+    let rss = procs
+        .iter()
+        .flatten()
+        .map(|p| rss_mib(p.0.id()))
+        .sum::<f64>()
+        / 3.0;
+    let leader = poll(Duration::from_secs(10), || {
+        (1..=3).find(|&i| etcd_is_leader(i))
+    })
+    .expect("an etcd leader");
     let t1 = Instant::now();
     procs[leader - 1] = None;
-    let failover = poll(Duration::from_secs(30), || (1..=3).filter(|&i| i != leader).find(|&i| etcd_put(i)))
-        .map(|_| t1.elapsed().as_secs_f64() * 1000.0)
-        .unwrap_or(f64::NAN);
+    let failover = poll(Duration::from_secs(30), || {
+        (1..=3).filter(|&i| i != leader).find(|&i| etcd_put(i))
+    })
+    .map(|_| t1.elapsed().as_secs_f64() * 1000.0)
+    .unwrap_or(f64::NAN);
     (formed, failover, rss)
 }
 
@@ -177,7 +266,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let mut rows = Vec::new();
-    let systems: [(&str, fn(&Path) -> (f64, f64, f64)); 3] = [
+    let systems: [(&str, Trial); 3] = [
         ("muster", muster_trial),
         ("etcd 3.4, defaults", etcd_trial),
         ("etcd 3.4, muster's timings", etcd_tuned_trial),
@@ -195,13 +284,27 @@ fn main() {
             let _ = std::fs::remove_dir_all(&root);
             std::thread::sleep(Duration::from_millis(500));
         }
-        let minmax = |v: &Vec<f64>| (v.iter().cloned().fold(f64::MAX, f64::min), v.iter().cloned().fold(f64::MIN, f64::max));
-        rows.push((name, median(f.clone()), minmax(&f), median(o.clone()), minmax(&o), median(r)));
+        let minmax = |v: &Vec<f64>| {
+            (
+                v.iter().cloned().fold(f64::MAX, f64::min),
+                v.iter().cloned().fold(f64::MIN, f64::max),
+            )
+        };
+        rows.push((
+            name,
+            median(f.clone()),
+            minmax(&f),
+            median(o.clone()),
+            minmax(&o),
+            median(r),
+        ));
     }
     println!("| system | formation, median (min–max) | failover after SIGKILL of the leader, median (min–max) | idle RSS per member, median |");
     println!("|---|---:|---:|---:|");
     for (name, f, (f0, f1), o, (o0, o1), r) in rows {
-        println!("| {name} | {f:.0} ms ({f0:.0}–{f1:.0}) | {o:.0} ms ({o0:.0}–{o1:.0}) | {r:.1} MiB |");
+        println!(
+            "| {name} | {f:.0} ms ({f0:.0}–{f1:.0}) | {o:.0} ms ({o0:.0}–{o1:.0}) | {r:.1} MiB |"
+        );
     }
     println!("\n{TRIALS} trials each, three members on 127.0.0.1–3, same machine, same run.");
 }
