@@ -7,6 +7,7 @@
 //! - [`gossip`]: SWIM membership (foca) with our UDP/TCP transport, tags, encryption.
 //! - [`agent`]: wires gossip, joining and the HTTP API; start-up and graceful shutdown.
 //! - [`join`]: join-address resolution, `-join` and the retry-join loop with its backoff.
+//! - [`client`]: reaching the cluster from any agent: own Raft state or forwarding with failover.
 //! - [`http`]: the Consul-shaped HTTP API on 127.0.0.1:8500.
 //! - [`cli`]: one module per subcommand; every command but `agent` talks to the agent over HTTP.
 //! - [`node_id`]: the node's UUID, created once and kept in data_dir.
@@ -15,6 +16,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod gossip;
 pub mod http;

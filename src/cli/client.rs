@@ -66,6 +66,27 @@ impl Client {
             .await
     }
 
+    pub async fn put_body(&self, path: &str, body: Vec<u8>) -> Result<Reply, String> {
+        self.send(self.http.put(format!("{}{path}", self.base)).body(body))
+            .await
+    }
+
+    /// A GET whose body is bytes, not text (snapshots).
+    pub async fn get_bytes(&self, path: &str) -> Result<(reqwest::StatusCode, Vec<u8>), String> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| format!("Error connecting to muster agent at {}: {e}", self.base))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("Error reading the agent's answer: {e}"))?;
+        Ok((status, body.to_vec()))
+    }
+
     pub async fn delete(&self, path: &str) -> Result<Reply, String> {
         self.send(self.http.delete(format!("{}{path}", self.base)))
             .await

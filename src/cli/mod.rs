@@ -11,9 +11,11 @@ pub mod force_leave;
 pub mod info;
 pub mod join;
 pub mod keygen;
+pub mod kv;
 pub mod leave;
 pub mod members;
 pub mod operator;
+pub mod snapshot;
 pub mod validate;
 
 use std::ffi::OsString;
@@ -41,6 +43,10 @@ pub enum Command {
     Leave(leave::LeaveCmd),
     /// Mark a failed member as left.
     ForceLeave(force_leave::ForceLeaveCmd),
+    /// Read and write the KV store.
+    Kv(kv::KvCmd),
+    /// Save or restore an operator snapshot of the cluster state.
+    Snapshot(snapshot::SnapshotCmd),
     /// Operator tools: the Raft configuration.
     Operator(operator::OperatorCmd),
     /// Show the local agent's status, by section.
@@ -76,6 +82,8 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::ForceLeave(c) => client::block_on(force_leave::run(c)),
         Command::Info(c) => client::block_on(info::run(c)),
         Command::Operator(c) => client::block_on(operator::run(c)),
+        Command::Kv(c) => client::block_on(kv::run(c)),
+        Command::Snapshot(c) => client::block_on(snapshot::run(c)),
         Command::Validate(c) => validate::run(c),
         Command::Keygen => keygen::run(),
         Command::Version => {

@@ -156,6 +156,7 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
         consul.insert("bootstrap".into(), c.bootstrap.to_string());
         consul.insert("bootstrap_expect".into(), c.bootstrap_expect.to_string());
         consul.insert("bootstrap_status".into(), s.gate_status());
+        consul.insert("blocking_queries".into(), s.blocking_queries().to_string());
         raft = Some(s.info());
     } else {
         let known = crate::server::server_views(&members)

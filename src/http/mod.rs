@@ -2,12 +2,18 @@
 //!
 //! # Layout
 //! - [`agent`]: `/v1/agent/*` — members, join, leave, force-leave, self.
+//! - [`kv`]: `/v1/kv/*` — Consul's KV API with blocking queries and consistency modes.
+//! - [`catalog`]: `/v1/catalog/nodes`, the catalog of nodes.
+//! - [`snapshot`]: `/v1/snapshot` — operator backup and restore.
 //! - [`status`]: `/v1/status/*` and `/v1/operator/raft/*` — leader, peers, configuration.
 //!
 //! Errors are plain text with a 4xx (the request is wrong) or 5xx (the agent could not do it)
 //! status, one line that names the culprit, as Consul answers.
 
 pub mod agent;
+pub mod catalog;
+pub mod kv;
+pub mod snapshot;
 pub mod status;
 
 use std::sync::Arc;
@@ -34,6 +40,9 @@ pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()
         .merge(agent::routes())
         .merge(status::routes())
+        .merge(kv::routes())
+        .merge(catalog::routes())
+        .merge(snapshot::routes())
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(wrong_method)
         .with_state(agent)

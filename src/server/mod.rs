@@ -9,9 +9,11 @@
 //! - [`gate`]: the bootstrap gate, a pure state machine.
 //! - this module: [`Server`], which wires them and runs the gate and the leader's duties.
 
+pub mod api;
 pub mod gate;
 pub mod network;
 pub mod rpc;
+pub mod state;
 pub mod store;
 pub mod types;
 
@@ -78,8 +80,8 @@ pub struct PeerInfo {
 pub struct Server {
     pub raft: Raft,
     log: LogStore,
-    sm: StateMachineStore,
-    rpc: Arc<RpcClient>,
+    pub(crate) sm: StateMachineStore,
+    pub(crate) rpc: Arc<RpcClient>,
     pub id: NodeId,
     pub node: ServerNode,
     cfg: ServerConfig,
@@ -89,12 +91,14 @@ pub struct Server {
     gate_status: Mutex<String>,
     promise: Mutex<gate::Promise>,
     /// When this server last heard from a leader (AppendEntries handled).
-    last_contact: Mutex<Option<Instant>>,
+    pub(crate) last_contact: Mutex<Option<Instant>>,
     /// Learners and since when they have been caught up.
     caught_up_since: Mutex<HashMap<NodeId, Instant>>,
     /// openraft allows one membership change at a time; the leader's duties and operator
     /// requests take turns through this lock.
     membership_lock: tokio::sync::Mutex<()>,
+    /// Blocking queries waiting here now.
+    pub(crate) blocking_queries: std::sync::atomic::AtomicU64,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -107,6 +111,9 @@ pub fn raft_config(multiplier: u32) -> Result<openraft::Config, String> {
         election_timeout_min: 100 * m,
         election_timeout_max: 200 * m,
         install_snapshot_timeout: 2000 * m,
+        // docs/state.md: a snapshot every 4,096 entries, 1,024 entries of log kept behind it.
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(4096),
+        max_in_snapshot_log_to_keep: 1024,
         ..Default::default()
     }
     .validate()
@@ -174,6 +181,7 @@ impl Server {
             last_contact: Mutex::new(None),
             caught_up_since: Mutex::new(HashMap::new()),
             membership_lock: tokio::sync::Mutex::new(()),
+            blocking_queries: std::sync::atomic::AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
         });
         let s = server.clone();
@@ -261,6 +269,10 @@ impl Server {
                 Response::Done(self.accept_proposal(proposer, &servers))
             }
             Request::RemovePeer { id } => Response::Done(self.remove_peer_here(id).await),
+            Request::KvRead(r) => Response::KvRead(self.kv_read(r).await),
+            Request::Write(c) => Response::Write(self.write(c).await),
+            Request::CatalogNodes(c) => Response::CatalogNodes(self.catalog_nodes(c).await),
+            Request::SnapshotSave => Response::SnapshotSave(self.snapshot_save().await),
         }
     }
 
@@ -501,6 +513,8 @@ impl Server {
             }
             let views = server_views(&members.borrow());
             self.reconcile(&m, &views).await;
+            let all = members.borrow().clone();
+            self.reconcile_catalog(&all).await;
         }
     }
 
@@ -608,6 +622,60 @@ impl Server {
             .await
             .map(|_| ())
             .map_err(describe_write_error)
+    }
+
+    /// Brings the catalog in line with gossip: every member registered with its address,
+    /// tags and status; members that left (or were forgotten) deregistered, as Consul's leader
+    /// does (consul-behaviour §4.2).
+    async fn reconcile_catalog(&self, members: &[Member]) {
+        let current = self.sm.state.read().expect("sm lock").data.catalog.clone();
+        let mut writes = Vec::new();
+        for m in members {
+            if m.status == MemberStatus::Left {
+                if current.contains_key(&m.name) {
+                    writes.push(state::StateCommand::CatalogRemove(m.name.clone()));
+                }
+                continue;
+            }
+            let want = state::CatalogNode {
+                name: m.name.clone(),
+                id: m
+                    .tags
+                    .get("id")
+                    .and_then(|i| Uuid::parse_str(i).ok())
+                    .unwrap_or(m.node_id),
+                address: m.addr.ip().to_string(),
+                datacenter: m
+                    .tags
+                    .get("dc")
+                    .cloned()
+                    .unwrap_or_else(|| self.cfg.datacenter.clone()),
+                status: m.status.as_str().to_string(),
+                tags: m.tags.clone(),
+                create_index: 0,
+                modify_index: 0,
+            };
+            let same = current.get(&m.name).is_some_and(|have| {
+                have.id == want.id
+                    && have.address == want.address
+                    && have.status == want.status
+                    && have.tags == want.tags
+            });
+            if !same {
+                writes.push(state::StateCommand::CatalogUpsert(want));
+            }
+        }
+        for name in current.keys() {
+            if !members.iter().any(|m| &m.name == name) {
+                writes.push(state::StateCommand::CatalogRemove(name.clone()));
+            }
+        }
+        for w in writes {
+            if let Err(e) = self.raft.client_write(Command::State(w)).await {
+                tracing::debug!(error = %e, "catalog update failed; the next round retries");
+                return;
+            }
+        }
     }
 
     async fn remove_from_config(&self, id: NodeId) -> Result<(), String> {

@@ -44,6 +44,14 @@ pub enum Request {
     RemovePeer {
         id: NodeId,
     },
+    /// A KV read, answered by this server or forwarded to the leader (docs/state.md).
+    KvRead(super::api::ReadRequest),
+    /// A change to the replicated state, carried out by the leader.
+    Write(super::state::StateCommand),
+    /// The catalog's nodes.
+    CatalogNodes(super::api::Consistency),
+    /// An operator snapshot of the state machine (leader).
+    SnapshotSave,
 }
 
 /// A server's answer to `PeerStatus`.
@@ -71,6 +79,12 @@ pub enum Response {
     PeerStatus(PeerStatus),
     /// Answer to the bootstrap and operator requests: done, or why not.
     Done(Result<(), String>),
+    KvRead(Result<(super::api::KvAnswer, super::api::ReadMeta), super::api::ApiFailure>),
+    Write(Result<super::api::WriteOutcome, super::api::ApiFailure>),
+    CatalogNodes(
+        Result<(Vec<super::state::CatalogNode>, super::api::ReadMeta), super::api::ApiFailure>,
+    ),
+    SnapshotSave(Result<super::api::SavedSnapshot, super::api::ApiFailure>),
 }
 
 #[derive(Serialize, Deserialize)]

@@ -26,8 +26,10 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
 };
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::state::{Changes, SnapshotBody, State};
 use super::types::{
     Command, CommandResult, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
     Vote,
@@ -36,6 +38,9 @@ use super::types::{
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SM: TableDefinition<&str, &[u8]> = TableDefinition::new("sm");
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+const TOMB: TableDefinition<&str, u64> = TableDefinition::new("tomb");
+const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog");
 
 type Result<T> = std::result::Result<T, StorageError>;
 
@@ -76,6 +81,9 @@ pub fn open(dir: &Path) -> std::result::Result<(LogStore, StateMachineStore), St
         txn.open_table(LOG)?;
         txn.open_table(META)?;
         txn.open_table(SM)?;
+        txn.open_table(KV)?;
+        txn.open_table(TOMB)?;
+        txn.open_table(CATALOG)?;
         txn.commit()?;
         Ok(())
     };
@@ -236,12 +244,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// The replicated state (small for now; the catalog and KV store join it later).
+/// The state machine: what has been applied, and the replicated state itself.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SmState {
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
     pub cluster_id: Option<Uuid>,
+    pub data: State,
+}
+
+/// The `sm/meta` row: everything but the tables.
+#[derive(Serialize, Deserialize)]
+struct SmMeta {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    cluster_id: Option<Uuid>,
+    kv_index: u64,
+    catalog_index: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -254,43 +273,140 @@ struct StoredSnapshot {
 #[derive(Clone)]
 pub struct StateMachineStore {
     db: Arc<Database>,
-    /// Shared with the server for status reads (cluster id, applied index).
+    /// Shared with the server for reads (KV, catalog, cluster id, applied index).
     pub state: Arc<RwLock<SmState>>,
+    /// Bumped to the applied index after every apply: blocking queries wait on it.
+    pub applied: Arc<watch::Sender<u64>>,
 }
 
 impl StateMachineStore {
     fn load(db: Arc<Database>) -> std::result::Result<Self, redb::Error> {
         let mut state = SmState::default();
         {
+            let corrupt = |e: postcard::Error| redb::Error::Corrupted(e.to_string());
             let txn = db.begin_read()?;
-            let t = txn.open_table(SM)?;
-            if let Some(v) = t.get("state")? {
-                state = postcard::from_bytes(v.value())
-                    .map_err(|e| redb::Error::Corrupted(e.to_string()))?;
+            let sm = txn.open_table(SM)?;
+            if let Some(v) = sm.get("meta")? {
+                let m: SmMeta = postcard::from_bytes(v.value()).map_err(corrupt)?;
+                state.last_applied = m.last_applied;
+                state.membership = m.membership;
+                state.cluster_id = m.cluster_id;
+                state.data.kv_index = m.kv_index;
+                state.data.catalog_index = m.catalog_index;
+            }
+            for row in txn.open_table(KV)?.iter()? {
+                let (k, v) = row?;
+                state.data.kv.insert(
+                    k.value().to_string(),
+                    postcard::from_bytes(v.value()).map_err(corrupt)?,
+                );
+            }
+            for row in txn.open_table(TOMB)?.iter()? {
+                let (k, v) = row?;
+                state
+                    .data
+                    .tombstones
+                    .insert(k.value().to_string(), v.value());
+            }
+            for row in txn.open_table(CATALOG)?.iter()? {
+                let (k, v) = row?;
+                state.data.catalog.insert(
+                    k.value().to_string(),
+                    postcard::from_bytes(v.value()).map_err(corrupt)?,
+                );
             }
         }
+        let applied = state.last_applied.map(|l| l.index).unwrap_or(0);
         Ok(Self {
             db,
             state: Arc::new(RwLock::new(state)),
+            applied: Arc::new(watch::channel(applied).0),
         })
     }
 
-    fn persist(&self, state: &SmState, snapshot: Option<&StoredSnapshot>) -> Result<()> {
-        let bytes = encode(state)?;
+    /// Writes what `changes` names (or everything) and the meta row, in one transaction.
+    fn persist(
+        &self,
+        state: &SmState,
+        changes: &Changes,
+        snapshot: Option<&StoredSnapshot>,
+    ) -> Result<()> {
+        let meta = encode(&SmMeta {
+            last_applied: state.last_applied,
+            membership: state.membership.clone(),
+            cluster_id: state.cluster_id,
+            kv_index: state.data.kv_index,
+            catalog_index: state.data.catalog_index,
+        })?;
         let snap = snapshot.map(encode).transpose()?;
         let mut txn = self.db.begin_write().wr()?;
-        // Durable with the next log append (same file); see the module docs.
-        let durability = if snap.is_some() {
+        // Durable with the next log append (same file); see the module docs. A snapshot is
+        // written durably at once, since log entries behind it may be purged.
+        let durability = if snap.is_some() || changes.all {
             Durability::Immediate
         } else {
             Durability::None
         };
         txn.set_durability(durability).wr()?;
         {
-            let mut t = txn.open_table(SM).wr()?;
-            t.insert("state", bytes.as_slice()).wr()?;
+            let mut sm = txn.open_table(SM).wr()?;
+            sm.insert("meta", meta.as_slice()).wr()?;
             if let Some(s) = &snap {
-                t.insert("snapshot", s.as_slice()).wr()?;
+                sm.insert("snapshot", s.as_slice()).wr()?;
+            }
+            let mut kv = txn.open_table(KV).wr()?;
+            let mut tomb = txn.open_table(TOMB).wr()?;
+            let mut cat = txn.open_table(CATALOG).wr()?;
+            if changes.all {
+                kv.retain(|_, _| false).wr()?;
+                tomb.retain(|_, _| false).wr()?;
+                cat.retain(|_, _| false).wr()?;
+            }
+            let all = changes.all;
+            let kv_keys: Vec<&String> = if all {
+                state.data.kv.keys().collect()
+            } else {
+                changes.kv.iter().collect()
+            };
+            for k in kv_keys {
+                match state.data.kv.get(k) {
+                    Some(e) => {
+                        kv.insert(k.as_str(), encode(e)?.as_slice()).wr()?;
+                    }
+                    None => {
+                        kv.remove(k.as_str()).wr()?;
+                    }
+                }
+            }
+            let tomb_keys: Vec<&String> = if all {
+                state.data.tombstones.keys().collect()
+            } else {
+                changes.tombstones.iter().collect()
+            };
+            for k in tomb_keys {
+                match state.data.tombstones.get(k) {
+                    Some(i) => {
+                        tomb.insert(k.as_str(), *i).wr()?;
+                    }
+                    None => {
+                        tomb.remove(k.as_str()).wr()?;
+                    }
+                }
+            }
+            let nodes: Vec<&String> = if all {
+                state.data.catalog.keys().collect()
+            } else {
+                changes.catalog.iter().collect()
+            };
+            for n in nodes {
+                match state.data.catalog.get(n) {
+                    Some(node) => {
+                        cat.insert(n.as_str(), encode(node)?.as_slice()).wr()?;
+                    }
+                    None => {
+                        cat.remove(n.as_str()).wr()?;
+                    }
+                }
             }
         }
         txn.commit().wr()
@@ -304,26 +420,43 @@ impl StateMachineStore {
             Some(v) => decode(v.value()).map(Some),
         }
     }
+
+    /// The snapshot body of the current state (also used by `muster snapshot save`).
+    pub fn snapshot_body(&self) -> (Option<LogId>, Vec<u8>) {
+        let s = self.state.read().expect("sm lock");
+        let body = SnapshotBody {
+            cluster_id: s.cluster_id,
+            data: s.data.clone(),
+        };
+        (
+            s.last_applied,
+            postcard::to_allocvec(&body).expect("in-memory state encodes"),
+        )
+    }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
-        let state = self.state.read().expect("sm lock").clone();
-        let data = encode(&state)?;
-        let id = match state.last_applied {
+        let (last, membership) = {
+            let s = self.state.read().expect("sm lock");
+            (s.last_applied, s.membership.clone())
+        };
+        let (_, data) = self.snapshot_body();
+        let id = match last {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, Uuid::new_v4().simple()),
             None => format!("empty-{}", Uuid::new_v4().simple()),
         };
         let meta = SnapshotMeta {
-            last_log_id: state.last_applied,
-            last_membership: state.membership.clone(),
+            last_log_id: last,
+            last_membership: membership,
             snapshot_id: id,
         };
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data: data.clone(),
         };
-        self.persist(&state, Some(&stored))?;
+        let state = self.state.read().expect("sm lock").clone();
+        self.persist(&state, &Changes::default(), Some(&stored))?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -344,28 +477,39 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut next = self.state.read().expect("sm lock").clone();
         let mut results = Vec::new();
+        let mut changes = Changes::default();
+        // Applied in place under the write lock; readers see whole batches only.
+        let mut s = self.state.write().expect("sm lock");
         for e in entries {
-            next.last_applied = Some(e.log_id);
-            match e.payload {
-                EntryPayload::Blank => {}
-                EntryPayload::Normal(Command::Noop) => {}
+            s.last_applied = Some(e.log_id);
+            let index = e.log_id.index;
+            let ok = match e.payload {
+                EntryPayload::Blank | EntryPayload::Normal(Command::Noop) => true,
                 EntryPayload::Normal(Command::SetClusterId(id)) => {
-                    if next.cluster_id.is_none() {
-                        next.cluster_id = Some(id);
+                    if s.cluster_id.is_none() {
+                        s.cluster_id = Some(id);
                     }
+                    true
+                }
+                EntryPayload::Normal(Command::State(cmd)) => {
+                    s.data.apply(index, &cmd, &mut changes)
                 }
                 EntryPayload::Membership(m) => {
-                    next.membership = StoredMembership::new(Some(e.log_id), m);
+                    s.membership = StoredMembership::new(Some(e.log_id), m);
+                    true
                 }
-            }
+            };
             results.push(CommandResult {
-                cluster_id: next.cluster_id,
+                cluster_id: s.cluster_id,
+                ok,
+                index,
             });
         }
-        self.persist(&next, None)?;
-        *self.state.write().expect("sm lock") = next;
+        self.persist(&s, &changes, None)?;
+        let applied = s.last_applied.map(|l| l.index).unwrap_or(0);
+        drop(s);
+        self.applied.send_replace(applied);
         Ok(results)
     }
 
@@ -383,15 +527,29 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<()> {
         let data = snapshot.into_inner();
-        let mut state: SmState = decode(&data)?;
-        state.last_applied = meta.last_log_id;
-        state.membership = meta.last_membership.clone();
+        let body: SnapshotBody = decode(&data)?;
+        let state = SmState {
+            last_applied: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+            cluster_id: body.cluster_id,
+            data: body.data,
+        };
+        tracing::info!(index = ?meta.last_log_id.map(|l| l.index), bytes = data.len(), "installing a snapshot from the leader");
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data,
         };
-        self.persist(&state, Some(&stored))?;
+        self.persist(
+            &state,
+            &Changes {
+                all: true,
+                ..Default::default()
+            },
+            Some(&stored),
+        )?;
+        let applied = state.last_applied.map(|l| l.index).unwrap_or(0);
         *self.state.write().expect("sm lock") = state;
+        self.applied.send_replace(applied);
         Ok(())
     }
 

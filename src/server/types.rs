@@ -32,6 +32,8 @@ pub enum Command {
     /// Names the cluster. Proposed by the first leader; only the first one applied counts, so
     /// every server ends with the same id.
     SetClusterId(Uuid),
+    /// A change to the KV store or the catalog.
+    State(super::state::StateCommand),
 }
 
 /// What applying a command returns.
@@ -39,6 +41,10 @@ pub enum Command {
 pub struct CommandResult {
     /// The cluster id after the command.
     pub cluster_id: Option<Uuid>,
+    /// Whether the command took effect (false: a failed CAS).
+    pub ok: bool,
+    /// The log index of the entry.
+    pub index: u64,
 }
 
 openraft::declare_raft_types!(

@@ -5,7 +5,8 @@
 //! without sharing a port. Blocks in use — keep this list unique:
 //! 10 five_agents · 11 encryption · 12 datacenters · 13 name_conflict · 14 garbage_packets ·
 //! 15 join_cli · 16 http_errors · 17 signals · 18 retry_join · 19 retry_max · 20 tags (library) ·
-//! 21 start_join_fails · 22 config_cli · 23 ipv6_and_names · 30 benchmarks · 40–59 servers.rs.
+//! 21 start_join_fails · 22 config_cli · 23 ipv6_and_names · 30 benchmarks · 40–59 servers.rs ·
+//! 60–69 kv.rs.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -332,4 +333,43 @@ pub fn wait_for_leader(agents: &[&Agent], timeout: Duration) -> usize {
         }
     });
     found
+}
+
+/// An HTTP answer: status, lower-cased headers, body.
+pub type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// A full HTTP/1.1 exchange. None on connection failure.
+pub fn http_full(addr: &str, method: &str, path: &str, body: &[u8]) -> Option<Answer> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).ok()?;
+    s.write_all(body).ok()?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).ok()?;
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let mut lines = head.lines();
+    let status: u16 = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
+        .collect();
+    let mut body = buf[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&String::from_utf8_lossy(&body)).into_bytes();
+    }
+    Some((status, headers, body))
+}
+
+/// The value of header `name` (lower case) in a `http_full` answer.
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
 }

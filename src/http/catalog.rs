@@ -1,0 +1,60 @@
+//! `/v1/catalog/nodes`: the catalog in Consul's JSON shape.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use super::kv::{failure, meta_headers};
+use super::ApiError;
+use crate::agent::Agent;
+use crate::server::api::Consistency;
+
+pub fn routes() -> Router<Arc<Agent>> {
+    Router::new().route("/v1/catalog/nodes", get(nodes))
+}
+
+async fn nodes(
+    State(agent): State<Arc<Agent>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let c = if q.contains_key("stale") {
+        Consistency::Stale
+    } else if q.contains_key("consistent") {
+        Consistency::Consistent
+    } else {
+        Consistency::Default
+    };
+    let (nodes, meta) = agent.catalog_nodes(c).await.map_err(failure)?;
+    let out: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let mut m = json!({
+                "consul-network-segment": "",
+                "consul-version": n.tags.get("build").cloned().unwrap_or_default(),
+                "muster-status": n.status,
+            });
+            if let Some(role) = n.tags.get("role") {
+                m["muster-role"] = json!(role);
+            }
+            json!({
+                "ID": n.id.to_string(),
+                "Node": n.name,
+                "Address": n.address,
+                "Datacenter": n.datacenter,
+                "TaggedAddresses": { "lan": n.address, "lan_ipv4": n.address, "wan": n.address, "wan_ipv4": n.address },
+                "Meta": m,
+                "CreateIndex": n.create_index,
+                "ModifyIndex": n.modify_index,
+            })
+        })
+        .collect();
+    let mut headers = HeaderMap::new();
+    meta_headers(&mut headers, &meta);
+    Ok((headers, Json(out)).into_response())
+}
