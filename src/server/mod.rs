@@ -473,10 +473,31 @@ impl Server {
         let mut metrics = self.raft.metrics();
         let mut leader_logged = false;
         let mut advertised_cluster: Option<Uuid> = None;
+        // Metrics change with every committed entry; only a change of role, leader or
+        // membership is news here (reacting to every write would cost CPU per write).
+        let shape = |m: &openraft::RaftMetrics<NodeId, ServerNode>| {
+            (
+                m.state,
+                m.current_leader,
+                m.membership_config.log_id().map(|l| l.index),
+            )
+        };
+        let mut last_shape = shape(&metrics.borrow());
         loop {
             tokio::select! {
                 _ = members.changed() => {}
-                _ = metrics.changed() => {}
+                _ = async {
+                    loop {
+                        if metrics.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                        let now = shape(&metrics.borrow());
+                        if now != last_shape {
+                            last_shape = now;
+                            return;
+                        }
+                    }
+                } => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
             if let Some(c) = self.cluster_id() {

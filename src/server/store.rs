@@ -2,20 +2,24 @@
 //!
 //! Durability rules (docs/servers.md), enforced here:
 //! - `save_vote` commits with `Durability::Immediate`: the vote is on disk before it is used.
-//! - `append` commits with `Durability::Immediate` and only then reports the entries flushed, so
-//!   an entry counted towards a quorum is on that server's disk.
-//! - state-machine writes commit with `Durability::None` and become durable with the next
-//!   immediate commit of the same file; a crash can only leave the state machine *behind* its
-//!   log, and openraft re-applies from the recorded last-applied id.
+//! - `append` hands entries to the log writer thread, which commits them with
+//!   `Durability::Immediate` (consecutive appends share one commit: group commit) and only then
+//!   reports them flushed, so an entry counted towards a quorum is on that server's disk. Until
+//!   then they are readable from memory, as openraft requires.
+//! - the state machine lives in memory; it is durable through the log and the snapshots. A
+//!   snapshot is committed with `Durability::Immediate` before openraft may purge the log behind
+//!   it, and at start the state machine is the last snapshot, with openraft re-applying the
+//!   committed log after it (at most 4,096 + 1,024 entries, docs/state.md).
 
 // openraft's StorageError (320 bytes) is the error type its storage traits require.
 #![allow(clippy::result_large_err)]
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine, Snapshot};
 use openraft::{
@@ -38,9 +42,6 @@ use super::types::{
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SM: TableDefinition<&str, &[u8]> = TableDefinition::new("sm");
-const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
-const TOMB: TableDefinition<&str, u64> = TableDefinition::new("tomb");
-const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog");
 
 type Result<T> = std::result::Result<T, StorageError>;
 
@@ -81,9 +82,6 @@ pub fn open(dir: &Path) -> std::result::Result<(LogStore, StateMachineStore), St
         txn.open_table(LOG)?;
         txn.open_table(META)?;
         txn.open_table(SM)?;
-        txn.open_table(KV)?;
-        txn.open_table(TOMB)?;
-        txn.open_table(CATALOG)?;
         txn.commit()?;
         Ok(())
     };
@@ -91,13 +89,159 @@ pub fn open(dir: &Path) -> std::result::Result<(LogStore, StateMachineStore), St
     let db = Arc::new(db);
     let sm = StateMachineStore::load(db.clone())
         .map_err(|e| format!("cannot read the state machine in {}: {e}", path.display()))?;
-    Ok((LogStore { db }, sm))
+    let pending: Pending = Arc::new(Mutex::new(BTreeMap::new()));
+    let (tx, rx) = std::sync::mpsc::channel::<WriteOp>();
+    let (wdb, wpending) = (db.clone(), pending.clone());
+    std::thread::Builder::new()
+        .name("raft-log-writer".into())
+        .spawn(move || log_writer(wdb, wpending, rx))
+        .map_err(|e| format!("cannot start the log writer thread: {e}"))?;
+    Ok((
+        LogStore {
+            db,
+            pending,
+            writer: tx,
+        },
+        sm,
+    ))
+}
+
+/// Entries handed to `append` whose commit has not yet returned: readable at once, as openraft
+/// requires, and dropped from here once on disk.
+type Pending = Arc<Mutex<BTreeMap<u64, Entry>>>;
+
+/// Work for the log writer thread, carried out in the order sent.
+enum WriteOp {
+    Append(Vec<Entry>, LogFlushed<TypeConfig>),
+    Truncate(u64, tokio::sync::oneshot::Sender<Result<()>>),
+    Purge(LogId, tokio::sync::oneshot::Sender<Result<()>>),
+    Meta(
+        &'static str,
+        Vec<u8>,
+        Durability,
+        tokio::sync::oneshot::Sender<Result<()>>,
+    ),
+}
+
+/// The one thread that writes the log: consecutive appends share one transaction and one fsync
+/// (group commit), and no tokio worker ever blocks on the disk.
+fn log_writer(db: Arc<Database>, pending: Pending, rx: std::sync::mpsc::Receiver<WriteOp>) {
+    while let Ok(first) = rx.recv() {
+        let mut ops = vec![first];
+        while ops.len() < 4096 {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut batch: Vec<(Vec<Entry>, LogFlushed<TypeConfig>)> = Vec::new();
+        for op in ops {
+            match op {
+                WriteOp::Append(entries, cb) => batch.push((entries, cb)),
+                other => {
+                    flush_appends(&db, &pending, std::mem::take(&mut batch));
+                    run_op(&db, other);
+                }
+            }
+        }
+        flush_appends(&db, &pending, batch);
+    }
+}
+
+fn flush_appends(
+    db: &Database,
+    pending: &Pending,
+    batch: Vec<(Vec<Entry>, LogFlushed<TypeConfig>)>,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let write = || -> std::result::Result<(), String> {
+        let txn = db.begin_write().map_err(|e| e.to_string())?;
+        {
+            let mut t = txn.open_table(LOG).map_err(|e| e.to_string())?;
+            for (entries, _) in &batch {
+                for e in entries {
+                    let bytes = postcard::to_allocvec(e).map_err(|e| e.to_string())?;
+                    t.insert(e.log_id.index, bytes.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+            }
+        }
+        // Durability::Immediate (the default): on disk when commit returns; only then flushed.
+        txn.commit().map_err(|e| e.to_string())
+    };
+    let result = write();
+    {
+        let mut p = pending.lock().expect("pending lock");
+        for (entries, _) in &batch {
+            for e in entries {
+                if p.get(&e.log_id.index).is_some_and(|q| q.log_id == e.log_id) {
+                    p.remove(&e.log_id.index);
+                }
+            }
+        }
+    }
+    for (_, cb) in batch {
+        cb.log_io_completed(result.clone().map_err(std::io::Error::other));
+    }
+}
+
+fn run_op(db: &Database, op: WriteOp) {
+    let run = |f: &dyn Fn(&redb::WriteTransaction) -> std::result::Result<(), redb::Error>,
+               durability: Durability|
+     -> Result<()> {
+        let mut txn = db.begin_write().wr()?;
+        txn.set_durability(durability).wr()?;
+        f(&txn).wr()?;
+        txn.commit().wr()
+    };
+    match op {
+        WriteOp::Append(..) => unreachable!("appends are batched"),
+        WriteOp::Truncate(from, reply) => {
+            let r = run(
+                &|txn| {
+                    txn.open_table(LOG)?.retain_in(from.., |_, _| false)?;
+                    Ok(())
+                },
+                Durability::Immediate,
+            );
+            let _ = reply.send(r);
+        }
+        WriteOp::Purge(upto, reply) => {
+            let r = encode(&upto).and_then(|bytes| {
+                run(
+                    &|txn| {
+                        txn.open_table(META)?
+                            .insert("last_purged", bytes.as_slice())?;
+                        txn.open_table(LOG)?
+                            .retain_in(..=upto.index, |_, _| false)?;
+                        Ok(())
+                    },
+                    Durability::Immediate,
+                )
+            });
+            let _ = reply.send(r);
+        }
+        WriteOp::Meta(key, bytes, durability, reply) => {
+            let r = run(
+                &|txn| {
+                    txn.open_table(META)?.insert(key, bytes.as_slice())?;
+                    Ok(())
+                },
+                durability,
+            );
+            let _ = reply.send(r);
+        }
+    }
 }
 
 /// The Raft log and vote.
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<Database>,
+    pending: Pending,
+    writer: std::sync::mpsc::Sender<WriteOp>,
 }
 
 impl LogStore {
@@ -110,15 +254,20 @@ impl LogStore {
         }
     }
 
-    fn put_meta<T: Serialize>(&self, key: &str, value: &T, durability: Durability) -> Result<()> {
+    async fn put_meta<T: Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+        durability: Durability,
+    ) -> Result<()> {
         let bytes = encode(value)?;
-        let mut txn = self.db.begin_write().wr()?;
-        txn.set_durability(durability).wr()?;
-        {
-            let mut t = txn.open_table(META).wr()?;
-            t.insert(key, bytes.as_slice()).wr()?;
-        }
-        txn.commit().wr()
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(WriteOp::Meta(key, bytes, durability, tx))?;
+        rx.await.map_err(|_| writer_gone())?
+    }
+
+    fn send(&self, op: WriteOp) -> Result<()> {
+        self.writer.send(op).map_err(|_| writer_gone())
     }
 
     /// Whether this server holds any Raft state (a vote or a log entry): such a server must
@@ -127,10 +276,17 @@ impl LogStore {
         if self.get_meta::<Vote>("vote")?.is_some() {
             return Ok(true);
         }
+        if !self.pending.lock().expect("pending lock").is_empty() {
+            return Ok(true);
+        }
         let txn = self.db.begin_read().rd()?;
         let t = txn.open_table(LOG).rd()?;
         Ok(!t.is_empty().rd()?)
     }
+}
+
+fn writer_gone() -> StorageError {
+    StorageIOError::write_logs(AnyError::error("the log writer thread has stopped")).into()
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -138,22 +294,35 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>> {
-        let txn = self.db.begin_read().rd()?;
-        let t = txn.open_table(LOG).rd()?;
         let start = match range.start_bound() {
             Bound::Included(x) => *x,
             Bound::Excluded(x) => x + 1,
             Bound::Unbounded => 0,
         };
-        let mut out = Vec::new();
+        // Snapshot the pending entries first: one that is committed meanwhile is then read from
+        // disk below, so none is missed.
+        let pending: Vec<Entry> = self
+            .pending
+            .lock()
+            .expect("pending lock")
+            .range(start..)
+            .take_while(|(i, _)| range.contains(*i))
+            .map(|(_, e)| e.clone())
+            .collect();
+        let mut out: BTreeMap<u64, Entry> = BTreeMap::new();
+        let txn = self.db.begin_read().rd()?;
+        let t = txn.open_table(LOG).rd()?;
         for item in t.range(start..).rd()? {
             let (k, v) = item.rd()?;
             if !range.contains(&k.value()) {
                 break;
             }
-            out.push(decode::<Entry>(v.value())?);
+            out.insert(k.value(), decode::<Entry>(v.value())?);
         }
-        Ok(out)
+        for e in pending {
+            out.insert(e.log_id.index, e);
+        }
+        Ok(out.into_values().collect())
     }
 }
 
@@ -162,12 +331,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>> {
         let last_purged: Option<LogId> = self.get_meta("last_purged")?;
+        let pending_last = self
+            .pending
+            .lock()
+            .expect("pending lock")
+            .values()
+            .next_back()
+            .map(|e| e.log_id);
         let txn = self.db.begin_read().rd()?;
         let t = txn.open_table(LOG).rd()?;
-        let last = match t.last().rd()? {
+        let on_disk = match t.last().rd()? {
             Some((_, v)) => Some(decode::<Entry>(v.value())?.log_id),
-            None => last_purged,
+            None => None,
         };
+        let last = pending_last.max(on_disk).or(last_purged);
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id: last,
@@ -180,7 +357,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<()> {
         // Durable before it returns: a server must never vote twice in one term.
-        self.put_meta("vote", vote, Durability::Immediate)
+        self.put_meta("vote", vote, Durability::Immediate).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>> {
@@ -190,6 +367,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<()> {
         // Not required for safety (the commit index can be re-learned); written lazily.
         self.put_meta("committed", &committed, Durability::None)
+            .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>> {
@@ -201,46 +379,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let txn = self.db.begin_write().wr()?;
+        // Readable at once through `pending`; the writer thread reports the flush.
+        let entries: Vec<Entry> = entries.into_iter().collect();
         {
-            let mut t = txn.open_table(LOG).wr()?;
-            for e in entries {
-                let bytes = encode(&e)?;
-                t.insert(e.log_id.index, bytes.as_slice()).wr()?;
+            let mut p = self.pending.lock().expect("pending lock");
+            for e in &entries {
+                p.insert(e.log_id.index, e.clone());
             }
         }
-        // Durability::Immediate (the default): fsynced when commit returns; only then flushed.
-        let result = txn
-            .commit()
-            .map_err(|e| std::io::Error::other(e.to_string()));
-        let ok = result.is_ok();
-        callback.log_io_completed(result);
-        if ok {
-            Ok(())
-        } else {
-            Err(StorageIOError::write_logs(AnyError::error("log commit failed")).into())
-        }
+        self.send(WriteOp::Append(entries, callback))
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<()> {
-        let txn = self.db.begin_write().wr()?;
-        {
-            let mut t = txn.open_table(LOG).wr()?;
-            t.retain_in(log_id.index.., |_, _| false).wr()?;
-        }
-        txn.commit().wr()
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .retain(|i, _| *i < log_id.index);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(WriteOp::Truncate(log_id.index, tx))?;
+        rx.await.map_err(|_| writer_gone())?
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<()> {
-        let bytes = encode(&log_id)?;
-        let txn = self.db.begin_write().wr()?;
-        {
-            let mut m = txn.open_table(META).wr()?;
-            m.insert("last_purged", bytes.as_slice()).wr()?;
-            let mut t = txn.open_table(LOG).wr()?;
-            t.retain_in(..=log_id.index, |_, _| false).wr()?;
-        }
-        txn.commit().wr()
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .retain(|i, _| *i > log_id.index);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(WriteOp::Purge(log_id, tx))?;
+        rx.await.map_err(|_| writer_gone())?
     }
 }
 
@@ -251,16 +418,6 @@ pub struct SmState {
     pub membership: StoredMembership,
     pub cluster_id: Option<Uuid>,
     pub data: State,
-}
-
-/// The `sm/meta` row: everything but the tables.
-#[derive(Serialize, Deserialize)]
-struct SmMeta {
-    last_applied: Option<LogId>,
-    membership: StoredMembership,
-    cluster_id: Option<Uuid>,
-    kv_index: u64,
-    catalog_index: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -280,40 +437,23 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
+    /// The state machine lives in memory and is made durable by the log and the snapshots:
+    /// at start it is the last snapshot, and openraft re-applies the committed log after it.
     fn load(db: Arc<Database>) -> std::result::Result<Self, redb::Error> {
         let mut state = SmState::default();
         {
-            let corrupt = |e: postcard::Error| redb::Error::Corrupted(e.to_string());
             let txn = db.begin_read()?;
             let sm = txn.open_table(SM)?;
-            if let Some(v) = sm.get("meta")? {
-                let m: SmMeta = postcard::from_bytes(v.value()).map_err(corrupt)?;
-                state.last_applied = m.last_applied;
-                state.membership = m.membership;
-                state.cluster_id = m.cluster_id;
-                state.data.kv_index = m.kv_index;
-                state.data.catalog_index = m.catalog_index;
-            }
-            for row in txn.open_table(KV)?.iter()? {
-                let (k, v) = row?;
-                state.data.kv.insert(
-                    k.value().to_string(),
-                    postcard::from_bytes(v.value()).map_err(corrupt)?,
-                );
-            }
-            for row in txn.open_table(TOMB)?.iter()? {
-                let (k, v) = row?;
-                state
-                    .data
-                    .tombstones
-                    .insert(k.value().to_string(), v.value());
-            }
-            for row in txn.open_table(CATALOG)?.iter()? {
-                let (k, v) = row?;
-                state.data.catalog.insert(
-                    k.value().to_string(),
-                    postcard::from_bytes(v.value()).map_err(corrupt)?,
-                );
+            if let Some(v) = sm.get("snapshot")? {
+                let corrupt = |e: postcard::Error| redb::Error::Corrupted(e.to_string());
+                let stored: StoredSnapshot = postcard::from_bytes(v.value()).map_err(corrupt)?;
+                let body: SnapshotBody = postcard::from_bytes(&stored.data).map_err(corrupt)?;
+                state = SmState {
+                    last_applied: stored.meta.last_log_id,
+                    membership: stored.meta.last_membership,
+                    cluster_id: body.cluster_id,
+                    data: body.data,
+                };
             }
         }
         let applied = state.last_applied.map(|l| l.index).unwrap_or(0);
@@ -324,90 +464,13 @@ impl StateMachineStore {
         })
     }
 
-    /// Writes what `changes` names (or everything) and the meta row, in one transaction.
-    fn persist(
-        &self,
-        state: &SmState,
-        changes: &Changes,
-        snapshot: Option<&StoredSnapshot>,
-    ) -> Result<()> {
-        let meta = encode(&SmMeta {
-            last_applied: state.last_applied,
-            membership: state.membership.clone(),
-            cluster_id: state.cluster_id,
-            kv_index: state.data.kv_index,
-            catalog_index: state.data.catalog_index,
-        })?;
-        let snap = snapshot.map(encode).transpose()?;
-        let mut txn = self.db.begin_write().wr()?;
-        // Durable with the next log append (same file); see the module docs. A snapshot is
-        // written durably at once, since log entries behind it may be purged.
-        let durability = if snap.is_some() || changes.all {
-            Durability::Immediate
-        } else {
-            Durability::None
-        };
-        txn.set_durability(durability).wr()?;
+    /// Writes a snapshot durably: the log behind it may be purged as soon as this returns.
+    fn persist_snapshot(&self, snapshot: &StoredSnapshot) -> Result<()> {
+        let bytes = encode(snapshot)?;
+        let txn = self.db.begin_write().wr()?;
         {
             let mut sm = txn.open_table(SM).wr()?;
-            sm.insert("meta", meta.as_slice()).wr()?;
-            if let Some(s) = &snap {
-                sm.insert("snapshot", s.as_slice()).wr()?;
-            }
-            let mut kv = txn.open_table(KV).wr()?;
-            let mut tomb = txn.open_table(TOMB).wr()?;
-            let mut cat = txn.open_table(CATALOG).wr()?;
-            if changes.all {
-                kv.retain(|_, _| false).wr()?;
-                tomb.retain(|_, _| false).wr()?;
-                cat.retain(|_, _| false).wr()?;
-            }
-            let all = changes.all;
-            let kv_keys: Vec<&String> = if all {
-                state.data.kv.keys().collect()
-            } else {
-                changes.kv.iter().collect()
-            };
-            for k in kv_keys {
-                match state.data.kv.get(k) {
-                    Some(e) => {
-                        kv.insert(k.as_str(), encode(e)?.as_slice()).wr()?;
-                    }
-                    None => {
-                        kv.remove(k.as_str()).wr()?;
-                    }
-                }
-            }
-            let tomb_keys: Vec<&String> = if all {
-                state.data.tombstones.keys().collect()
-            } else {
-                changes.tombstones.iter().collect()
-            };
-            for k in tomb_keys {
-                match state.data.tombstones.get(k) {
-                    Some(i) => {
-                        tomb.insert(k.as_str(), *i).wr()?;
-                    }
-                    None => {
-                        tomb.remove(k.as_str()).wr()?;
-                    }
-                }
-            }
-            let nodes: Vec<&String> = if all {
-                state.data.catalog.keys().collect()
-            } else {
-                changes.catalog.iter().collect()
-            };
-            for n in nodes {
-                match state.data.catalog.get(n) {
-                    Some(node) => {
-                        cat.insert(n.as_str(), encode(node)?.as_slice()).wr()?;
-                    }
-                    None => {
-                        cat.remove(n.as_str()).wr()?;
-                    }
-                }
-            }
+            sm.insert("snapshot", bytes.as_slice()).wr()?;
         }
         txn.commit().wr()
     }
@@ -455,8 +518,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             data: data.clone(),
         };
-        let state = self.state.read().expect("sm lock").clone();
-        self.persist(&state, &Changes::default(), Some(&stored))?;
+        self.persist_snapshot(&stored)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -478,6 +540,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let mut results = Vec::new();
+        // Which rows changed is of no use to an in-memory state machine.
         let mut changes = Changes::default();
         // Applied in place under the write lock; readers see whole batches only.
         let mut s = self.state.write().expect("sm lock");
@@ -506,7 +569,6 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 index,
             });
         }
-        self.persist(&s, &changes, None)?;
         let applied = s.last_applied.map(|l| l.index).unwrap_or(0);
         drop(s);
         self.applied.send_replace(applied);
@@ -539,14 +601,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             data,
         };
-        self.persist(
-            &state,
-            &Changes {
-                all: true,
-                ..Default::default()
-            },
-            Some(&stored),
-        )?;
+        self.persist_snapshot(&stored)?;
         let applied = state.last_applied.map(|l| l.index).unwrap_or(0);
         *self.state.write().expect("sm lock") = state;
         self.applied.send_replace(applied);
@@ -590,7 +645,18 @@ mod tests {
             assert!(!log.has_state().unwrap());
             log.save_vote(&Vote::new(3, 7)).await.unwrap();
         }
-        let (mut log, _sm) = open(dir.path()).unwrap();
+        // The writer thread of the first store releases the file once it sees its channel
+        // closed; wait for that (as a restarted process would not need to).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let (mut log, _sm) = loop {
+            match open(dir.path()) {
+                Ok(x) => break x,
+                Err(e) if std::time::Instant::now() < deadline && e.contains("already open") => {
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         assert_eq!(log.read_vote().await.unwrap(), Some(Vote::new(3, 7)));
         assert!(log.has_state().unwrap());
     }

@@ -1,0 +1,302 @@
+//! KV write throughput and latency: muster and etcd 3.4 (Debian's etcd-server) side by side, in
+//! one run, three members each on 127.0.0.1–3, with 1, 16 and 64 concurrent writers.
+//!
+//! Each writer keeps one HTTP/1.1 connection open to one member (writer i → member i mod 3, so
+//! two thirds of the writes go through a follower, which forwards them to the leader) and sends
+//! 100-byte values to its own keys, as fast as it can, for `SECONDS`. A write counts when it is
+//! acknowledged: muster answers `true` after a quorum commit; etcd answers 200 after its quorum
+//! commit. Both systems fsync their logs (redb commits; etcd's WAL).
+//!
+//! Run: `cargo build --release --bin muster --example kv_bench && target/release/examples/kv_bench`
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SECONDS: u64 = 5;
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+struct Conn {
+    addr: String,
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl Conn {
+    fn open(addr: &str) -> Option<Conn> {
+        let s = TcpStream::connect(addr).ok()?;
+        s.set_nodelay(true).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        Some(Conn {
+            addr: addr.into(),
+            reader: BufReader::new(s.try_clone().ok()?),
+            writer: s,
+        })
+    }
+
+    /// Sends a request and returns (status, body), or None if the connection broke.
+    fn call(&mut self, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", self.addr, body.len());
+        self.writer.write_all(head.as_bytes()).ok()?;
+        self.writer.write_all(body).ok()?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line).ok()?;
+        let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            self.reader.read_line(&mut h).ok()?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().ok()?;
+                }
+            }
+        }
+        let mut out = vec![0u8; len];
+        self.reader.read_exact(&mut out).ok()?;
+        Some((status, out))
+    }
+}
+
+trait System {
+    fn name(&self) -> &'static str;
+    fn start(&self, root: &Path) -> Vec<Proc>;
+    fn ready(&self) -> bool;
+    /// One write of `value` under a key of writer `w`, number `n`; true when acknowledged.
+    fn put(&self, c: &mut Conn, w: usize, n: u64, value: &[u8]) -> bool;
+    fn port(&self) -> u16;
+}
+
+struct Muster;
+impl System for Muster {
+    fn name(&self) -> &'static str {
+        "muster"
+    }
+    fn port(&self) -> u16 {
+        8500
+    }
+    fn start(&self, root: &Path) -> Vec<Proc> {
+        let bin: PathBuf = std::env::current_exe()
+            .expect("exe")
+            .parent()
+            .and_then(Path::parent)
+            .expect("target")
+            .join("muster");
+        (1..=3)
+            .map(|i| {
+                Proc(
+                    Command::new(&bin)
+                        .args([
+                            "agent",
+                            "-server",
+                            "-bootstrap-expect",
+                            "3",
+                            "-node",
+                            &format!("m{i}"),
+                            "-log-level",
+                            "warn",
+                        ])
+                        .args([
+                            "-bind",
+                            &format!("127.0.0.{i}"),
+                            "-client",
+                            &format!("127.0.0.{i}"),
+                        ])
+                        .args([
+                            "-retry-join",
+                            "127.0.0.1",
+                            "-retry-join",
+                            "127.0.0.2",
+                            "-retry-join",
+                            "127.0.0.3",
+                            "-data-dir",
+                        ])
+                        .arg(root.join(format!("m{i}")))
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("spawn muster (build it with --release)"),
+                )
+            })
+            .collect()
+    }
+    fn ready(&self) -> bool {
+        (1..=3).all(|i| {
+            Conn::open(&format!("127.0.0.{i}:8500"))
+                .and_then(|mut c| c.call("PUT", "/v1/kv/ready", b"1"))
+                .is_some_and(|(s, b)| s == 200 && b == b"true")
+        })
+    }
+    fn put(&self, c: &mut Conn, w: usize, n: u64, value: &[u8]) -> bool {
+        c.call("PUT", &format!("/v1/kv/bench/{w}/{}", n % 1000), value)
+            .is_some_and(|(s, b)| s == 200 && b == b"true")
+    }
+}
+
+struct Etcd;
+impl System for Etcd {
+    fn name(&self) -> &'static str {
+        "etcd 3.4"
+    }
+    fn port(&self) -> u16 {
+        2379
+    }
+    fn start(&self, root: &Path) -> Vec<Proc> {
+        let cluster = "e1=http://127.0.0.1:2380,e2=http://127.0.0.2:2380,e3=http://127.0.0.3:2380";
+        (1..=3)
+            .map(|i| {
+                let ip = format!("127.0.0.{i}");
+                Proc(
+                    Command::new("etcd")
+                        .args(["--name", &format!("e{i}"), "--data-dir"])
+                        .arg(root.join(format!("e{i}")))
+                        .args([
+                            "--listen-peer-urls",
+                            &format!("http://{ip}:2380"),
+                            "--initial-advertise-peer-urls",
+                            &format!("http://{ip}:2380"),
+                        ])
+                        .args([
+                            "--listen-client-urls",
+                            &format!("http://{ip}:2379"),
+                            "--advertise-client-urls",
+                            &format!("http://{ip}:2379"),
+                        ])
+                        .args([
+                            "--initial-cluster",
+                            cluster,
+                            "--initial-cluster-state",
+                            "new",
+                            "--initial-cluster-token",
+                            "bench",
+                        ])
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("spawn etcd (apt-get install etcd-server)"),
+                )
+            })
+            .collect()
+    }
+    fn ready(&self) -> bool {
+        (1..=3).all(|i| {
+            Conn::open(&format!("127.0.0.{i}:2379"))
+                .and_then(|mut c| {
+                    c.call(
+                        "POST",
+                        "/v3/kv/put",
+                        br#"{"key":"cmVhZHk=","value":"MQ=="}"#,
+                    )
+                })
+                .is_some_and(|(s, _)| s == 200)
+        })
+    }
+    fn put(&self, c: &mut Conn, w: usize, n: u64, value: &[u8]) -> bool {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let body = format!(
+            r#"{{"key":"{}","value":"{}"}}"#,
+            b64.encode(format!("bench/{w}/{}", n % 1000)),
+            b64.encode(value)
+        );
+        c.call("POST", "/v3/kv/put", body.as_bytes())
+            .is_some_and(|(s, _)| s == 200)
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn run(sys: &(dyn System + Sync), writers: usize) -> (f64, f64, f64, usize) {
+    let value = vec![b'v'; 100];
+    let lat = Arc::new(Mutex::new(Vec::<Duration>::new()));
+    let failed = Arc::new(Mutex::new(0usize));
+    let deadline = Instant::now() + Duration::from_secs(SECONDS);
+    std::thread::scope(|scope| {
+        for w in 0..writers {
+            let (lat, failed, value) = (lat.clone(), failed.clone(), value.clone());
+            scope.spawn(move || {
+                let addr = format!("127.0.0.{}:{}", 1 + w % 3, sys.port());
+                let mut conn = Conn::open(&addr).expect("connect");
+                let mut mine = Vec::new();
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    if sys.put(&mut conn, w, n, &value) {
+                        mine.push(t.elapsed());
+                    } else {
+                        *failed.lock().unwrap() += 1;
+                        if let Some(c) = Conn::open(&addr) {
+                            conn = c;
+                        }
+                    }
+                    n += 1;
+                }
+                lat.lock().unwrap().extend(mine);
+            });
+        }
+    });
+    let mut lat = lat.lock().unwrap().clone();
+    lat.sort();
+    let throughput = lat.len() as f64 / SECONDS as f64;
+    let f = *failed.lock().unwrap();
+    (throughput, percentile(&lat, 0.5), percentile(&lat, 0.99), f)
+}
+
+fn main() {
+    let systems: [&(dyn System + Sync); 2] = [&Muster, &Etcd];
+    let mut rows = Vec::new();
+    for sys in systems {
+        let root = std::env::temp_dir().join(format!(
+            "kv-bench-{}-{}",
+            std::process::id(),
+            sys.name().replace(' ', "")
+        ));
+        let _ = std::fs::remove_dir_all(&root);
+        let procs = sys.start(&root);
+        let t0 = Instant::now();
+        while !sys.ready() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "{} did not become ready",
+                sys.name()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for writers in [1, 16, 64] {
+            let (tput, p50, p99, failed) = run(sys, writers);
+            eprintln!("{} with {writers} writers: {tput:.0} writes/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {failed} failed", sys.name());
+            rows.push((sys.name(), writers, tput, p50, p99, failed));
+        }
+        drop(procs);
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    println!("| system | writers | writes/s | p50 latency | p99 latency | failed |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, w, t, p50, p99, f) in rows {
+        println!("| {name} | {w} | {t:.0} | {p50:.2} ms | {p99:.2} ms | {f} |");
+    }
+    println!("\n{SECONDS} s per row, 100-byte values, three members on 127.0.0.1–3, same machine, same run.");
+}
