@@ -130,6 +130,16 @@ fn muster_trial(root: &Path) -> (f64, f64, f64) {
     })
     .map(|_| t0.elapsed().as_secs_f64() * 1000.0)
     .unwrap_or(f64::NAN);
+    // And the first successful KV write, as etcd's figure is measured.
+    let first_write = poll(Duration::from_secs(30), || {
+        (1..=3).find(|&i| {
+            http(&format!("127.0.0.{i}:8500"), "PUT", "/v1/kv/first", "x")
+                .is_some_and(|b| b == "true")
+        })
+    })
+    .map(|_| t0.elapsed().as_secs_f64() * 1000.0)
+    .unwrap_or(f64::NAN);
+    eprintln!("muster: first KV write acknowledged {first_write:.0} ms after launch");
     std::thread::sleep(Duration::from_secs(2));
     let rss = procs
         .iter()
