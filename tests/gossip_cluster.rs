@@ -259,6 +259,9 @@ fn host_names_and_ipv6_literals_are_join_addresses() {
         "127.0.0.1",
         &["-serf-lan-port", "18301", "-http-port", "18500"],
     );
+    wait_until(T, "h1 answers", || {
+        http("127.0.0.1:18500", "GET", "/v1/agent/members").is_some()
+    });
     let b = Agent::start(
         "h2",
         &ip(23, 2),
