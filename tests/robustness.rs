@@ -94,7 +94,11 @@ fn random_and_mutated_packets_are_dropped_and_the_agent_keeps_answering() {
             + count("dropped_rejected")
             + count("dropped_oversized")
             + count("dropped_wrong_key");
-        count("dropped_oversized") >= 20 && dropped >= (sent as u64) * 9 / 10
+        // The kernel may drop part of a 2,000-datagram burst before the agent reads it; what
+        // must hold is that every datagram that did arrive was dropped and counted (the agent
+        // is alone: nothing legitimate reaches it), and that enough arrived to mean something.
+        let received = count("packets_received");
+        received >= (sent as u64) / 10 && dropped >= received && count("dropped_oversized") >= 1
     });
     assert!(a.cli(&["members"]).status.success());
     let b = Agent::start("friend", &ip(14, 3), &["-join", &ip(14, 1)]);
