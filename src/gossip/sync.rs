@@ -186,9 +186,15 @@ impl Syncer {
             }
         };
         self.stats.syncs_in.fetch_add(1, Ordering::Relaxed);
+        // A refusal an operator must act on (keys, datacenter, names) is a warning; garbage on
+        // the port is only counted and logged at debug level.
         let refuse = |reason: String| async move {
             self.stats.syncs_refused.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, %reason, "refused gossip join");
+            if reason.starts_with("malformed") || reason.starts_with("unexpected") {
+                tracing::debug!(%peer, %reason, "refused gossip join");
+            } else {
+                tracing::warn!(%peer, %reason, "refused gossip join");
+            }
             reason
         };
         let answer = match self.sealer.open(&frame) {
