@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
@@ -249,27 +249,70 @@ impl Agent {
             tracing::info!(joined = ?report.joined, "-join: joined cluster");
         }
         if !agent.config.retry_join.is_empty() {
-            let a = agent.clone();
-            tokio::spawn(async move {
-                let schedule = Schedule::new(a.config.retry_interval);
-                let r = join::retry_join(
-                    &a.gossip,
-                    &a.config.retry_join,
-                    a.config.ports.serf_lan,
-                    schedule,
-                    a.config.retry_max,
-                )
-                .await;
-                if let Err(report) = r {
-                    let msg = AgentError::RetryJoinExhausted {
-                        attempts: a.config.retry_max,
-                        errors: report.failures(),
-                    };
-                    a.stop(StopReason::RetryJoinFailed(msg.to_string()));
-                }
-            });
+            tokio::spawn(agent.clone().retry_join_forever());
         }
         Ok(agent)
+    }
+
+    /// Runs `-retry-join` until it succeeds; then, whenever this agent has lost every server it
+    /// knew (all failed or left) for 5 s, discovers and joins again (user-pains A8). While it
+    /// knows a live server through gossip it never asks a provider.
+    async fn retry_join_forever(self: Arc<Self>) {
+        let mut discovery = match join::Discovery::new(&join::registry(), &self.config.retry_join) {
+            Ok(d) => d,
+            Err(e) => {
+                self.stop(StopReason::RetryJoinFailed(e));
+                return;
+            }
+        };
+        let schedule = Schedule::new(self.config.retry_interval);
+        let port = self.config.ports.serf_lan;
+        loop {
+            if let Err(report) = join::retry_join(
+                &self.gossip,
+                &mut discovery,
+                port,
+                schedule,
+                self.config.retry_max,
+            )
+            .await
+            {
+                let msg = AgentError::RetryJoinExhausted {
+                    attempts: self.config.retry_max,
+                    errors: report.failures(),
+                };
+                self.stop(StopReason::RetryJoinFailed(msg.to_string()));
+                return;
+            }
+            self.wait_until_every_server_is_lost().await;
+            tracing::warn!(
+                "lost every known server (all failed or left); discovering servers again"
+            );
+        }
+    }
+
+    /// Returns once this agent has known at least one other live server and then has seen none
+    /// alive for 5 s.
+    async fn wait_until_every_server_is_lost(&self) {
+        let mut members = self.gossip.subscribe();
+        let mut knew_one = false;
+        let mut none_since: Option<Instant> = None;
+        loop {
+            let alive = crate::server::server_views(&members.borrow_and_update())
+                .iter()
+                .filter(|s| s.alive && s.name != self.config.node_name)
+                .count();
+            if alive > 0 {
+                knew_one = true;
+                none_since = None;
+            } else if knew_one {
+                let since = *none_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= Duration::from_secs(5) {
+                    return;
+                }
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), members.changed()).await;
+        }
     }
 
     /// Leaves the cluster gracefully (once; later calls wait for the first), then asks the

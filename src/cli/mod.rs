@@ -1,12 +1,13 @@
 //! The command line: one module per subcommand, one enum that dispatches.
 //!
-//! Every command but `agent`, `validate`, `keygen` and `version` talks to a running agent over
+//! Every command but `agent`, `discover`, `validate`, `keygen` and `version` talks to a running agent over
 //! its HTTP API (`-http-addr`, or `MUSTER_HTTP_ADDR`, default 127.0.0.1:8500), as Consul's CLI
 //! does. Exit codes: 0 success, 1 usage or configuration error (and the failures Consul maps to
 //! 1, such as "could not reach the agent"), 2 runtime failure of the agent.
 
 pub mod agent;
 pub mod client;
+pub mod discover;
 pub mod force_leave;
 pub mod info;
 pub mod join;
@@ -43,6 +44,8 @@ pub enum Command {
     Leave(leave::LeaveCmd),
     /// Mark a failed member as left.
     ForceLeave(force_leave::ForceLeaveCmd),
+    /// Show what a discovery provider returns, without joining.
+    Discover(discover::DiscoverCmd),
     /// Read and write the KV store.
     Kv(kv::KvCmd),
     /// Save or restore an operator snapshot of the cluster state.
@@ -83,6 +86,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Info(c) => client::block_on(info::run(c)),
         Command::Operator(c) => client::block_on(operator::run(c)),
         Command::Kv(c) => client::block_on(kv::run(c)),
+        Command::Discover(c) => client::block_on(discover::run(c)),
         Command::Snapshot(c) => client::block_on(snapshot::run(c)),
         Command::Validate(c) => validate::run(c),
         Command::Keygen => keygen::run(),

@@ -536,12 +536,10 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
     let mut legacy_errors = Vec::new();
     retry_join.extend(legacy_cloud.provider_strings(&mut warnings, &mut legacy_errors));
     errors.extend(legacy_errors);
-    // Discovery providers are not part of this build yet: refuse rather than ignore them.
-    for e in retry_join.iter().filter(|e| e.contains("provider=")) {
-        errors.push(ConfigError::new(format!(
-            "retry_join {:?}: cloud auto-join (provider=…) is not available in this build yet; list server addresses instead",
-            e.split(' ').next().unwrap_or(e)
-        )));
+    // Provider strings are checked now, against the providers of this build, so that a typo
+    // stops the agent before it binds anything (user-pains A11).
+    if let Err(e) = crate::join::Discovery::new(&crate::join::registry(), &retry_join) {
+        errors.push(ConfigError::new(e));
     }
 
     let raft_multiplier = match p.raft_multiplier {

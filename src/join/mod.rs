@@ -1,16 +1,160 @@
-//! Joining: resolving join addresses and the retry-join loop.
+//! Joining: resolving join addresses, asking discovery providers, and the retry-join loop.
 //!
 //! `-join` (start_join) is tried once at start; `-retry-join` is retried with backoff until one
-//! address answers. Discovery providers (`provider=aws …`) plug in here in a later step; until
-//! then a provider string is refused at start with a message that says so.
+//! address answers. Each attempt resolves every entry afresh: a literal address through the
+//! resolver, a provider string (`provider=dns name=…`) through its provider — unless that
+//! provider's last answer is still fresh ([`Provider::cache_for`]), so a cloud API is asked at
+//! most once per interval. See docs/providers.md.
 
 pub mod backoff;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use muster_provider_core::JoinAddr;
+use muster_provider_core::{
+    is_provider_string, JoinAddr, Provider, ProviderArgs, ProviderError, Registry,
+};
 
 use crate::gossip::Gossip;
+
+/// Providers added by a program that embeds muster (see examples/custom_provider.rs).
+static EXTRA: std::sync::Mutex<Vec<Arc<dyn Provider>>> = std::sync::Mutex::new(Vec::new());
+
+/// Adds a provider to every registry built afterwards: call it before [`crate::cli::run`] in a
+/// program of your own, and `-retry-join "provider=yours …"` and `muster discover` know it.
+pub fn register_provider(p: Arc<dyn Provider>) {
+    EXTRA.lock().expect("provider list lock").push(p);
+}
+
+/// Every provider this build contains: the built-ins, those behind cargo features, and any
+/// registered with [`register_provider`].
+pub fn registry() -> Registry {
+    let mut r = Registry::with_builtins();
+    for p in EXTRA.lock().expect("provider list lock").iter() {
+        r.register(p.clone());
+    }
+    r
+}
+
+/// Longest a provider lookup may take before the attempt goes on without it.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Provider entries of a retry-join list, parsed once, with each one's last answer.
+pub struct Discovery {
+    entries: Vec<Entry>,
+}
+
+enum Entry {
+    Literal(String),
+    Provider {
+        text: String,
+        provider: Arc<dyn Provider>,
+        args: ProviderArgs,
+        last: Option<(Instant, Vec<String>)>,
+    },
+}
+
+/// What one round of discovery produced.
+#[derive(Debug, Default)]
+pub struct Discovered {
+    /// Join addresses, literal entries and provider answers in entry order.
+    pub addrs: Vec<String>,
+    /// Provider entries that failed, with why (secrets redacted).
+    pub errors: Vec<(String, String)>,
+    /// Some provider asked us to slow down.
+    pub throttled: bool,
+}
+
+impl Discovery {
+    /// Parses the entries; a bad provider string is an error naming it (checked at start).
+    pub fn new(registry: &Registry, entries: &[String]) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for e in entries {
+            if is_provider_string(e) {
+                let (provider, args) = registry
+                    .parse(e)
+                    .map_err(|err| format!("retry_join {:?}: {err}", redact(e)))?;
+                out.push(Entry::Provider {
+                    text: args.to_string(),
+                    provider,
+                    args,
+                    last: None,
+                });
+            } else {
+                out.push(Entry::Literal(e.clone()));
+            }
+        }
+        Ok(Self { entries: out })
+    }
+
+    /// Asks every provider (whose last answer is stale) and collects addresses.
+    pub async fn discover(&mut self) -> Discovered {
+        let mut d = Discovered::default();
+        for e in &mut self.entries {
+            match e {
+                Entry::Literal(a) => d.addrs.push(a.clone()),
+                Entry::Provider {
+                    text,
+                    provider,
+                    args,
+                    last,
+                } => {
+                    if let Some((at, addrs)) = last.as_ref() {
+                        if at.elapsed() < provider.cache_for() {
+                            d.addrs.extend(addrs.iter().cloned());
+                            continue;
+                        }
+                    }
+                    let result =
+                        match tokio::time::timeout(LOOKUP_TIMEOUT, provider.addrs(args)).await {
+                            Ok(r) => r,
+                            Err(_) => Err(ProviderError::Unreachable(format!(
+                                "no answer within {LOOKUP_TIMEOUT:?}"
+                            ))),
+                        };
+                    match result {
+                        Ok(addrs) => {
+                            tracing::info!(provider = %text, servers = %addrs.join(" "), "discovered servers");
+                            *last = Some((Instant::now(), addrs.clone()));
+                            d.addrs.extend(addrs);
+                        }
+                        Err(err) => {
+                            let retry = if err.retryable() {
+                                "will retry"
+                            } else {
+                                "will not retry: fix the arguments"
+                            };
+                            tracing::error!(provider = %text, error = %err, "cannot discover addresses ({retry})");
+                            d.throttled |= err.throttled();
+                            d.errors.push((text.clone(), err.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        d
+    }
+}
+
+/// A provider string with the values of secret-looking keys hidden, for messages about a string
+/// that did not even parse.
+pub fn redact(entry: &str) -> String {
+    entry
+        .split(' ')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _))
+                if ["secret", "key_id", "credentials", "token", "password"]
+                    .iter()
+                    .any(|s| k.contains(s)) =>
+            {
+                format!("{k}=hidden")
+            }
+            _ => kv.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// The outcome of one join attempt over a list of entries.
 #[derive(Debug, Default)]
@@ -75,34 +219,50 @@ pub async fn join_entries(gossip: &Gossip, entries: &[String], default_port: u16
     report
 }
 
-/// Retries `entries` until one answers, waiting per [`backoff::Schedule`] between attempts.
+/// Retries until one address answers, asking the providers at every attempt and waiting per
+/// [`backoff::Schedule`] between attempts (a throttled provider at least doubles the wait).
 /// `max_attempts = 0` retries forever. Returns the last report on exhaustion.
 pub async fn retry_join(
     gossip: &Gossip,
-    entries: &[String],
+    discovery: &mut Discovery,
     default_port: u16,
     schedule: backoff::Schedule,
     max_attempts: u32,
 ) -> Result<JoinReport, JoinReport> {
-    tracing::info!(entries = ?entries, "retry join: joining cluster");
+    tracing::info!("retry join: joining cluster");
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
-        let report = join_entries(gossip, entries, default_port).await;
+        let found = discovery.discover().await;
+        let mut report = if found.addrs.is_empty() {
+            JoinReport::default()
+        } else {
+            join_entries(gossip, &found.addrs, default_port).await
+        };
+        report.failed.extend(found.errors.iter().cloned());
         if !report.joined.is_empty() {
             tracing::info!(joined = ?report.joined, attempt, "retry join: joined cluster");
             return Ok(report);
         }
-        if report.failed.is_empty() {
+        if report.failed.is_empty() && !report.only_self.is_empty() {
             // Every entry is this agent itself: the others will join it.
             tracing::info!("retry join: every entry names this agent; nothing to join");
             return Ok(report);
+        }
+        if found.addrs.is_empty() && found.errors.is_empty() {
+            report.failed.push((
+                "discovery".into(),
+                "No servers to join: the providers found no instance".into(),
+            ));
         }
         if max_attempts > 0 && attempt >= max_attempts {
             tracing::error!(attempts = attempt, errors = %report.failures(), "retry join: attempts exhausted");
             return Err(report);
         }
-        let wait = schedule.delay(attempt, &mut rand::rng());
+        let mut wait = schedule.delay(attempt, &mut rand::rng());
+        if found.throttled {
+            wait = (wait * 2).max(schedule.ceiling(attempt));
+        }
         tracing::warn!(attempt, retry_in = ?wait, errors = %report.failures(), "retry join: join failed, will retry");
         tokio::time::sleep(wait).await;
     }

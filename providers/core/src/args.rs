@@ -1,0 +1,188 @@
+//! The `provider=aws tag_key=role tag_value=consul` grammar, read as go-discover reads it:
+//! space-separated `key=value` pairs, values optionally double-quoted with backslash escapes.
+//! Stricter where go-discover is silent: a duplicate key, an empty key, or a pair without `=`
+//! is an error that names it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Parsed provider arguments: `provider` plus the other keys, in canonical (sorted) order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderArgs {
+    pub provider: String,
+    pub args: BTreeMap<String, String>,
+    /// Keys whose values are secrets, redacted when displayed.
+    pub secret_keys: Vec<String>,
+}
+
+/// Why a provider string could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot parse {input:?}: {reason}")]
+pub struct ParseError {
+    pub input: String,
+    pub reason: String,
+}
+
+/// Whether a retry-join entry is a provider string rather than an address (Consul's test:
+/// it contains `provider=`).
+pub fn is_provider_string(s: &str) -> bool {
+    s.contains("provider=")
+}
+
+impl ProviderArgs {
+    /// Parses a provider string.
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
+        let fail = |reason: String| ParseError {
+            input: input.to_string(),
+            reason,
+        };
+        let mut pairs: BTreeMap<String, String> = BTreeMap::new();
+        let mut chars = input.trim().chars().peekable();
+        loop {
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+            if chars.peek().is_none() {
+                break;
+            }
+            let mut key = String::new();
+            while let Some(&c) = chars.peek() {
+                if c == '=' || c.is_whitespace() {
+                    break;
+                }
+                key.push(c);
+                chars.next();
+            }
+            if chars.next() != Some('=') {
+                return Err(fail(format!("{key:?} is not a key=value pair")));
+            }
+            if key.is_empty() {
+                return Err(fail("a pair has an empty key".into()));
+            }
+            let mut value = String::new();
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                loop {
+                    match chars.next() {
+                        None => {
+                            return Err(fail(format!("the value of {key:?} has no closing quote")))
+                        }
+                        Some('\\') => match chars.next() {
+                            Some(c) => value.push(c),
+                            None => {
+                                return Err(fail(format!(
+                                    "the value of {key:?} ends with a lone backslash"
+                                )))
+                            }
+                        },
+                        Some('"') => break,
+                        Some(c) => value.push(c),
+                    }
+                }
+                if chars.peek().is_some_and(|c| !c.is_whitespace()) {
+                    return Err(fail(format!("text follows the closing quote of {key:?}")));
+                }
+            } else {
+                while let Some(&c) = chars.peek() {
+                    if c.is_whitespace() {
+                        break;
+                    }
+                    value.push(c);
+                    chars.next();
+                }
+            }
+            if pairs.insert(key.clone(), value).is_some() {
+                return Err(fail(format!("key {key:?} is given twice")));
+            }
+        }
+        let provider = pairs
+            .remove("provider")
+            .ok_or_else(|| fail("there is no provider=NAME".into()))?;
+        if provider.is_empty() {
+            return Err(fail("provider= is empty".into()));
+        }
+        Ok(Self {
+            provider,
+            args: pairs,
+            secret_keys: Vec::new(),
+        })
+    }
+
+    /// The value of `key`, if given.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.args.get(key).map(String::as_str)
+    }
+}
+
+fn quote(v: &str) -> String {
+    if v.is_empty()
+        || v.chars()
+            .any(|c| c.is_whitespace() || matches!(c, '"' | '\\' | '='))
+    {
+        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        v.to_string()
+    }
+}
+
+/// Canonical form: `provider=…` first, the other keys sorted, secrets shown as `hidden`.
+impl fmt::Display for ProviderArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "provider={}", quote(&self.provider))?;
+        for (k, v) in &self.args {
+            let shown = if self.secret_keys.iter().any(|s| s == k) {
+                "hidden".to_string()
+            } else {
+                quote(v)
+            };
+            write!(f, " {k}={shown}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_go_discover_strings() {
+        let a = ProviderArgs::parse("provider=aws region=eu-west-1 tag_key=role tag_value=consul")
+            .unwrap();
+        assert_eq!(a.provider, "aws");
+        assert_eq!(a.get("tag_value"), Some("consul"));
+        let q = ProviderArgs::parse(r#"provider=exec command="echo \"a b\"" timeout=5s"#).unwrap();
+        assert_eq!(q.get("command"), Some(r#"echo "a b""#));
+    }
+
+    #[test]
+    fn canonical_form_sorts_quotes_and_hides_secrets() {
+        let mut a = ProviderArgs::parse(
+            "tag_value=\"x y\" provider=aws secret_access_key=S3CR3T tag_key=k",
+        )
+        .unwrap();
+        a.secret_keys = vec!["secret_access_key".into()];
+        assert_eq!(
+            a.to_string(),
+            r#"provider=aws secret_access_key=hidden tag_key=k tag_value="x y""#
+        );
+        // Round trip without secrets.
+        a.secret_keys.clear();
+        assert_eq!(ProviderArgs::parse(&a.to_string()).unwrap(), a);
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        for (input, needle) in [
+            ("provider=aws tag_key", "not a key=value"),
+            ("provider=aws =x", "empty key"),
+            ("provider=aws a=1 a=2", "given twice"),
+            ("tag_key=x", "no provider"),
+            ("provider=aws a=\"open", "no closing quote"),
+            ("provider=aws a=\"x\"y", "follows the closing quote"),
+        ] {
+            let e = ProviderArgs::parse(input).unwrap_err();
+            assert!(e.to_string().contains(needle), "{input}: {e}");
+        }
+    }
+}
