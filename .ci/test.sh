@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
   rustup component add rustfmt clippy
 fi
+# moto (a real EC2 API implementation) for the aws provider's tests.
+if ! python3 -c 'import moto.server, boto3' >/dev/null 2>&1; then
+  python3 -m pip install --quiet 'moto[server]'
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

@@ -35,7 +35,12 @@ fn discover_is_a_dry_run_of_any_provider() {
         stdout(&o)
     );
     let list = stdout(&muster(&["discover", "-list"]));
-    assert_eq!(list, "dns\nexec\nstatic\n");
+    let expected = if cfg!(feature = "aws") {
+        "aws\ndns\nexec\nstatic\n"
+    } else {
+        "dns\nexec\nstatic\n"
+    };
+    assert_eq!(list, expected);
     let help = stdout(&muster(&["discover", "-help-provider", "exec"]));
     assert!(
         help.contains("command (required)") && help.contains("timeout"),

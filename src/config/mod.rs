@@ -862,13 +862,19 @@ mod tests {
             w.contains("secret_access_key=hidden") && !w.contains("SECRETSECRET"),
             "{w}"
         );
-        // In a build without the aws feature, the translated entry is refused, saying why.
+        // The translated entry meets the registry: accepted where the aws provider is compiled
+        // in, refused with the reason where it is not (gce is not in this build at all).
         let p = PartialConfig {
             ec2_tag_key: Some("role".into()),
             ec2_tag_value: Some("consul".into()),
             ..base()
         };
-        assert!(errors_of(p).contains("not compiled into this build"));
+        assert_eq!(finish(p, vec![]).is_ok(), cfg!(feature = "aws"));
+        let g = PartialConfig {
+            gce_tag_value: Some("consul".into()),
+            ..base()
+        };
+        assert!(errors_of(g).contains("provider \"gce\" is not compiled into this build"));
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub fn register_provider(p: Arc<dyn Provider>) {
 /// registered with [`register_provider`].
 pub fn registry() -> Registry {
     let mut r = Registry::with_builtins();
+    #[cfg(feature = "aws")]
+    r.register(Arc::new(muster_provider_aws::Aws));
     for p in EXTRA.lock().expect("provider list lock").iter() {
         r.register(p.clone());
     }

@@ -1,0 +1,303 @@
+//! `provider=aws`: EC2 instances by tags, through aws-sdk-ec2 and aws-config.
+//!
+//! One `DescribeInstances` query (every page read) with a `tag:K=V` filter per tag (ANDed, unlike
+//! go-discover's single tag, user-pains A6) and `instance-state-name=running`. Credentials:
+//! `access_key_id` + `secret_access_key` if given, else the standard chain (environment, profile,
+//! web identity, ECS, IMDSv2). Region: `region`, else the SDK's chain (environment, profile,
+//! instance metadata). Answers stay fresh for 10 s, so a fleet's retry loops never query the API
+//! more than once per 10 s per agent, and throttling is reported as such (user-pains A14).
+
+use std::time::Duration;
+
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::Filter;
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use muster_provider_core::{Candidates, KeySpec, Provider, ProviderArgs, ProviderError};
+
+/// The EC2 provider.
+pub struct Aws;
+
+const KEYS: &[KeySpec] = &[
+    KeySpec {
+        name: "region",
+        help: "AWS region; default: AWS_REGION, the profile, or the instance metadata service",
+        required: false,
+        secret: false,
+    },
+    KeySpec {
+        name: "tag_key",
+        help: "tag key the servers carry (with tag_value)",
+        required: false,
+        secret: false,
+    },
+    KeySpec {
+        name: "tag_value",
+        help: "value of tag_key",
+        required: false,
+        secret: false,
+    },
+    KeySpec {
+        name: "tags",
+        help: "several tags, all required: \"k=v,k2=v2\" (ANDed with tag_key/tag_value)",
+        required: false,
+        secret: false,
+    },
+    KeySpec {
+        name: "addr_type",
+        help: "private_v4 (default), public_v4 or public_v6",
+        required: false,
+        secret: false,
+    },
+    KeySpec {
+        name: "access_key_id",
+        help: "static credentials (with secret_access_key); default: the standard credential chain",
+        required: false,
+        secret: true,
+    },
+    KeySpec {
+        name: "secret_access_key",
+        help: "static credentials (with access_key_id)",
+        required: false,
+        secret: true,
+    },
+    KeySpec {
+        name: "endpoint",
+        help: "EC2 endpoint URL override (VPC endpoints, tests)",
+        required: false,
+        secret: false,
+    },
+];
+
+/// The tag filters, ANDed.
+fn tag_filters(args: &ProviderArgs) -> Result<Vec<(String, String)>, ProviderError> {
+    let mut out = Vec::new();
+    match (args.get("tag_key"), args.get("tag_value")) {
+        (Some(k), Some(v)) if !k.is_empty() => out.push((k.to_string(), v.to_string())),
+        (None, None) => {}
+        _ => {
+            return Err(ProviderError::BadArgs(
+                "tag_key and tag_value go together".into(),
+            ))
+        }
+    }
+    if let Some(tags) = args.get("tags") {
+        for pair in tags.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                ProviderError::BadArgs(format!("tags: {pair:?} is not key=value"))
+            })?;
+            out.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    if out.is_empty() {
+        return Err(ProviderError::BadArgs(
+            "give tag_key and tag_value (or tags=\"k=v,…\"): discovering every instance of an account is never what you want".into(),
+        ));
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AddrType {
+    PrivateV4,
+    PublicV4,
+    PublicV6,
+}
+
+fn addr_type(args: &ProviderArgs) -> Result<AddrType, ProviderError> {
+    match args.get("addr_type").unwrap_or("private_v4") {
+        "private_v4" => Ok(AddrType::PrivateV4),
+        "public_v4" => Ok(AddrType::PublicV4),
+        "public_v6" => Ok(AddrType::PublicV6),
+        other => Err(ProviderError::BadArgs(format!(
+            "addr_type={other:?}: use private_v4, public_v4 or public_v6"
+        ))),
+    }
+}
+
+/// Sorts an SDK error into the loop's categories, naming the call and the IAM action.
+fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    e: SdkError<E>,
+    region: &str,
+) -> ProviderError {
+    let context = format!("ec2:DescribeInstances in {region}");
+    match &e {
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("");
+            let msg = se.err().message().unwrap_or("").to_string();
+            match code {
+                "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => {
+                    ProviderError::Throttled(format!("{context}: {code}: {msg}"))
+                }
+                "UnauthorizedOperation" => ProviderError::PermissionDenied(format!(
+                    "{context}: the credentials lack ec2:DescribeInstances: {msg}"
+                )),
+                "AuthFailure" | "InvalidClientTokenId" | "SignatureDoesNotMatch" => {
+                    ProviderError::NoCredentials(format!(
+                        "{context}: the credentials were rejected ({code})"
+                    ))
+                }
+                _ => ProviderError::Other(format!("{context}: {code}: {msg}")),
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            let full = DisplayErrorContext(&e).to_string();
+            if full.contains("credentials") || full.contains("Credentials") {
+                ProviderError::NoCredentials(format!("{context}: no credentials found: {full}"))
+            } else {
+                ProviderError::Unreachable(format!("{context}: {full}"))
+            }
+        }
+        _ => ProviderError::Other(format!("{context}: {}", DisplayErrorContext(&e))),
+    }
+}
+
+impl Provider for Aws {
+    fn name(&self) -> &'static str {
+        "aws"
+    }
+
+    fn keys(&self) -> &'static [KeySpec] {
+        KEYS
+    }
+
+    fn help(&self) -> &'static str {
+        "Discovers running EC2 instances that carry every given tag.\n\
+         IAM permission needed: ec2:DescribeInstances.\n\
+         Example: provider=aws region=eu-west-1 tag_key=role tag_value=consul-server\n\
+         Several tags: provider=aws tags=\"role=consul-server,cluster=prod\"\n"
+    }
+
+    fn cache_for(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+
+    fn validate(&self, args: &ProviderArgs) -> Result<(), ProviderError> {
+        tag_filters(args)?;
+        addr_type(args)?;
+        if args.get("access_key_id").is_some() != args.get("secret_access_key").is_some() {
+            return Err(ProviderError::BadArgs(
+                "access_key_id and secret_access_key go together".into(),
+            ));
+        }
+        if let Some(ep) = args.get("endpoint") {
+            if !(ep.starts_with("http://") || ep.starts_with("https://")) {
+                return Err(ProviderError::BadArgs(format!(
+                    "endpoint={ep:?} must be an http:// or https:// URL"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn addrs<'a>(
+        &'a self,
+        args: &'a ProviderArgs,
+    ) -> BoxFuture<'a, Result<Candidates, ProviderError>> {
+        async move {
+            let tags = tag_filters(args)?;
+            let want = addr_type(args)?;
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            if let Some(r) = args.get("region") {
+                loader = loader.region(aws_config::Region::new(r.to_string()));
+            }
+            if let (Some(k), Some(s)) = (args.get("access_key_id"), args.get("secret_access_key")) {
+                loader = loader.credentials_provider(aws_sdk_ec2::config::Credentials::new(k, s, None, None, "muster-static"));
+            }
+            if let Some(ep) = args.get("endpoint") {
+                loader = loader.endpoint_url(ep);
+            }
+            let sdk = loader.load().await;
+            let region = match sdk.region() {
+                Some(r) => r.to_string(),
+                None => {
+                    return Err(ProviderError::Other(
+                        "no AWS region: set region=…, AWS_REGION, or run on EC2 with the instance metadata service reachable".into(),
+                    ))
+                }
+            };
+            let client = aws_sdk_ec2::Client::new(&sdk);
+            let mut filters: Vec<Filter> = tags
+                .iter()
+                .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
+                .collect();
+            filters.push(Filter::builder().name("instance-state-name").values("running").build());
+            let mut pages = client.describe_instances().set_filters(Some(filters)).into_paginator().send();
+            let mut out = Vec::new();
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| classify(e, &region))?;
+                for r in page.reservations() {
+                    for i in r.instances() {
+                        let found: Vec<String> = match want {
+                            AddrType::PrivateV4 => i.private_ip_address().map(str::to_string).into_iter().collect(),
+                            AddrType::PublicV4 => i.public_ip_address().map(str::to_string).into_iter().collect(),
+                            AddrType::PublicV6 => i
+                                .network_interfaces()
+                                .iter()
+                                .flat_map(|n| n.ipv6_addresses())
+                                .filter_map(|a| a.ipv6_address())
+                                .map(|a| format!("[{a}]"))
+                                .take(1)
+                                .collect(),
+                        };
+                        for a in found {
+                            if !out.contains(&a) {
+                                out.push(a);
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use muster_provider_core::Registry;
+
+    fn parse(s: &str) -> Result<ProviderArgs, ProviderError> {
+        let mut r = Registry::new();
+        r.register(std::sync::Arc::new(Aws));
+        r.parse(s).map(|(_, a)| a)
+    }
+
+    #[test]
+    fn arguments_are_checked_strictly() {
+        assert!(parse("provider=aws tag_key=role tag_value=consul").is_ok());
+        assert!(parse("provider=aws tags=\"role=consul,env=prod\"").is_ok());
+        for (bad, needle) in [
+            ("provider=aws", "give tag_key and tag_value"),
+            ("provider=aws tag_key=role", "go together"),
+            ("provider=aws tags=roleconsul", "not key=value"),
+            (
+                "provider=aws tag_key=a tag_value=b addr_type=private",
+                "addr_type",
+            ),
+            (
+                "provider=aws tag_key=a tag_value=b access_key_id=x",
+                "go together",
+            ),
+            (
+                "provider=aws tag_key=a tag_value=b endpoint=localhost:5000",
+                "http://",
+            ),
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(needle), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_hidden_in_the_canonical_form() {
+        let a = parse("provider=aws tag_key=r tag_value=c access_key_id=AKIAEXAMPLE secret_access_key=SUPERSECRET").unwrap();
+        let shown = a.to_string();
+        assert!(
+            !shown.contains("AKIAEXAMPLE") && !shown.contains("SUPERSECRET"),
+            "{shown}"
+        );
+    }
+}
