@@ -98,14 +98,12 @@ fn bad_provider_arguments_are_refused_with_the_fix() {
         dir,
         "-bind",
         "127.70.0.9",
-        "-retry-join-ec2-tag-key",
-        "role",
-        "-retry-join-ec2-tag-value",
+        "-retry-join-gce-tag-value",
         "consul",
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("provider \"aws\" is not compiled into this build"),
+        stderr(&o).contains("provider \"gce\" is not compiled into this build"),
         "{}",
         stderr(&o)
     );

@@ -256,9 +256,29 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
-/// Runs `muster ARGS` with no agent involved.
+/// Runs `muster ARGS` with no agent involved; a run longer than 60 s is killed and fails the
+/// test (a command expected to exit must not hang the suite).
 pub fn muster(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run muster")
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run muster");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait for muster").is_none() {
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("reap muster");
+            panic!(
+                "muster {args:?} did not exit within 60 s; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("collect muster output")
 }
 
 pub fn stderr(o: &Output) -> String {
