@@ -568,15 +568,7 @@ impl Server {
             }
         }
         let last = m.last_log_index.unwrap_or(0);
-        let matched: BTreeMap<NodeId, u64> = m
-            .replication
-            .as_ref()
-            .map(|r| {
-                r.iter()
-                    .map(|(id, l)| (*id, l.map(|l| l.index).unwrap_or(0)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let matched = matched_indexes(m);
         for (id, node) in &known {
             if voters.contains(id) || *id == self.id {
                 continue;
@@ -787,15 +779,7 @@ impl Server {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let matched: BTreeMap<NodeId, u64> = m
-            .replication
-            .as_ref()
-            .map(|r| {
-                r.iter()
-                    .map(|(id, l)| (*id, l.map(|l| l.index).unwrap_or(0)))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let matched = matched_indexes(&m);
         membership
             .nodes()
             .map(|(id, n)| PeerInfo {
@@ -923,6 +907,18 @@ impl Server {
         }
         let _ = self.raft.shutdown().await;
     }
+}
+
+/// The leader's view of each server's replicated log index (empty on a follower).
+fn matched_indexes(m: &openraft::RaftMetrics<NodeId, ServerNode>) -> BTreeMap<NodeId, u64> {
+    m.replication
+        .as_ref()
+        .map(|r| {
+            r.iter()
+                .map(|(id, l)| (*id, l.map(|l| l.index).unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn describe_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, ServerNode>>) -> String {
