@@ -196,6 +196,7 @@ impl Agent {
                     bootstrap: config.bootstrap,
                     raft_multiplier: config.raft_multiplier,
                     data_dir: data_dir.clone(),
+                    autopilot: config.autopilot.clone(),
                 };
                 match Server::start(cfg, gossip.clone(), listener, tags).await {
                     Ok(s) => Some(s),
@@ -316,13 +317,14 @@ impl Agent {
     }
 
     /// Leaves the cluster gracefully (once; later calls wait for the first), then asks the
-    /// process to stop.
-    pub async fn leave(&self) {
+    /// process to stop. Returns what the operator must be told (a leave that cost quorum).
+    pub async fn leave(&self) -> Vec<String> {
         let mut done = self.leave_lock.lock().await;
+        let mut warnings = Vec::new();
         if !*done {
             tracing::info!("gracefully leaving the cluster");
             if let Some(s) = &self.server {
-                s.prepare_leave().await;
+                warnings = s.prepare_leave().await;
             }
             self.gossip.leave().await;
             *done = true;
@@ -330,6 +332,7 @@ impl Agent {
         }
         drop(done);
         self.stop(StopReason::Left);
+        warnings
     }
 
     /// Asks the process to stop (the HTTP server drains, `run` returns).

@@ -17,6 +17,9 @@ pub async fn run(cmd: LeaveCmd) -> u8 {
             1
         }
         Ok(r) if r.status.is_success() => {
+            for w in r.body.lines().filter(|l| !l.trim().is_empty()) {
+                eprintln!("Warning: {w}");
+            }
             println!("Graceful leave complete");
             0
         }

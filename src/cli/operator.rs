@@ -1,5 +1,6 @@
-//! `muster operator raft list-peers | remove-peer`: the Raft configuration, through a server's
-//! HTTP API.
+//! `muster operator raft list-peers | remove-peer | recover` and `muster operator autopilot
+//! get-config | set-config | state`: the Raft configuration and autopilot, through a server's
+//! HTTP API (`recover` works offline on a data directory).
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
@@ -17,6 +18,48 @@ pub struct OperatorCmd {
 pub enum OperatorArea {
     /// Inspect and change the Raft configuration.
     Raft(RaftCmd),
+    /// Autopilot: settings and health of the servers.
+    Autopilot(AutopilotCmd),
+}
+
+#[derive(Debug, Args)]
+pub struct AutopilotCmd {
+    #[command(subcommand)]
+    pub action: AutopilotAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AutopilotAction {
+    /// Show the autopilot settings in force.
+    GetConfig {
+        #[command(flatten)]
+        http: HttpArgs,
+    },
+    /// Change autopilot settings (only the ones given).
+    SetConfig {
+        #[command(flatten)]
+        http: HttpArgs,
+        /// Remove dead servers automatically (true|false).
+        #[arg(long, value_name = "BOOL")]
+        cleanup_dead_servers: Option<bool>,
+        /// A server not heard from for longer than this is unhealthy (e.g. 200ms).
+        #[arg(long, value_name = "DURATION")]
+        last_contact_threshold: Option<String>,
+        /// A server more entries behind than this is unhealthy.
+        #[arg(long, value_name = "N")]
+        max_trailing_logs: Option<u64>,
+        /// Never remove voters below this count.
+        #[arg(long, value_name = "N")]
+        min_quorum: Option<u64>,
+        /// How long a new server must be healthy before it is promoted (e.g. 10s).
+        #[arg(long, value_name = "DURATION")]
+        server_stabilization_time: Option<String>,
+    },
+    /// Autopilot's view of every server, and the dead ones it keeps and why.
+    State {
+        #[command(flatten)]
+        http: HttpArgs,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -32,6 +75,16 @@ pub enum RaftAction {
         #[command(flatten)]
         http: HttpArgs,
     },
+    /// Outage recovery, offline: give a stopped server a new Raft configuration
+    /// (docs/operations.md). Run it on every survivor with the same peers file, then start them.
+    Recover {
+        /// The stopped server's data directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: std::path::PathBuf,
+        /// Consul's peers.json: [{"id": UUID, "address": "ip:8300", "non_voter": false}, …]
+        #[arg(long, value_name = "FILE")]
+        peers_file: std::path::PathBuf,
+    },
     /// Remove a server from the Raft configuration.
     RemovePeer {
         #[command(flatten)]
@@ -46,9 +99,39 @@ pub enum RaftAction {
 }
 
 pub async fn run(cmd: OperatorCmd) -> u8 {
-    let OperatorArea::Raft(raft) = cmd.area;
+    let raft = match cmd.area {
+        OperatorArea::Raft(raft) => raft,
+        OperatorArea::Autopilot(a) => return autopilot(a.action).await,
+    };
     match raft.action {
         RaftAction::ListPeers { http } => list_peers(http).await,
+        RaftAction::Recover {
+            data_dir,
+            peers_file,
+        } => {
+            let text = match std::fs::read_to_string(&peers_file) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("Error: cannot read {}: {e}", peers_file.display());
+                    return 1;
+                }
+            };
+            match crate::server::recovery::recover_data_dir(
+                &data_dir,
+                &text,
+                &peers_file.display().to_string(),
+            ) {
+                Ok(summary) => {
+                    println!("{summary}");
+                    println!("Start the server now; do the same on every other survivor.");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("Error recovering: {e}");
+                    1
+                }
+            }
+        }
         RaftAction::RemovePeer { http, id, address } => remove_peer(http, id, address).await,
     }
 }
@@ -131,6 +214,157 @@ async fn remove_peer(http: HttpArgs, id: Option<String>, address: Option<String>
         Ok(r) => {
             eprintln!("Error removing peer: {}", r.body.trim());
             1
+        }
+    }
+}
+
+async fn get_json(http: &HttpArgs, path: &str, what: &str) -> Result<Value, u8> {
+    let reply = http.client().get(path).await.map_err(|e| {
+        eprintln!("{e}");
+        1u8
+    })?;
+    if !reply.status.is_success() {
+        eprintln!("Error {what}: {}", reply.body.trim());
+        return Err(1);
+    }
+    serde_json::from_str(&reply.body).map_err(|e| {
+        eprintln!("Error {what}: unexpected answer: {e}");
+        1
+    })
+}
+
+async fn autopilot(action: AutopilotAction) -> u8 {
+    match action {
+        AutopilotAction::GetConfig { http } => {
+            let v = match get_json(
+                &http,
+                "/v1/operator/autopilot/configuration",
+                "querying Autopilot configuration",
+            )
+            .await
+            {
+                Ok(v) => v,
+                Err(code) => return code,
+            };
+            for key in [
+                "CleanupDeadServers",
+                "LastContactThreshold",
+                "MaxTrailingLogs",
+                "MinQuorum",
+                "ServerStabilizationTime",
+            ] {
+                let shown = match &v[key] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                println!("{key} = {shown}");
+            }
+            0
+        }
+        AutopilotAction::SetConfig {
+            http,
+            cleanup_dead_servers,
+            last_contact_threshold,
+            max_trailing_logs,
+            min_quorum,
+            server_stabilization_time,
+        } => {
+            let mut body = serde_json::Map::new();
+            if let Some(b) = cleanup_dead_servers {
+                body.insert("CleanupDeadServers".into(), b.into());
+            }
+            if let Some(d) = last_contact_threshold {
+                body.insert("LastContactThreshold".into(), d.into());
+            }
+            if let Some(n) = max_trailing_logs {
+                body.insert("MaxTrailingLogs".into(), n.into());
+            }
+            if let Some(n) = min_quorum {
+                body.insert("MinQuorum".into(), n.into());
+            }
+            if let Some(d) = server_stabilization_time {
+                body.insert("ServerStabilizationTime".into(), d.into());
+            }
+            if body.is_empty() {
+                eprintln!("Error: nothing to change; give at least one of -cleanup-dead-servers, -last-contact-threshold, -max-trailing-logs, -min-quorum, -server-stabilization-time");
+                return 1;
+            }
+            let bytes = Value::Object(body).to_string().into_bytes();
+            match http
+                .client()
+                .put_body("/v1/operator/autopilot/configuration", bytes)
+                .await
+            {
+                Err(e) => {
+                    eprintln!("{e}");
+                    1
+                }
+                Ok(r) if r.status.is_success() => {
+                    println!("Configuration updated!");
+                    0
+                }
+                Ok(r) => {
+                    eprintln!("Error setting Autopilot configuration: {}", r.body.trim());
+                    1
+                }
+            }
+        }
+        AutopilotAction::State { http } => {
+            let v = match get_json(
+                &http,
+                "/v1/operator/autopilot/state",
+                "querying Autopilot state",
+            )
+            .await
+            {
+                Ok(v) => v,
+                Err(code) => return code,
+            };
+            println!("Healthy: {}", v["Healthy"]);
+            println!("Failure Tolerance: {}", v["FailureTolerance"]);
+            println!("Leader: {}", v["Leader"].as_str().unwrap_or(""));
+            println!("Voters:");
+            for id in v["Voters"].as_array().into_iter().flatten() {
+                println!("   {}", id.as_str().unwrap_or(""));
+            }
+            println!("Servers:");
+            let mut rows = vec![[
+                "Node",
+                "ID",
+                "Address",
+                "Status",
+                "Serf",
+                "Healthy",
+                "LastContact",
+                "LastIndex",
+            ]
+            .map(String::from)
+            .to_vec()];
+            for s in v["Servers"]
+                .as_object()
+                .into_iter()
+                .flat_map(|o| o.values())
+            {
+                let text = |k: &str| match &s[k] {
+                    Value::String(t) => t.clone(),
+                    other => other.to_string(),
+                };
+                rows.push(vec![
+                    text("Name"),
+                    text("ID"),
+                    text("Address"),
+                    text("Status"),
+                    text("SerfStatus"),
+                    text("Healthy"),
+                    text("LastContact"),
+                    text("LastIndex"),
+                ]);
+            }
+            print!("{}", table(&rows));
+            for k in v["Kept"].as_array().into_iter().flatten() {
+                println!("Note: {}", k.as_str().unwrap_or(""));
+            }
+            0
         }
     }
 }

@@ -17,6 +17,7 @@ use super::{ConfigError, PartialConfig, Ports};
 pub const TOP_LEVEL_KEYS: &[&str] = &[
     "advertise_addr",
     "bind_addr",
+    "autopilot",
     "bootstrap",
     "bootstrap_expect",
     "client_addr",
@@ -60,6 +61,16 @@ const EC2_KEYS: &[&str] = &[
     "tag_key",
     "tag_value",
 ];
+const AUTOPILOT_KEYS: &[&str] = &[
+    "cleanup_dead_servers",
+    "disable_upgrade_migration",
+    "last_contact_threshold",
+    "max_trailing_logs",
+    "min_quorum",
+    "redundancy_zone_tag",
+    "server_stabilization_time",
+    "upgrade_version_tag",
+];
 const PERFORMANCE_KEYS: &[&str] = &["leave_drain_time", "raft_multiplier", "rpc_hold_timeout"];
 const GCE_KEYS: &[&str] = &[
     "credentials_file",
@@ -73,7 +84,6 @@ const CONSUL_ONLY_KEYS: &[&str] = &[
     "acl",
     "addresses",
     "advertise_addr_wan",
-    "autopilot",
     "auto_encrypt",
     "ca_file",
     "cert_file",
@@ -111,6 +121,7 @@ const CONSUL_ONLY_KEYS: &[&str] = &[
 #[serde(deny_unknown_fields)]
 struct FileModel {
     advertise_addr: Option<String>,
+    autopilot: Option<AutopilotModel>,
     bind_addr: Option<String>,
     bootstrap: Option<bool>,
     bootstrap_expect: Option<i64>,
@@ -143,6 +154,24 @@ struct PortsModel {
     http: Option<i64>,
     serf_lan: Option<i64>,
     server: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AutopilotModel {
+    cleanup_dead_servers: Option<bool>,
+    last_contact_threshold: Option<String>,
+    max_trailing_logs: Option<i64>,
+    min_quorum: Option<i64>,
+    server_stabilization_time: Option<String>,
+    /// Consul Enterprise settings accepted for compatibility; muster has no redundancy zones
+    /// or upgrade migrations.
+    #[allow(dead_code)]
+    redundancy_zone_tag: Option<String>,
+    #[allow(dead_code)]
+    disable_upgrade_migration: Option<bool>,
+    #[allow(dead_code)]
+    upgrade_version_tag: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -263,6 +292,7 @@ pub fn parse_str(
     }
     for (block, known) in [
         ("ports", PORT_KEYS),
+        ("autopilot", AUTOPILOT_KEYS),
         ("performance", PERFORMANCE_KEYS),
         ("retry_join_ec2", EC2_KEYS),
         ("retry_join_gce", GCE_KEYS),
@@ -326,6 +356,7 @@ impl FileModel {
         let ports = self.ports.unwrap_or_default();
         let ec2 = self.retry_join_ec2.unwrap_or_default();
         let gce = self.retry_join_gce.unwrap_or_default();
+        let ap = self.autopilot.unwrap_or_default();
         PartialConfig {
             origin: Some(origin.to_string()),
             advertise_addr: self.advertise_addr,
@@ -363,6 +394,11 @@ impl FileModel {
             gce_tag_value: gce.tag_value,
             gce_credentials_file: gce.credentials_file,
             raft_multiplier: self.performance.and_then(|p| p.raft_multiplier),
+            ap_cleanup_dead_servers: ap.cleanup_dead_servers,
+            ap_last_contact_threshold: ap.last_contact_threshold,
+            ap_max_trailing_logs: ap.max_trailing_logs,
+            ap_min_quorum: ap.min_quorum,
+            ap_server_stabilization_time: ap.server_stabilization_time,
         }
     }
 }

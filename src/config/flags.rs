@@ -166,6 +166,12 @@ impl AgentFlags {
             gce_tag_value: self.gce_tag_value.clone(),
             gce_credentials_file: self.gce_credentials_file.clone(),
             raft_multiplier: self.raft_multiplier,
+            // Consul has no autopilot flags: the config file's block or `operator autopilot`.
+            ap_cleanup_dead_servers: None,
+            ap_last_contact_threshold: None,
+            ap_max_trailing_logs: None,
+            ap_min_quorum: None,
+            ap_server_stabilization_time: None,
         }
     }
 }

@@ -101,6 +101,12 @@ pub struct PartialConfig {
     pub gce_tag_value: Option<String>,
     pub gce_credentials_file: Option<String>,
     pub raft_multiplier: Option<i64>,
+    /// The `autopilot { }` block (its keys, Consul's names).
+    pub ap_cleanup_dead_servers: Option<bool>,
+    pub ap_last_contact_threshold: Option<String>,
+    pub ap_max_trailing_logs: Option<i64>,
+    pub ap_min_quorum: Option<i64>,
+    pub ap_server_stabilization_time: Option<String>,
 }
 
 impl PartialConfig {
@@ -128,6 +134,11 @@ impl PartialConfig {
             retry_max,
             server,
             skip_leave_on_interrupt,
+            ap_cleanup_dead_servers,
+            ap_last_contact_threshold,
+            ap_max_trailing_logs,
+            ap_min_quorum,
+            ap_server_stabilization_time,
             ec2_region,
             ec2_tag_key,
             ec2_tag_value,
@@ -276,6 +287,8 @@ pub struct RuntimeConfig {
     pub legacy_cloud: LegacyCloud,
     /// Scales every Raft timing; 1 = the LAN defaults of docs/servers.md.
     pub raft_multiplier: u32,
+    /// Autopilot settings a new cluster starts with (docs/operations.md).
+    pub autopilot: crate::server::autopilot::AutopilotConfig,
 }
 
 /// A built configuration plus the warnings to print before starting.
@@ -552,6 +565,44 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
             1
         }
     };
+    let mut autopilot =
+        crate::server::autopilot::AutopilotConfig::defaults(expect, raft_multiplier);
+    if let Some(b) = p.ap_cleanup_dead_servers {
+        autopilot.cleanup_dead_servers = b;
+    }
+    for (key, value, slot) in [
+        (
+            "autopilot.last_contact_threshold",
+            &p.ap_last_contact_threshold,
+            &mut autopilot.last_contact_threshold,
+        ),
+        (
+            "autopilot.server_stabilization_time",
+            &p.ap_server_stabilization_time,
+            &mut autopilot.server_stabilization_time,
+        ),
+    ] {
+        if let Some(v) = value {
+            match duration::parse_go_duration(v) {
+                Ok(d) => *slot = d,
+                Err(why) => errors.push(ConfigError::new(format!("{key}: {why}"))),
+            }
+        }
+    }
+    match p.ap_max_trailing_logs {
+        Some(n) if n >= 0 => autopilot.max_trailing_logs = n as u64,
+        Some(n) => errors.push(ConfigError::new(format!(
+            "autopilot.max_trailing_logs = {n}: use a count of log entries, 0 or more"
+        ))),
+        None => {}
+    }
+    match p.ap_min_quorum {
+        Some(n) if (0..=i64::from(u16::MAX)).contains(&n) => autopilot.min_quorum = n as u32,
+        Some(n) => errors.push(ConfigError::new(format!(
+            "autopilot.min_quorum = {n}: use a number of voters, 0 (no floor) or more"
+        ))),
+        None => {}
+    }
     let leave_on_terminate = p.leave_on_terminate.unwrap_or(!server);
     let skip_leave_on_interrupt = p.skip_leave_on_interrupt.unwrap_or(server);
 
@@ -586,6 +637,7 @@ pub fn finish(p: PartialConfig, mut warnings: Vec<String>) -> Result<Built, Conf
             skip_leave_on_interrupt,
             legacy_cloud,
             raft_multiplier,
+            autopilot,
         },
         warnings,
     })

@@ -96,9 +96,11 @@ async fn join(
     Ok(StatusCode::OK)
 }
 
-async fn leave(State(agent): State<Arc<Agent>>) -> StatusCode {
-    agent.leave().await;
-    StatusCode::OK
+/// 200 with an empty body as Consul's; muster adds one line per warning (a leave that cost
+/// the cluster its quorum) for `muster leave` to show.
+async fn leave(State(agent): State<Arc<Agent>>) -> (StatusCode, String) {
+    let warnings = agent.leave().await;
+    (StatusCode::OK, warnings.join("\n"))
 }
 
 #[derive(Deserialize)]

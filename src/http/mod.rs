@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`agent`]: `/v1/agent/*` — members, join, leave, force-leave, self.
+//! - [`autopilot`]: `/v1/operator/autopilot/*` — settings, health, state.
 //! - [`kv`]: `/v1/kv/*` — Consul's KV API with blocking queries and consistency modes.
 //! - [`catalog`]: `/v1/catalog/nodes`, the catalog of nodes.
 //! - [`snapshot`]: `/v1/snapshot` — operator backup and restore.
@@ -11,6 +12,7 @@
 //! status, one line that names the culprit, as Consul answers.
 
 pub mod agent;
+pub mod autopilot;
 pub mod catalog;
 pub mod kv;
 pub mod snapshot;
@@ -40,6 +42,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()
         .merge(agent::routes())
         .merge(status::routes())
+        .merge(autopilot::routes())
         .merge(kv::routes())
         .merge(catalog::routes())
         .merge(snapshot::routes())

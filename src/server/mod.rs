@@ -10,8 +10,10 @@
 //! - this module: [`Server`], which wires them and runs the gate and the leader's duties.
 
 pub mod api;
+pub mod autopilot;
 pub mod gate;
 pub mod network;
+pub mod recovery;
 pub mod rpc;
 pub mod state;
 pub mod store;
@@ -40,10 +42,6 @@ use types::{node_id, node_uuid, Command, NodeId, Raft, ServerNode};
 const CALL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the gate repeats an unchanged "why I wait" line.
 const GATE_LOG_EVERY: Duration = Duration::from_secs(10);
-/// A learner is promoted once within this many entries of the leader…
-const PROMOTE_LAG: u64 = 64;
-/// …for this long.
-const PROMOTE_STABLE: Duration = Duration::from_secs(2);
 /// Longest wait for a membership change to commit.
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -60,6 +58,8 @@ pub struct ServerConfig {
     /// Scales every Raft timing (1 = LAN defaults).
     pub raft_multiplier: u32,
     pub data_dir: PathBuf,
+    /// Autopilot settings from the configuration file; the first leader replicates them.
+    pub autopilot: autopilot::AutopilotConfig,
 }
 
 /// One server of the configuration, for `operator raft list-peers`.
@@ -82,6 +82,8 @@ pub struct Server {
     log: LogStore,
     pub(crate) sm: StateMachineStore,
     pub(crate) rpc: Arc<RpcClient>,
+    /// Where each server is now, from gossip (see [`network::AddressBook`]).
+    book: network::AddressBook,
     pub id: NodeId,
     pub node: ServerNode,
     cfg: ServerConfig,
@@ -92,8 +94,14 @@ pub struct Server {
     promise: Mutex<gate::Promise>,
     /// When this server last heard from a leader (AppendEntries handled).
     pub(crate) last_contact: Mutex<Option<Instant>>,
-    /// Learners and since when they have been caught up.
-    caught_up_since: Mutex<HashMap<NodeId, Instant>>,
+    /// When each server last acknowledged this one as leader.
+    contacts: network::Contacts,
+    /// Servers and since when they have been healthy without interruption (autopilot).
+    healthy_since: Mutex<HashMap<NodeId, Instant>>,
+    /// Servers of the configuration and since when gossip has shown them dead.
+    dead_since: Mutex<HashMap<NodeId, Instant>>,
+    /// Autopilot's last "keeping dead server" explanations, logged when they change.
+    kept_logged: Mutex<Vec<String>>,
     /// openraft allows one membership change at a time; the leader's duties and operator
     /// requests take turns through this lock.
     membership_lock: tokio::sync::Mutex<()>,
@@ -151,13 +159,20 @@ impl Server {
         listener: TcpListener,
         base_tags: Tags,
     ) -> Result<Arc<Server>, String> {
+        if let Some(summary) = recovery::recover_at_start(&cfg.data_dir)? {
+            tracing::warn!("{summary}");
+        }
         let (log, sm) = store::open(&cfg.data_dir.join("raft"))?;
         let id = node_id(cfg.node_id);
         let rpc = RpcClient::new(listener.local_addr().ok().map(|a| a.ip()));
         let raft_cfg = Arc::new(raft_config(cfg.raft_multiplier)?);
+        let book = network::AddressBook::default();
+        let contacts = network::Contacts::default();
         let network = network::Network {
             rpc: rpc.clone(),
             local: id,
+            book: book.clone(),
+            contacts: contacts.clone(),
         };
         let raft = Raft::new(id, raft_cfg, network, log.clone(), sm.clone())
             .await
@@ -171,6 +186,7 @@ impl Server {
             log,
             sm,
             rpc,
+            book,
             id,
             node,
             cfg,
@@ -179,7 +195,10 @@ impl Server {
             gate_status: Mutex::new(String::new()),
             promise: Mutex::new(gate::Promise::default()),
             last_contact: Mutex::new(None),
-            caught_up_since: Mutex::new(HashMap::new()),
+            contacts,
+            healthy_since: Mutex::new(HashMap::new()),
+            dead_since: Mutex::new(HashMap::new()),
+            kept_logged: Mutex::new(Vec::new()),
             membership_lock: tokio::sync::Mutex::new(()),
             blocking_queries: std::sync::atomic::AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
@@ -273,6 +292,11 @@ impl Server {
             Request::Write(c) => Response::Write(self.write(c).await),
             Request::CatalogNodes(c) => Response::CatalogNodes(self.catalog_nodes(c).await),
             Request::SnapshotSave => Response::SnapshotSave(self.snapshot_save().await),
+            Request::AutopilotState => Response::AutopilotState(self.autopilot_state().await),
+            Request::TimeoutNow => {
+                self.clone().stand_for_election();
+                Response::Done(Ok(()))
+            }
         }
     }
 
@@ -473,6 +497,8 @@ impl Server {
         let mut metrics = self.raft.metrics();
         let mut leader_logged = false;
         let mut advertised_cluster: Option<Uuid> = None;
+        let mut quorum_logged: (Option<String>, Instant) = (None, Instant::now());
+        let mut problem_since: Option<Instant> = None;
         // Metrics change with every committed entry; only a change of role, leader or
         // membership is news here (reacting to every write would cost CPU per write).
         let shape = |m: &openraft::RaftMetrics<NodeId, ServerNode>| {
@@ -500,6 +526,13 @@ impl Server {
                 } => {}
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
+            self.book.replace(
+                server_views(&members.borrow())
+                    .into_iter()
+                    .filter(|v| v.alive)
+                    .map(|v| (v.id, v.rpc_addr))
+                    .collect(),
+            );
             if let Some(c) = self.cluster_id() {
                 if advertised_cluster != Some(c) {
                     let mut tags = self.base_tags.clone();
@@ -515,6 +548,28 @@ impl Server {
                 );
                 return;
             }
+            // Said once it has lasted 5 s (a cold start, gossip still joining, is not news),
+            // then every 30 s while it lasts.
+            let problem = self.quorum_problem();
+            let quorum_ok = problem.is_none();
+            let since = match problem {
+                Some(_) => *problem_since.get_or_insert_with(Instant::now),
+                None => {
+                    problem_since = None;
+                    Instant::now()
+                }
+            };
+            let problem = problem.filter(|_| since.elapsed() >= Duration::from_secs(5));
+            let changed = problem.is_some() != quorum_logged.0.is_some();
+            let due = problem.is_some() && quorum_logged.1.elapsed() >= Duration::from_secs(30);
+            if changed || due {
+                match &problem {
+                    Some(p) => tracing::warn!("{p}"),
+                    None if quorum_logged.0.is_some() => tracing::info!("quorum regained"),
+                    None => {}
+                }
+                quorum_logged = (problem, Instant::now());
+            }
             if m.state != ServerState::Leader {
                 leader_logged = false;
                 continue;
@@ -523,13 +578,29 @@ impl Server {
                 tracing::info!(term = m.current_term, "cluster leadership acquired");
                 leader_logged = true;
             }
+            if !quorum_ok {
+                // Nothing a leader does can commit now; the waits would only block this loop.
+                continue;
+            }
             if self.cluster_id().is_none() {
-                if let Err(e) = self
-                    .raft
-                    .client_write(Command::SetClusterId(Uuid::new_v4()))
-                    .await
-                {
+                if let Err(e) = self.duty_write(Command::SetClusterId(Uuid::new_v4())).await {
                     tracing::debug!(error = %e, "naming the cluster failed; will retry");
+                }
+            }
+            // The configuration file's autopilot settings apply once, when the cluster is
+            // new (as Consul's); afterwards `muster operator autopilot set-config` changes them.
+            if self
+                .sm
+                .state
+                .read()
+                .expect("sm lock")
+                .data
+                .autopilot
+                .is_none()
+            {
+                let cmd = state::StateCommand::AutopilotSet(self.cfg.autopilot.clone());
+                if let Err(e) = self.duty_write(Command::State(cmd)).await {
+                    tracing::debug!(error = %e, "recording the autopilot settings failed; will retry");
                 }
             }
             let views = server_views(&members.borrow());
@@ -539,10 +610,21 @@ impl Server {
         }
     }
 
-    /// Adds new servers as learners, promotes caught-up learners, removes servers that left.
+    /// A write of the leader's own duties, bounded in time: a leader that has lost its quorum
+    /// must not block its duty loop on a write that cannot commit.
+    async fn duty_write(&self, cmd: Command) -> Result<(), String> {
+        let limit = Duration::from_millis(self.lease_ms() * 10);
+        match tokio::time::timeout(limit, self.raft.client_write(cmd)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("not committed within {limit:?}")),
+        }
+    }
+
+    /// Adds new servers as learners, updates moved addresses, removes servers that left, then
+    /// runs an autopilot round.
     async fn reconcile(&self, m: &openraft::RaftMetrics<NodeId, ServerNode>, views: &[ServerView]) {
         let membership = m.membership_config.membership().clone();
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let known: BTreeMap<NodeId, ServerNode> =
             membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
         let status_of = |id: NodeId| {
@@ -567,35 +649,26 @@ impl Server {
                 }
             }
         }
-        let last = m.last_log_index.unwrap_or(0);
-        let matched = matched_indexes(m);
-        for (id, node) in &known {
-            if voters.contains(id) || *id == self.id {
-                continue;
-            }
-            let caught_up = matched.get(id).is_some_and(|i| i + PROMOTE_LAG >= last)
-                && status_of(*id) == Some(MemberStatus::Alive);
-            let promote = {
-                let mut since = self.caught_up_since.lock().expect("promote lock");
-                if !caught_up {
-                    since.remove(id);
-                    false
-                } else if since.entry(*id).or_insert_with(Instant::now).elapsed() >= PROMOTE_STABLE
-                {
-                    since.remove(id);
-                    true
-                } else {
-                    false
-                }
-            };
-            if promote {
-                tracing::info!(server = %node.name, "promoting server to voter");
-                if let Err(e) = self
-                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([*id])), true)
-                    .await
-                {
-                    tracing::warn!(server = %node.name, error = %e, "promotion failed");
-                }
+        // A server back with its data on a new IP keeps its seat; only its address changes
+        // (consul-behaviour §4.2: same ID, new address → re-add keeping voter status).
+        let moved: BTreeMap<NodeId, ServerNode> = views
+            .iter()
+            .filter(|v| v.alive)
+            .filter_map(|v| {
+                let have = known.get(&v.id)?;
+                (have.addr != v.rpc_addr).then(|| {
+                    tracing::info!(server = %v.name, from = %have.addr, to = %v.rpc_addr,
+                        "server moved: updating its address in the Raft configuration");
+                    (v.id, v.node())
+                })
+            })
+            .collect();
+        if !moved.is_empty() {
+            if let Err(e) = self
+                .change_membership(ChangeMembers::SetNodes(moved), true)
+                .await
+            {
+                tracing::warn!(error = %e, "updating server addresses failed; the next round retries");
             }
         }
         for (id, node) in &known {
@@ -606,6 +679,201 @@ impl Server {
                 }
             }
         }
+        self.autopilot_round().await;
+    }
+
+    /// The autopilot settings in force: replicated ones, else this server's configuration.
+    pub fn autopilot_config(&self) -> (autopilot::AutopilotConfig, u64) {
+        self.sm
+            .state
+            .read()
+            .expect("sm lock")
+            .data
+            .autopilot
+            .clone()
+            .unwrap_or_else(|| (self.cfg.autopilot.clone(), 0))
+    }
+
+    /// The leader's assessment of every server of the configuration (docs/operations.md).
+    fn assess(
+        &self,
+        m: &openraft::RaftMetrics<NodeId, ServerNode>,
+        cfg: &autopilot::AutopilotConfig,
+    ) -> (Vec<autopilot::ServerHealth>, Vec<autopilot::ServerReport>) {
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = self.gossip.members();
+        let last = m.last_log_index.unwrap_or(0);
+        let matched = matched_indexes(m);
+        let now = Instant::now();
+        let mut healthy_since = self.healthy_since.lock().expect("health lock");
+        let mut dead_since = self.dead_since.lock().expect("dead lock");
+        let mut health = Vec::new();
+        let mut reports = Vec::new();
+        for (id, node) in membership.nodes() {
+            let member = members.iter().find(|mb| {
+                server_views(std::slice::from_ref(mb))
+                    .first()
+                    .is_some_and(|v| v.id == *id)
+            });
+            let status = member.map(|mb| mb.status);
+            let is_self = *id == self.id;
+            let gone = match status {
+                _ if is_self => None,
+                None => Some(autopilot::Dead::Stale),
+                Some(MemberStatus::Failed) | Some(MemberStatus::Left) => {
+                    Some(autopilot::Dead::Failed)
+                }
+                Some(_) => None,
+            };
+            // Dead only after as long as a newcomer must be healthy: a server that reboots
+            // quickly keeps its seat.
+            let dead = match gone {
+                Some(kind) => {
+                    let since = *dead_since.entry(*id).or_insert(now);
+                    (now.duration_since(since) >= cfg.server_stabilization_time).then_some(kind)
+                }
+                None => {
+                    dead_since.remove(id);
+                    None
+                }
+            };
+            let contact = if is_self {
+                Some(Duration::ZERO)
+            } else {
+                self.contacts.since(*id)
+            };
+            let index = if is_self {
+                last
+            } else {
+                matched.get(id).copied().unwrap_or(0)
+            };
+            let healthy = is_self
+                || (status == Some(MemberStatus::Alive)
+                    && index + cfg.max_trailing_logs >= last
+                    && contact.is_some_and(|c| c <= cfg.last_contact_threshold));
+            let since = if healthy {
+                Some(*healthy_since.entry(*id).or_insert(now))
+            } else {
+                healthy_since.remove(id);
+                None
+            };
+            health.push(autopilot::ServerHealth {
+                id: *id,
+                name: node.name.clone(),
+                voter: voters.contains(id),
+                leader: is_self,
+                dead,
+                healthy,
+                healthy_since: since,
+            });
+            reports.push(autopilot::ServerReport {
+                id: node_uuid(*id).to_string(),
+                name: node.name.clone(),
+                address: self.addr_of(*id, node),
+                serf_status: status
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|| "unknown".into()),
+                leader: is_self,
+                voter: voters.contains(id),
+                healthy,
+                last_contact_ms: contact.map(|c| c.as_millis() as u64),
+                last_index: index,
+                stable_for_ms: since.map(|t| now.duration_since(t).as_millis() as u64),
+            });
+        }
+        (health, reports)
+    }
+
+    /// One autopilot round on the leader: promote stable newcomers, remove dead servers.
+    async fn autopilot_round(&self) {
+        let m = self.raft.metrics().borrow().clone();
+        let (cfg, _) = self.autopilot_config();
+        let (health, _) = self.assess(&m, &cfg);
+        let plan = autopilot::plan(&cfg, &health, Instant::now());
+        {
+            let mut logged = self.kept_logged.lock().expect("kept lock");
+            if *logged != plan.kept {
+                for k in &plan.kept {
+                    tracing::warn!("autopilot: {k}");
+                }
+                *logged = plan.kept.clone();
+            }
+        }
+        let name = |id: NodeId| {
+            health
+                .iter()
+                .find(|h| h.id == id)
+                .map(|h| h.name.clone())
+                .unwrap_or_default()
+        };
+        if !plan.promote.is_empty() {
+            let ids: BTreeSet<NodeId> = plan.promote.iter().copied().collect();
+            let names: Vec<String> = plan.promote.iter().map(|i| name(*i)).collect();
+            tracing::info!(servers = %names.join(", "), "autopilot: promoting to voter (healthy for {:?})", cfg.server_stabilization_time);
+            if let Err(e) = self
+                .change_membership(ChangeMembers::AddVoterIds(ids), true)
+                .await
+            {
+                tracing::warn!(error = %e, "autopilot: promotion failed; the next round retries");
+            }
+        }
+        for id in plan.remove {
+            tracing::info!(server = %name(id), "autopilot: removing dead server from the Raft configuration");
+            if let Err(e) = self.remove_from_config(id).await {
+                tracing::warn!(server = %name(id), error = %e, "autopilot: removal failed; the next round retries");
+            }
+        }
+    }
+
+    /// Autopilot's report, from the leader.
+    pub async fn autopilot_state(&self) -> Result<autopilot::AutopilotReport, String> {
+        let m = self.raft.metrics().borrow().clone();
+        if m.state != ServerState::Leader {
+            let addr = self
+                .leader_addr()
+                .ok_or("there is no leader; autopilot runs on the leader")?;
+            return match self
+                .rpc
+                .call(&addr, Request::AutopilotState, CALL_TIMEOUT)
+                .await
+            {
+                Ok(Response::AutopilotState(r)) => r,
+                Ok(_) => Err("unexpected answer from the leader".into()),
+                Err(e) => Err(format!("cannot reach the leader: {e}")),
+            };
+        }
+        let (cfg, _) = self.autopilot_config();
+        let (health, servers) = self.assess(&m, &cfg);
+        let plan = autopilot::plan(&cfg, &health, Instant::now());
+        Ok(autopilot::AutopilotReport {
+            healthy: health.iter().all(|h| h.healthy),
+            failure_tolerance: autopilot::failure_tolerance(&health),
+            leader: node_uuid(self.id).to_string(),
+            voters: health
+                .iter()
+                .filter(|h| h.voter)
+                .map(|h| node_uuid(h.id).to_string())
+                .collect(),
+            servers,
+            kept: plan.kept,
+        })
+    }
+
+    /// Asked by a leaving leader: stand for election once its lease has run out on the others
+    /// (openraft refuses votes while the leader lease, election_timeout_max, is valid).
+    fn stand_for_election(self: Arc<Self>) {
+        tokio::spawn(async move {
+            let lease = Duration::from_millis(200 * u64::from(self.cfg.raft_multiplier.max(1)));
+            let last = *self.last_contact.lock().expect("contact lock");
+            let wait = last
+                .map(|t| (lease + Duration::from_millis(20)).saturating_sub(t.elapsed()))
+                .unwrap_or_default();
+            tokio::time::sleep(wait).await;
+            // If another server was elected meanwhile, its followers refuse this vote under
+            // their fresh lease: standing costs nothing then.
+            let _ = self.raft.trigger().elect().await;
+        });
     }
 
     /// One membership change at a time, retried while a previous change is still settling.
@@ -615,26 +883,31 @@ impl Server {
         retain: bool,
     ) -> Result<(), String> {
         let _turn = self.membership_lock.lock().await;
-        loop {
-            match self.raft.change_membership(change.clone(), retain).await {
-                Ok(_) => return Ok(()),
-                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))
-                    if e.to_string().contains("undergoing") =>
-                {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+        let attempt = async {
+            loop {
+                match self.raft.change_membership(change.clone(), retain).await {
+                    Ok(_) => return Ok(()),
+                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))
+                        if e.to_string().contains("undergoing") =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => return Err(describe_write_error(e)),
                 }
-                Err(e) => return Err(describe_write_error(e)),
             }
-        }
+        };
+        tokio::time::timeout(MEMBERSHIP_TIMEOUT, attempt)
+            .await
+            .unwrap_or_else(|_| Err(format!("not committed within {MEMBERSHIP_TIMEOUT:?}")))
     }
 
     async fn add_learner(&self, id: NodeId, node: ServerNode) -> Result<(), String> {
         let _turn = self.membership_lock.lock().await;
-        self.raft
-            .add_learner(id, node, false)
-            .await
-            .map(|_| ())
-            .map_err(describe_write_error)
+        match tokio::time::timeout(MEMBERSHIP_TIMEOUT, self.raft.add_learner(id, node, false)).await
+        {
+            Ok(r) => r.map(|_| ()).map_err(describe_write_error),
+            Err(_) => Err(format!("not committed within {MEMBERSHIP_TIMEOUT:?}")),
+        }
     }
 
     /// Brings the catalog in line with gossip: every member registered with its address,
@@ -684,7 +957,7 @@ impl Server {
             }
         }
         for w in writes {
-            if let Err(e) = self.raft.client_write(Command::State(w)).await {
+            if let Err(e) = self.duty_write(Command::State(w)).await {
                 tracing::debug!(error = %e, "catalog update failed; the next round retries");
                 return;
             }
@@ -716,6 +989,10 @@ impl Server {
             }
         };
         commit(change).await?;
+        if id == self.id {
+            // This server removed itself and stepped down (or will): nothing is left to do.
+            return Ok(());
+        }
         // A removed voter stays a learner; drop it entirely.
         let still = self
             .raft
@@ -748,7 +1025,7 @@ impl Server {
                     .membership_config
                     .membership()
                     .get_node(&l)
-                    .map(|n| n.addr.clone())
+                    .map(|n| self.addr_of(l, n))
                     .ok_or("the leader's address is unknown")?;
                 match self
                     .rpc
@@ -764,14 +1041,79 @@ impl Server {
         }
     }
 
+    /// Whether this server's Raft configuration has lost its quorum, as far as gossip and
+    /// the leader's acknowledgements show: what is wrong and what the operator can do.
+    pub fn quorum_problem(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        if voters.len() <= 1 || !voters.contains(&self.id) {
+            return None;
+        }
+        let views = server_views(&self.gossip.members());
+        let reachable = |id: NodeId| id == self.id || views.iter().any(|v| v.id == id && v.alive);
+        let quorum = voters.len() / 2 + 1;
+        let up = voters.iter().filter(|v| reachable(**v)).count();
+        if up >= quorum {
+            if m.state == ServerState::Leader
+                && m.millis_since_quorum_ack
+                    .is_some_and(|ms| ms > self.lease_ms() * 5)
+            {
+                return Some(format!(
+                    "this leader has had no acknowledgement from a quorum for {} ms",
+                    m.millis_since_quorum_ack.unwrap_or(0)
+                ));
+            }
+            return None;
+        }
+        let down: Vec<String> = voters
+            .iter()
+            .filter(|v| !reachable(**v))
+            .map(|v| {
+                membership
+                    .get_node(v)
+                    .map(|n| n.name.clone())
+                    .unwrap_or_else(|| node_uuid(*v).to_string())
+            })
+            .collect();
+        Some(format!(
+            "quorum lost: {up} of {} voters reachable (quorum {quorum}); unreachable: {}. \
+             No leader can be elected and no write commits until enough of them return. If they \
+             are gone for good: stop the surviving servers, run `muster operator raft recover \
+             -data-dir DIR -peers-file FILE` on each with the same list of survivors, then start \
+             them (docs/operations.md)",
+            voters.len(),
+            down.join(", ")
+        ))
+    }
+
+    /// openraft's leader lease (election_timeout_max) in milliseconds.
+    fn lease_ms(&self) -> u64 {
+        200 * u64::from(self.cfg.raft_multiplier.max(1))
+    }
+
     /// The leader's RPC address, if there is a leader.
     pub fn leader_addr(&self) -> Option<String> {
         let m = self.raft.metrics().borrow().clone();
         let l = m.current_leader?;
+        // openraft 0.9 keeps a partitioned leader in the Leader state; a leader that has not
+        // heard from a quorum for five leases is no leader to report or forward to.
+        if l == self.id
+            && m.membership_config.membership().voter_ids().count() > 1
+            && m.millis_since_quorum_ack
+                .is_some_and(|ms| ms > self.lease_ms() * 5)
+        {
+            return None;
+        }
         m.membership_config
             .membership()
             .get_node(&l)
-            .map(|n| n.addr.clone())
+            .map(|n| self.addr_of(l, n))
+    }
+
+    /// Where server `id` is reached now: gossip's address, else the one in the membership.
+    pub fn addr_of(&self, id: NodeId, node: &ServerNode) -> String {
+        self.book.get(id).unwrap_or_else(|| node.addr.clone())
     }
 
     /// Every server of the Raft configuration.
@@ -872,6 +1214,10 @@ impl Server {
             self.cluster_id().map(|c| c.to_string()).unwrap_or_default(),
         );
         put("bootstrap", self.gate_status());
+        put(
+            "quorum",
+            self.quorum_problem().unwrap_or_else(|| "ok".into()),
+        );
         out
     }
 
@@ -880,24 +1226,88 @@ impl Server {
     /// itself (the remaining voters elect a successor at once), a follower asks the leader.
     /// Waiting until gossip shows it `left` would be too late in a two-voter cluster, where the
     /// removal needs the leaving server's vote.
-    pub async fn prepare_leave(&self) {
+    ///
+    /// Returns the warnings the operator must see (also logged): a leave that costs quorum
+    /// says so before it happens.
+    pub async fn prepare_leave(&self) -> Vec<String> {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         let is_member = membership.nodes().any(|(id, _)| *id == self.id);
-        let sole_voter = membership.voter_ids().count() <= 1;
-        if !is_member || sole_voter {
-            return;
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        if !is_member || voters.len() <= 1 {
+            return Vec::new();
         }
+        let mut warnings = Vec::new();
+        // The arithmetic, said out loud (user-pains A21): removing this server first keeps
+        // the others' quorum whenever that is possible at all.
+        let views = server_views(&self.gossip.members());
+        let alive = |id: NodeId| views.iter().any(|v| v.id == id && v.alive);
+        let rest: Vec<NodeId> = voters.iter().copied().filter(|v| *v != self.id).collect();
+        let rest_alive = rest.iter().filter(|v| alive(**v)).count();
+        let quorum = rest.len() / 2 + 1;
+        if voters.contains(&self.id) && rest_alive < quorum {
+            let name = |id: NodeId| {
+                membership
+                    .get_node(&id)
+                    .map(|n| n.name.clone())
+                    .unwrap_or_else(|| node_uuid(id).to_string())
+            };
+            let dead: Vec<String> = rest
+                .iter()
+                .filter(|v| !alive(**v))
+                .map(|v| name(*v))
+                .collect();
+            warnings.push(format!(
+                "this leave costs the cluster its quorum: {rest_alive} of the {} other voters are alive \
+                 (quorum {quorum}); unreachable: {}. Start a replacement first, or remove the dead \
+                 voters (muster operator raft remove-peer) before leaving",
+                rest.len(),
+                dead.join(", ")
+            ));
+        }
+        for w in &warnings {
+            tracing::warn!("{w}");
+        }
+        let was_leader = m.state == ServerState::Leader;
+        // The successor: the alive voter with the most of the log.
+        let matched = matched_indexes(&m);
+        let successor = rest
+            .iter()
+            .filter(|v| alive(**v))
+            .max_by_key(|v| matched.get(v).copied().unwrap_or(0))
+            .and_then(|v| membership.get_node(v).map(|n| (*v, n.clone())));
         tracing::info!("server leaving: asking to be removed from the Raft configuration first");
         match tokio::time::timeout(Duration::from_secs(10), self.remove_peer(self.id)).await {
             Ok(Ok(())) => tracing::info!("removed from the Raft configuration"),
             Ok(Err(e)) => {
-                tracing::warn!("could not leave the Raft configuration before leaving: {e}")
+                tracing::warn!("could not leave the Raft configuration before leaving: {e}");
+                return warnings;
             }
             Err(_) => {
-                tracing::warn!("could not leave the Raft configuration within 10 s; leaving anyway")
+                tracing::warn!(
+                    "could not leave the Raft configuration within 10 s; leaving anyway"
+                );
+                return warnings;
             }
         }
+        // Leadership transfer: openraft 0.9 has none, so the leader removes itself (it leads
+        // until that change commits, then steps down) and tells the most up-to-date voter to
+        // stand for election as soon as the old lease runs out, instead of letting every
+        // follower's timer race (measured in docs/performance.md).
+        if let (true, Some((id, node))) = (was_leader, successor) {
+            let addr = self.addr_of(id, &node);
+            match self
+                .rpc
+                .call(&addr, Request::TimeoutNow, CALL_TIMEOUT)
+                .await
+            {
+                Ok(_) => tracing::info!(successor = %node.name, "leadership handed over"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "handing over leadership failed; the followers' timers elect")
+                }
+            }
+        }
+        warnings
     }
 
     /// Stops Raft and the server's tasks.

@@ -52,6 +52,10 @@ pub enum Request {
     CatalogNodes(super::api::Consistency),
     /// An operator snapshot of the state machine (leader).
     SnapshotSave,
+    /// Autopilot's view of every server (leader).
+    AutopilotState,
+    /// The leader is leaving: stand for election as soon as its lease has run out.
+    TimeoutNow,
 }
 
 /// A server's answer to `PeerStatus`.
@@ -85,6 +89,7 @@ pub enum Response {
         Result<(Vec<super::state::CatalogNode>, super::api::ReadMeta), super::api::ApiFailure>,
     ),
     SnapshotSave(Result<super::api::SavedSnapshot, super::api::ApiFailure>),
+    AutopilotState(Result<super::autopilot::AutopilotReport, String>),
 }
 
 #[derive(Serialize, Deserialize)]

@@ -55,6 +55,9 @@ pub enum StateCommand {
     CatalogRemove(String),
     /// Replace the KV store and the catalog by a snapshot's (postcard of [`SnapshotBody`]).
     Restore(Vec<u8>),
+    /// Replace the autopilot settings (`muster operator autopilot set-config`; the first
+    /// leader also writes its configuration file's settings here once).
+    AutopilotSet(super::autopilot::AutopilotConfig),
 }
 
 /// The KV store and catalog.
@@ -68,6 +71,8 @@ pub struct State {
     pub catalog: BTreeMap<String, CatalogNode>,
     /// Highest index that changed the catalog.
     pub catalog_index: u64,
+    /// Autopilot settings and the index that last set them (None until the first leader).
+    pub autopilot: Option<(super::autopilot::AutopilotConfig, u64)>,
 }
 
 /// The bytes of a Raft snapshot and of an operator snapshot's data: the whole replicated state
@@ -187,6 +192,10 @@ impl State {
                     ch.catalog.insert(name.clone());
                     self.catalog_index = index;
                 }
+                true
+            }
+            StateCommand::AutopilotSet(cfg) => {
+                self.autopilot = Some((cfg.clone(), index));
                 true
             }
             StateCommand::Restore(bytes) => match postcard::from_bytes::<SnapshotBody>(bytes) {

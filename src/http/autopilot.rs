@@ -1,0 +1,188 @@
+//! `/v1/operator/autopilot/*`: autopilot's settings and its view of the servers, in Consul's
+//! JSON shapes (durations as Go duration strings, as Consul's API writes them).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+
+use super::ApiError;
+use crate::agent::Agent;
+use crate::config::{format_go_duration, parse_go_duration};
+use crate::server::autopilot::AutopilotConfig;
+use crate::server::state::StateCommand;
+
+pub fn routes() -> Router<Arc<Agent>> {
+    Router::new()
+        .route(
+            "/v1/operator/autopilot/configuration",
+            get(get_config).put(set_config),
+        )
+        .route("/v1/operator/autopilot/health", get(health))
+        .route("/v1/operator/autopilot/state", get(state))
+}
+
+fn server_only(agent: &Agent) -> Result<&Arc<crate::server::Server>, ApiError> {
+    agent.server.as_ref().ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "this agent is a client; ask a server (muster operator autopilot … -http-addr SERVER:8500)"
+                .into(),
+        )
+    })
+}
+
+fn config_json(c: &AutopilotConfig, index: u64) -> Value {
+    json!({
+        "CleanupDeadServers": c.cleanup_dead_servers,
+        "LastContactThreshold": format_go_duration(c.last_contact_threshold),
+        "MaxTrailingLogs": c.max_trailing_logs,
+        "MinQuorum": c.min_quorum,
+        "ServerStabilizationTime": format_go_duration(c.server_stabilization_time),
+        "RedundancyZoneTag": "",
+        "DisableUpgradeMigration": false,
+        "UpgradeVersionTag": "",
+        "CreateIndex": index,
+        "ModifyIndex": index,
+    })
+}
+
+async fn get_config(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiError> {
+    let s = server_only(&agent)?;
+    let (c, index) = s.autopilot_config();
+    Ok(Json(config_json(&c, index)))
+}
+
+fn bad(msg: String) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg)
+}
+
+/// Applies the fields present in `body` on top of `c`; every field is checked and named.
+pub fn apply_fields(c: &mut AutopilotConfig, body: &Map<String, Value>) -> Result<(), String> {
+    for (key, v) in body {
+        match key.as_str() {
+            "CleanupDeadServers" => {
+                c.cleanup_dead_servers = v
+                    .as_bool()
+                    .ok_or("CleanupDeadServers must be true or false")?
+            }
+            "LastContactThreshold" | "ServerStabilizationTime" => {
+                let d = match v {
+                    Value::String(s) => parse_go_duration(s).map_err(|e| format!("{key}: {e}"))?,
+                    // Consul's API also takes nanoseconds as a number.
+                    Value::Number(n) => std::time::Duration::from_nanos(
+                        n.as_u64()
+                            .ok_or(format!("{key}: use a duration such as \"200ms\""))?,
+                    ),
+                    _ => return Err(format!("{key}: use a duration such as \"200ms\"")),
+                };
+                if d.is_zero() {
+                    return Err(format!("{key}: must be more than 0"));
+                }
+                if key == "LastContactThreshold" {
+                    c.last_contact_threshold = d;
+                } else {
+                    c.server_stabilization_time = d;
+                }
+            }
+            "MaxTrailingLogs" => {
+                c.max_trailing_logs = v
+                    .as_u64()
+                    .ok_or("MaxTrailingLogs must be a count of log entries, 0 or more")?
+            }
+            "MinQuorum" => {
+                c.min_quorum = v
+                    .as_u64()
+                    .filter(|n| *n <= u64::from(u16::MAX))
+                    .ok_or("MinQuorum must be a number of voters, 0 (no floor) or more")?
+                    as u32
+            }
+            // Consul Enterprise fields and read-only indexes: accepted, not used.
+            "RedundancyZoneTag"
+            | "DisableUpgradeMigration"
+            | "UpgradeVersionTag"
+            | "CreateIndex"
+            | "ModifyIndex" => {}
+            other => {
+                return Err(format!(
+                    "unknown field {other:?}; known: CleanupDeadServers, LastContactThreshold, \
+                     MaxTrailingLogs, MinQuorum, ServerStabilizationTime"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn set_config(
+    State(agent): State<Arc<Agent>>,
+    body: axum::body::Bytes,
+) -> Result<Json<bool>, ApiError> {
+    let s = server_only(&agent)?;
+    let fields: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
+        bad(format!(
+            "the body must be a JSON object of autopilot settings: {e}"
+        ))
+    })?;
+    let (mut c, _) = s.autopilot_config();
+    apply_fields(&mut c, &fields).map_err(bad)?;
+    agent
+        .write(StateCommand::AutopilotSet(c))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(true))
+}
+
+async fn report(agent: &Agent) -> Result<crate::server::autopilot::AutopilotReport, ApiError> {
+    let s = server_only(agent)?;
+    s.autopilot_state()
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))
+}
+
+fn server_json(s: &crate::server::autopilot::ServerReport) -> Value {
+    json!({
+        "ID": s.id,
+        "Name": s.name,
+        "Address": s.address,
+        "SerfStatus": s.serf_status,
+        "NodeStatus": s.serf_status,
+        "Version": env!("CARGO_PKG_VERSION"),
+        "Leader": s.leader,
+        "Voter": s.voter,
+        "Status": if s.leader { "leader" } else if s.voter { "voter" } else { "non-voter" },
+        "Healthy": s.healthy,
+        "LastContact": s.last_contact_ms.map(|m| format!("{m}ms")).unwrap_or_else(|| "never".into()),
+        "LastIndex": s.last_index,
+        "StableForMs": s.stable_for_ms,
+    })
+}
+
+async fn health(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiError> {
+    let r = report(&agent).await?;
+    Ok(Json(json!({
+        "Healthy": r.healthy,
+        "FailureTolerance": r.failure_tolerance,
+        "Servers": r.servers.iter().map(server_json).collect::<Vec<_>>(),
+    })))
+}
+
+async fn state(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiError> {
+    let r = report(&agent).await?;
+    let servers: Map<String, Value> = r
+        .servers
+        .iter()
+        .map(|s| (s.id.clone(), server_json(s)))
+        .collect();
+    Ok(Json(json!({
+        "Healthy": r.healthy,
+        "FailureTolerance": r.failure_tolerance,
+        "Leader": r.leader,
+        "Voters": r.voters,
+        "Servers": servers,
+        "Kept": r.kept,
+    })))
+}

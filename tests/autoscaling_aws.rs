@@ -1,0 +1,160 @@
+//! An EC2 autoscaling group played on moto: instances are terminated and replaced by new ones
+//! with new 127.x addresses and the same tag; every server and the client run the same
+//! `-retry-join "provider=aws …"` line. The servers heal on their own, the client follows, and
+//! the EC2 calls are counted (moto behind a counting front, tests/fixtures/moto_counting.py).
+//! Address block 75 (see tests/support/mod.rs).
+#![cfg(feature = "aws")]
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+const T: Duration = Duration::from_secs(40);
+const B: u8 = 75;
+
+struct Moto(Child);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// The autoscaling group: launch or terminate the instance 127.75.0.OCTET.
+fn asg(endpoint: &str, command: &str, octet: Option<u8>) {
+    let mut c = Command::new("python3");
+    c.arg(fixture("moto_asg.py"))
+        .args([endpoint, &format!("127.{B}.0"), command]);
+    if let Some(o) = octet {
+        c.arg(o.to_string());
+    }
+    let out = c.output().expect("python3");
+    assert!(
+        out.status.success(),
+        "moto_asg.py {command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn calls(host: &str) -> Value {
+    http(host, "GET", "/muster-test/calls")
+        .and_then(|(_, b)| serde_json::from_str(&b).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn voters(a: &Agent) -> Vec<String> {
+    http(&a.http_addr(), "GET", "/v1/operator/raft/configuration")
+        .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
+        .and_then(|v| v["Servers"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| s["Voter"].as_bool() == Some(true))
+        .map(|s| s["Node"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn an_autoscaling_group_replaces_every_server_and_the_cluster_heals_on_its_own() {
+    let host = format!("127.{B}.0.1:5000");
+    let endpoint = format!("http://{host}");
+    let moto = Moto(
+        Command::new("python3")
+            .arg(fixture("moto_counting.py"))
+            .args([&format!("127.{B}.0.1"), "5000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with moto, installed by the test command"),
+    );
+    wait_until(T, "moto answers", || calls(&host).is_object());
+    asg(&endpoint, "setup", None);
+    let join = format!(
+        "provider=aws endpoint={endpoint} region=us-east-1 access_key_id=test \
+         secret_access_key=test tag_key=role tag_value=muster"
+    );
+    let server_args = ["-server", "-bootstrap-expect", "3", "-retry-join", &join];
+
+    step(
+        1,
+        "the group launches three instances; each runs the same server line",
+    );
+    let mut servers: Vec<Agent> = Vec::new();
+    for o in 11..=13u8 {
+        asg(&endpoint, "launch", Some(o));
+        servers.push(Agent::start(&format!("i-{o}"), &ip(B, o), &server_args));
+    }
+    let client = Agent::start("client", &ip(B, 50), &["-retry-join", &join]);
+    let refs: Vec<&Agent> = servers.iter().collect();
+    let l = wait_for_leader(&refs, T);
+    let cluster = servers[l].raft("cluster_id");
+    wait_until(T, "three voters", || voters(&servers[l]).len() == 3);
+    let out = client.cli(&["kv", "put", "asg/first", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after_formation = calls(&host)["DescribeInstances"].as_u64().unwrap_or(0);
+
+    step(
+        2,
+        "every instance is terminated in turn and replaced with a new address",
+    );
+    for (k, o) in (11..=13u8).enumerate() {
+        let new_octet = 21 + k as u8;
+        asg(&endpoint, "terminate", Some(o));
+        let mut dead = servers.remove(0);
+        let dead_name = dead.name.clone();
+        dead.kill();
+        asg(&endpoint, "launch", Some(new_octet));
+        servers.push(Agent::start(
+            &format!("i-{new_octet}"),
+            &ip(B, new_octet),
+            &server_args,
+        ));
+        let fresh = servers.last().unwrap();
+        wait_until(
+            T,
+            &format!("{} is a voter and {dead_name} is removed", fresh.name),
+            || {
+                let v = voters(fresh);
+                v.len() == 3 && v.contains(&fresh.name) && !v.contains(&dead_name)
+            },
+        );
+        assert!(
+            !fresh.log().contains("attempting bootstrap"),
+            "a replacement never bootstraps: {}",
+            fresh.log()
+        );
+    }
+
+    step(
+        3,
+        "the same cluster, every write kept, and the client follows on its own",
+    );
+    let refs: Vec<&Agent> = servers.iter().collect();
+    let l = wait_for_leader(&refs, T);
+    assert_eq!(servers[l].raft("cluster_id"), cluster);
+    let out = client.cli(&["kv", "put", "asg/after", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = client.cli(&["kv", "get", "asg/first"]);
+    assert_eq!(stdout(&out).trim(), "1", "{}", stderr(&out));
+
+    step(4, "the EC2 API was asked sparingly");
+    let c = calls(&host);
+    let total = c["DescribeInstances"].as_u64().unwrap_or(0);
+    eprintln!(
+        "DescribeInstances calls: {after_formation} to form (4 agents), {total} in all (7 agents): {c}"
+    );
+    // Each agent discovers until it has joined, then stops asking (it re-discovers only when
+    // it has seen no live server for a while). A handful per agent, not a loop.
+    assert!(total <= 7 * 4, "too many EC2 calls: {c}");
+    drop(moto);
+}
