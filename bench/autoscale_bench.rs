@@ -46,7 +46,7 @@ fn start(root: &Path, name: &str, ip: &str, server: Option<u8>, join: &str) -> N
     let mut c = Command::new(bin());
     c.args(["agent", "-node", name, "-bind", ip, "-client", ip])
         .args(["-log-level", "warn", "-retry-join", join, "-data-dir"])
-        .arg(root.join(name));
+        .arg(root.join(format!("{ip}-{name}")));
     if let Some(expect) = server {
         c.args(["-server", "-bootstrap-expect", &expect.to_string()]);
     }
