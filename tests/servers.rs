@@ -444,8 +444,7 @@ fn bootstrap_mode_elects_one_server_and_later_servers_are_added_then_promoted() 
             .is_some_and(|s| s.len() == 3 && s.iter().all(|x| x["Voter"] == true))
     });
     assert!(
-        a.log().contains("adding server as a non-voter")
-            && a.log().contains("promoting to voter")
+        a.log().contains("adding server as a non-voter") && a.log().contains("promoting to voter")
     );
     step(3, "remove-peer removes a killed server by id");
     // Autopilot would remove it on its own (min_quorum is 0 in -bootstrap mode): turn that off
