@@ -11,6 +11,15 @@ fi
 if ! python3 -c 'import moto.server, boto3' >/dev/null 2>&1; then
   python3 -m pip install --quiet 'moto[server]'
 fi
+# openssl makes a throwaway service-account key for the gce provider's tests.
+if ! command -v openssl >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -qq openssl >/dev/null || sudo apt-get install -y -qq openssl >/dev/null
+  else
+    echo "the gce tests need the openssl command; install it" >&2
+    exit 1
+  fi
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace

@@ -92,7 +92,15 @@ fn ec2_discovery_by_several_tags_running_instances_only_and_joining() {
         "nothing matched is an empty answer, not an error"
     );
 
-    step(2, "an agent joins the servers it discovers in EC2");
+    step(2, "the provider conformance suite, against moto");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(muster_provider_core::conformance::check(
+            std::sync::Arc::new(muster_provider_aws::Aws),
+            &provider(&endpoint, "tags=\"role=consul,env=prod\""),
+        ));
+
+    step(3, "an agent joins the servers it discovers in EC2");
     let a = Agent::start("ec2-a", "127.73.0.11", &[]);
     a.wait_ready();
     let b = Agent::start(
@@ -108,7 +116,7 @@ fn ec2_discovery_by_several_tags_running_instances_only_and_joining() {
     });
 
     step(
-        3,
+        4,
         "an unreachable endpoint is reported as such, and retried",
     );
     let o = muster(&[

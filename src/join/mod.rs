@@ -33,6 +33,8 @@ pub fn registry() -> Registry {
     let mut r = Registry::with_builtins();
     #[cfg(feature = "aws")]
     r.register(Arc::new(muster_provider_aws::Aws));
+    #[cfg(feature = "gce")]
+    r.register(Arc::new(muster_provider_gce::Gce));
     for p in EXTRA.lock().expect("provider list lock").iter() {
         r.register(p.clone());
     }
