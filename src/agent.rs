@@ -73,6 +73,8 @@ pub struct Agent {
     /// A dev-mode temp dir, removed on drop.
     dev_dir: Option<PathBuf>,
     leave_lock: tokio::sync::Mutex<bool>,
+    /// The retry-join loop's status, once it runs (`retry_join` in `muster info`).
+    pub join_status: std::sync::Mutex<Option<Arc<std::sync::Mutex<join::JoinStatus>>>>,
 }
 
 impl Drop for Agent {
@@ -225,6 +227,7 @@ impl Agent {
             stop_tx,
             dev_dir,
             leave_lock: tokio::sync::Mutex::new(false),
+            join_status: std::sync::Mutex::new(None),
         });
         tracing::info!(
             node = %agent.config.node_name, node_id = %node_id, datacenter = %agent.config.datacenter,
@@ -266,6 +269,7 @@ impl Agent {
                 return;
             }
         };
+        *self.join_status.lock().expect("join status lock") = Some(discovery.status());
         let schedule = Schedule::new(self.config.retry_interval);
         let port = self.config.ports.serf_lan;
         loop {

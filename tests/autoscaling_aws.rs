@@ -2,7 +2,7 @@
 //! with new 127.x addresses and the same tag; every server and the client run the same
 //! `-retry-join "provider=aws …"` line. The servers heal on their own, the client follows, and
 //! the EC2 calls are counted (moto behind a counting front, tests/fixtures/moto_counting.py).
-//! Address block 75 (see tests/support/mod.rs).
+//! Address blocks 75 and 79 (see tests/support/mod.rs).
 #![cfg(feature = "aws")]
 
 mod support;
@@ -157,4 +157,60 @@ fn an_autoscaling_group_replaces_every_server_and_the_cluster_heals_on_its_own()
     // it has seen no live server for a while). A handful per agent, not a loop.
     assert!(total <= 7 * 4, "too many EC2 calls: {c}");
     drop(moto);
+}
+
+#[test]
+fn fifty_agents_booting_at_once_ask_ec2_about_once_each() {
+    // The thundering herd of an autoscaling group's first boot (user-pains A14): 50 agents, one
+    // provider line, started in the same instant against one EC2 API. Budget
+    // (docs/performance.md): at most one DescribeInstances per agent per 10 s (the provider's
+    // cache), so at most 2 per agent for a boot that converges within 20 s.
+    const N: u8 = 50;
+    let b = 79;
+    let host = format!("127.{b}.0.1:5000");
+    let endpoint = format!("http://{host}");
+    let _moto = Moto(
+        Command::new("python3")
+            .arg(fixture("moto_counting.py"))
+            .args([&format!("127.{b}.0.1"), "5000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with moto"),
+    );
+    wait_until(T, "moto answers", || calls(&host).is_object());
+    let prefix = format!("127.{b}.0");
+    let run = |args: &[&str]| {
+        let out = Command::new("python3")
+            .arg(fixture("moto_asg.py"))
+            .args([&endpoint, &prefix])
+            .args(args)
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["setup"]);
+    let octets: Vec<String> = (0..N).map(|i| (10 + i).to_string()).collect();
+    let mut launch = vec!["launch"];
+    launch.extend(octets.iter().map(String::as_str));
+    run(&launch);
+    let join = format!(
+        "provider=aws endpoint={endpoint} region=us-east-1 access_key_id=test \
+         secret_access_key=test tag_key=role tag_value=muster"
+    );
+    let agents: Vec<Agent> = (0..N)
+        .map(|i| Agent::start(&format!("a{i}"), &ip(b, 10 + i), &["-retry-join", &join]))
+        .collect();
+    wait_until(Duration::from_secs(60), "every agent sees all 50", || {
+        agents.iter().all(|a| a.alive_count() == N as usize)
+    });
+    let c = calls(&host);
+    let n = c["DescribeInstances"].as_u64().unwrap_or(0);
+    eprintln!("50 agents booting at once: {n} DescribeInstances calls ({c})");
+    assert!(n >= N as u64, "every agent asked at least once: {c}");
+    assert!(n <= 2 * N as u64, "over budget: {c}");
 }

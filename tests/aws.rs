@@ -1,6 +1,6 @@
 //! The aws provider against moto, a real, independent EC2 API implementation (installed by the
 //! test command). Instances live in a 127.0.0.0/16 VPC so their addresses are loopback ones.
-//! Address blocks 73 and 74 (see tests/support/mod.rs).
+//! Address blocks 73, 74 and 78 (see tests/support/mod.rs).
 #![cfg(feature = "aws")]
 
 mod support;
@@ -88,8 +88,8 @@ fn ec2_discovery_by_several_tags_running_instances_only_and_joining() {
         &provider(&endpoint, "tag_key=role tag_value=nobody"),
     ]);
     assert!(
-        o.status.success() && stdout(&o).is_empty(),
-        "nothing matched is an empty answer, not an error"
+        o.status.code() == Some(2) && stdout(&o).is_empty(),
+        "nothing matched: exit 2, not an error"
     );
 
     step(2, "the provider conformance suite, against moto");
@@ -124,7 +124,7 @@ fn ec2_discovery_by_several_tags_running_instances_only_and_joining() {
         &provider("http://127.73.0.99:5999", "tag_key=role tag_value=consul"),
     ]);
     // (the SDK retries a refused connection a few times before giving up)
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("unreachable") && stderr(&o).contains("would retry"),
         "{}",
@@ -173,4 +173,108 @@ fn legacy_ec2_flags_work_as_written() {
         http("127.74.0.14:8500", "GET", "/v1/agent/members")
             .is_some_and(|(s, body)| s == 200 && body.contains("legacy-a"))
     });
+}
+
+#[test]
+fn region_and_credentials_come_from_imdsv2_and_throttling_is_recognised() {
+    // moto behind the counting front, throttling the first 3 EC2 requests as AWS does
+    // (RequestLimitExceeded), and a fake IMDSv2 for the region and the instance-role keys.
+    let b = 78;
+    let host = format!("127.{b}.0.1");
+    let endpoint = format!("http://{host}:5000");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let _moto = Moto(
+        Command::new("python3")
+            .arg(fixtures.join("moto_counting.py"))
+            .args([&host, "5000", "3"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with moto"),
+    );
+    wait_until(T, "moto answers", || {
+        http(&format!("{host}:5000"), "GET", "/muster-test/calls").is_some()
+    });
+    let out = Command::new("python3")
+        .arg(fixtures.join("moto_ec2.py"))
+        .args([&endpoint, &format!("127.{b}.0")])
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let imds_host = format!("127.{b}.0.2:1338");
+    let _imds = Moto(
+        Command::new("python3")
+            .arg(fixtures.join("fake_imds.py"))
+            .args([&format!("127.{b}.0.2"), "1338", "us-east-1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3"),
+    );
+    wait_until(T, "the fake IMDS answers", || {
+        http(&imds_host, "GET", "/fake/calls").is_some()
+    });
+    // No region, no keys: the standard chains, with only the instance metadata service to ask.
+    let discover = || {
+        Command::new(BIN)
+            .args([
+                "discover",
+                &format!("provider=aws endpoint={endpoint} tags=\"role=consul,env=prod\""),
+            ])
+            .env(
+                "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+                format!("http://{imds_host}"),
+            )
+            .env("AWS_CONFIG_FILE", "/nonexistent/config")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+            .env_remove("AWS_REGION")
+            .env_remove("AWS_DEFAULT_REGION")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env_remove("AWS_PROFILE")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_EC2_METADATA_DISABLED")
+            .output()
+            .expect("muster")
+    };
+
+    step(
+        1,
+        "RequestLimitExceeded is reported as throttling, which the loop retries",
+    );
+    let o = discover();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("throttled")
+            && stderr(&o).contains("RequestLimitExceeded")
+            && stderr(&o).contains("would retry"),
+        "{}",
+        stderr(&o)
+    );
+
+    step(
+        2,
+        "once the API lets us through: region and keys from IMDSv2",
+    );
+    // (the SDK itself retries a throttled call a few times; poll until the budget is spent)
+    let mut o = discover();
+    wait_until(T, "discovery succeeds once the throttling ends", || {
+        o = discover();
+        o.status.success() || !stderr(&o).contains("throttled")
+    });
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut found: Vec<String> = stdout(&o).lines().map(String::from).collect();
+    found.sort();
+    assert_eq!(found, ["127.78.0.11", "127.78.0.12", "127.78.0.13"]);
+    let (_, imds_calls) = http(&imds_host, "GET", "/fake/calls").unwrap();
+    assert!(
+        imds_calls.contains("/latest/meta-data/placement/region")
+            && imds_calls.contains("/latest/meta-data/iam/security-credentials/muster-role"),
+        "{imds_calls}"
+    );
 }

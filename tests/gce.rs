@@ -154,8 +154,8 @@ fn gce_discovery_by_tag_labels_and_zone_running_only_every_page_and_joining() {
     assert_eq!(sorted_lines(&o), ["127.76.1.13"], "{}", stderr(&o));
     let o = discover(&addr, &format!("provider=gce {ep} tag_value=nobody"));
     assert!(
-        o.status.success() && stdout(&o).is_empty(),
-        "nothing matched is an empty answer"
+        o.status.code() == Some(2) && stdout(&o).is_empty(),
+        "nothing matched: exit 2, not an error"
     );
 
     step(
@@ -193,20 +193,20 @@ fn gce_discovery_by_tag_labels_and_zone_running_only_every_page_and_joining() {
         &addr,
         &format!("provider=gce {ep} project_name=nope tag_value=muster"),
     );
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no such project"), "{}", stderr(&o));
     let o = discover(
         "127.76.0.99:1",
         &format!("provider=gce {ep} tag_value=muster"),
     );
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("metadata server"), "{}", stderr(&o));
     assert!(stderr(&o).contains("project_name"), "{}", stderr(&o));
     let o = discover(
         &addr,
         "provider=gce endpoint=http://127.76.0.99:1 project_name=muster-test tag_value=muster",
     );
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
 
     step(6, "an agent joins the servers it discovers in GCE");
@@ -233,7 +233,7 @@ fn a_throttled_compute_api_slows_the_loop_down_and_it_still_joins() {
     let (_fake, addr) = fake(77, 2);
     let ep = format!("endpoint=http://{addr}");
     let o = discover(&addr, &format!("provider=gce {ep} tag_value=muster"));
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("throttled") && stderr(&o).contains("would retry"),
         "{}",

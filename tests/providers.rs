@@ -44,7 +44,18 @@ fn discover_is_a_dry_run_of_any_provider() {
     }
     expected.sort();
     assert_eq!(list, format!("{}\n", expected.join("\n")));
-    let help = stdout(&muster(&["discover", "-help-provider", "exec"]));
+    let usage = muster(&["discover", "-help"]);
+    assert!(
+        usage.status.success()
+            && stdout(&usage).contains("Exit: 0 addresses found, 2 none matched, 1 error"),
+        "{}",
+        stdout(&usage)
+    );
+    let help = stdout(&muster(&["discover", "-help", "exec"]));
+    assert_eq!(
+        help,
+        stdout(&muster(&["discover", "-help-provider", "exec"]))
+    );
     assert!(
         help.contains("command (required)") && help.contains("timeout"),
         "{help}"
@@ -68,11 +79,7 @@ fn bad_provider_arguments_are_refused_with_the_fix() {
         stderr(&o)
     );
     let o = muster(&["discover", "provider=exec command=\"exit 4\""]);
-    assert_eq!(
-        o.status.code(),
-        Some(2),
-        "a failed lookup is a runtime failure"
-    );
+    assert_eq!(o.status.code(), Some(1), "a failed lookup is an error");
     assert!(stderr(&o).contains("would retry"), "{}", stderr(&o));
     step(
         1,
@@ -139,6 +146,18 @@ fn an_agent_joins_through_a_provider() {
         "{log}"
     );
     assert!(log.contains("discovered servers"), "{log}");
+    // Operators see the loop without reading logs: muster info's retry_join section.
+    let info = stdout(&b.cli(&["info"]));
+    for line in [
+        "retry_join:",
+        "state = joined",
+        "provider.0 = provider=exec",
+        "provider.0.lookups = 2",
+        &format!("provider.0.last_addrs = {}", ip(70, 1)),
+        "attempts = 2",
+    ] {
+        assert!(info.contains(line), "{line:?} in:\n{info}");
+    }
 }
 
 #[test]
@@ -203,4 +222,126 @@ fn a_users_own_provider_plugs_in_without_changing_muster() {
         .output()
         .unwrap();
     assert!(stdout(&o).contains("envlist"));
+}
+
+#[test]
+fn dns_srv_records_and_a_chosen_name_server_with_ttls_honoured() {
+    // A tiny authoritative server (tests/fixtures/fake_dns.py) on 127.90.0.1:5353 that the test
+    // controls; it records every query it answers.
+    let b = 90;
+    let d = tempfile::tempdir().unwrap();
+    let counts = d.path().join("counts.json");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_dns.py");
+    let mut server = std::process::Command::new("python3")
+        .arg(script)
+        .args([&ip(b, 1), "5353", &format!("127.{b}.0")])
+        .arg(&counts)
+        .spawn()
+        .expect("python3");
+    struct Reap<'a>(&'a mut std::process::Child);
+    impl Drop for Reap<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _reap = Reap(&mut server);
+    let ns = format!("nameserver={}:5353", ip(b, 1));
+    let query_count = |key: &str| -> u64 {
+        std::fs::read_to_string(&counts)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v[key].as_u64())
+            .unwrap_or(0)
+    };
+    let lines = |o: &std::process::Output| {
+        let mut v: Vec<String> = stdout(o).lines().map(String::from).collect();
+        v.sort();
+        v
+    };
+
+    step(
+        1,
+        "SRV records: each target's address with the record's port",
+    );
+    let srv = format!("provider=dns type=srv name=_muster._tcp.muster.test {ns}");
+    let mut o = muster(&["discover", &srv]);
+    wait_until(T, "the fake DNS server answers", || {
+        o = muster(&["discover", &srv]);
+        o.status.success()
+    });
+    assert_eq!(
+        lines(&o),
+        [format!("127.{b}.0.11:8301"), format!("127.{b}.0.12:9301")]
+    );
+
+    step(
+        2,
+        "A records from a chosen name server; no such name is an empty answer",
+    );
+    let o = muster(&[
+        "discover",
+        &format!("provider=dns name=servers.muster.test port=8301 {ns}"),
+    ]);
+    assert_eq!(
+        lines(&o),
+        [format!("127.{b}.0.11:8301"), format!("127.{b}.0.12:8301")]
+    );
+    let o = muster(&[
+        "discover",
+        &format!("provider=dns name=nope.muster.test {ns}"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = muster(&["discover", &format!("{srv} port=1")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("SRV records carry their own port"));
+
+    step(
+        3,
+        "the loop honours TTLs: 3600 s is asked once, 1 s again and again",
+    );
+    let before = query_count("servers.muster.test 1");
+    let long = Agent::start(
+        "ttl-long",
+        &ip(b, 20),
+        &[
+            "-retry-join",
+            &format!("provider=dns name=servers.muster.test {ns}"),
+            "-retry-interval",
+            "1s",
+        ],
+    );
+    let short = Agent::start(
+        "ttl-short",
+        &ip(b, 21),
+        &[
+            "-retry-join",
+            &format!("provider=dns name=short.muster.test {ns}"),
+            "-retry-interval",
+            "1s",
+        ],
+    );
+    let attempts = |a: &Agent| {
+        a.stats()
+            .and_then(|s| {
+                s["retry_join"]["attempts"]
+                    .as_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+            })
+            .unwrap_or(0)
+    };
+    wait_until(T, "both loops made several attempts over seconds", || {
+        attempts(&long) >= 5 && attempts(&short) >= 5
+    });
+    assert_eq!(
+        query_count("servers.muster.test 1"),
+        before + 1,
+        "one query over every attempt for a name with TTL 3600"
+    );
+    assert!(
+        query_count("short.muster.test 1") >= 2,
+        "a 1 s TTL is asked again: {}",
+        std::fs::read_to_string(&counts).unwrap_or_default()
+    );
 }

@@ -1,6 +1,8 @@
 //! `muster discover "provider=… key=value"`: a dry run of a discovery provider — what it
-//! returns, without joining anything (user-pains A11, A15). `-help-provider NAME` prints a
-//! provider's keys; `-list` the providers of this build.
+//! returns, without joining anything (user-pains A11, A15). Exit 0 when at least one address
+//! was found, 2 when none (a script can tell "nothing yet" from "broken"), 1 on any error, with
+//! the reason and whether the retry-join loop would retry it. `-help NAME` (or
+//! `-help-provider NAME`) prints a provider's keys; `-list` the providers of this build.
 
 use clap::Args;
 
@@ -12,11 +14,25 @@ pub struct DiscoverCmd {
     #[arg(long)]
     pub list: bool,
     /// Print the keys, defaults and permissions of one provider.
-    #[arg(long = "help-provider", value_name = "NAME")]
+    /// Without NAME: this usage.
+    #[arg(
+        long = "help",
+        visible_alias = "help-provider",
+        value_name = "NAME",
+        num_args = 0..=1,
+        default_missing_value = ""
+    )]
     pub help_provider: Option<String>,
+
     /// A provider string, as in -retry-join.
     pub provider: Option<String>,
 }
+
+const USAGE: &str =
+    "Usage: muster discover \"provider=NAME key=value …\"   one lookup, nothing joined
+       muster discover -help NAME                        a provider's keys and permissions
+       muster discover -list                             the providers of this build
+Exit: 0 addresses found, 2 none matched, 1 error.";
 
 pub async fn run(cmd: DiscoverCmd) -> u8 {
     let reg = registry();
@@ -27,6 +43,10 @@ pub async fn run(cmd: DiscoverCmd) -> u8 {
         return 0;
     }
     if let Some(name) = cmd.help_provider {
+        if name.is_empty() {
+            println!("{USAGE}");
+            return 0;
+        }
         return match reg.help(&name) {
             Some(h) => {
                 print!("{h}");
@@ -58,6 +78,10 @@ pub async fn run(cmd: DiscoverCmd) -> u8 {
             for a in &addrs {
                 println!("{a}");
             }
+            if addrs.is_empty() {
+                eprintln!("no address found (nothing matched; not an error)");
+                return 2;
+            }
             eprintln!(
                 "{} address{} found",
                 addrs.len(),
@@ -72,7 +96,7 @@ pub async fn run(cmd: DiscoverCmd) -> u8 {
                 "the retry-join loop would not retry"
             };
             eprintln!("discovery failed: {e} ({retry})");
-            2
+            1
         }
     }
 }

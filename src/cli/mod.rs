@@ -45,6 +45,9 @@ pub enum Command {
     /// Mark a failed member as left.
     ForceLeave(force_leave::ForceLeaveCmd),
     /// Show what a discovery provider returns, without joining.
+    // `-help NAME` is the provider help (as the issue asks), so the built-in `--help` flag is
+    // replaced by `-help` without a name, which prints the usage.
+    #[command(disable_help_flag = true)]
     Discover(discover::DiscoverCmd),
     /// Read and write the KV store.
     Kv(kv::KvCmd),

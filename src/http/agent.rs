@@ -187,6 +187,9 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
     if let Some(r) = raft {
         stats["raft"] = json!(r);
     }
+    if let Some(st) = agent.join_status.lock().expect("join status lock").as_ref() {
+        stats["retry_join"] = json!(st.lock().expect("join status lock").section());
+    }
     Json(json!({
         "Config": {
             "Datacenter": c.datacenter,

@@ -8,6 +8,7 @@
 
 pub mod backoff;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +48,74 @@ const LOOKUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Provider entries of a retry-join list, parsed once, with each one's last answer.
 pub struct Discovery {
     entries: Vec<Entry>,
+    status: Arc<std::sync::Mutex<JoinStatus>>,
+}
+
+/// What the retry-join loop is doing, for `muster info` and `/v1/agent/self` (section
+/// `retry_join`): operators see each provider's last answer and error without reading logs.
+/// Provider texts are the canonical form (secrets shown as `hidden`).
+#[derive(Debug, Clone, Default)]
+pub struct JoinStatus {
+    /// idle (no -retry-join), joining, joined.
+    pub state: &'static str,
+    /// Attempts of the current round.
+    pub attempts: u32,
+    /// When the next attempt starts, while waiting between attempts.
+    pub next_attempt: Option<Instant>,
+    pub providers: Vec<ProviderStatus>,
+}
+
+/// One provider entry's recent history.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderStatus {
+    pub entry: String,
+    /// Lookups made (answers served from the cache are not lookups).
+    pub lookups: u64,
+    pub last_lookup: Option<Instant>,
+    pub last_addrs: Vec<String>,
+    pub last_error: Option<String>,
+}
+
+impl JoinStatus {
+    /// Flat `key = value` pairs, as the other `muster info` sections.
+    pub fn section(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        out.insert(
+            "state".to_string(),
+            if self.state.is_empty() {
+                "idle"
+            } else {
+                self.state
+            }
+            .to_string(),
+        );
+        out.insert("attempts".into(), self.attempts.to_string());
+        out.insert(
+            "next_attempt_in".into(),
+            self.next_attempt
+                .map(|t| {
+                    format!(
+                        "{:.1}s",
+                        t.saturating_duration_since(Instant::now()).as_secs_f64()
+                    )
+                })
+                .unwrap_or_default(),
+        );
+        for (i, p) in self.providers.iter().enumerate() {
+            let k = |what: &str| format!("provider.{i}.{what}");
+            out.insert(format!("provider.{i}"), p.entry.clone());
+            out.insert(k("lookups"), p.lookups.to_string());
+            out.insert(
+                k("last_lookup_ago"),
+                p.last_lookup
+                    .map(|t| format!("{:.1}s", t.elapsed().as_secs_f64()))
+                    .unwrap_or_else(|| "never".into()),
+            );
+            out.insert(k("last_addrs"), p.last_addrs.join(" "));
+            out.insert(k("last_error"), p.last_error.clone().unwrap_or_default());
+        }
+        out
+    }
 }
 
 enum Entry {
@@ -89,12 +158,35 @@ impl Discovery {
                 out.push(Entry::Literal(e.clone()));
             }
         }
-        Ok(Self { entries: out })
+        let providers = out
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Provider { text, .. } => Some(ProviderStatus {
+                    entry: text.clone(),
+                    ..Default::default()
+                }),
+                Entry::Literal(_) => None,
+            })
+            .collect();
+        let status = Arc::new(std::sync::Mutex::new(JoinStatus {
+            providers,
+            ..Default::default()
+        }));
+        Ok(Self {
+            entries: out,
+            status,
+        })
+    }
+
+    /// The shared status this discovery and its retry loop keep up to date.
+    pub fn status(&self) -> Arc<std::sync::Mutex<JoinStatus>> {
+        self.status.clone()
     }
 
     /// Asks every provider (whose last answer is stale) and collects addresses.
     pub async fn discover(&mut self) -> Discovered {
         let mut d = Discovered::default();
+        let mut slot = 0;
         for e in &mut self.entries {
             match e {
                 Entry::Literal(a) => d.addrs.push(a.clone()),
@@ -104,6 +196,8 @@ impl Discovery {
                     args,
                     last,
                 } => {
+                    let i = slot;
+                    slot += 1;
                     if let Some((at, addrs)) = last.as_ref() {
                         if at.elapsed() < provider.cache_for() {
                             d.addrs.extend(addrs.iter().cloned());
@@ -117,6 +211,20 @@ impl Discovery {
                                 "no answer within {LOOKUP_TIMEOUT:?}"
                             ))),
                         };
+                    {
+                        let mut st = self.status.lock().expect("join status lock");
+                        if let Some(p) = st.providers.get_mut(i) {
+                            p.lookups += 1;
+                            p.last_lookup = Some(Instant::now());
+                            match &result {
+                                Ok(addrs) => {
+                                    p.last_addrs = addrs.clone();
+                                    p.last_error = None;
+                                }
+                                Err(err) => p.last_error = Some(err.to_string()),
+                            }
+                        }
+                    }
                     match result {
                         Ok(addrs) => {
                             tracing::info!(provider = %text, servers = %addrs.join(" "), "discovered servers");
@@ -234,9 +342,17 @@ pub async fn retry_join(
     max_attempts: u32,
 ) -> Result<JoinReport, JoinReport> {
     tracing::info!("retry join: joining cluster");
+    let status = discovery.status();
+    let set = |state: &'static str, attempt: u32, next: Option<Instant>| {
+        let mut st = status.lock().expect("join status lock");
+        st.state = state;
+        st.attempts = attempt;
+        st.next_attempt = next;
+    };
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
+        set("joining", attempt, None);
         let found = discovery.discover().await;
         let mut report = if found.addrs.is_empty() {
             JoinReport::default()
@@ -246,11 +362,13 @@ pub async fn retry_join(
         report.failed.extend(found.errors.iter().cloned());
         if !report.joined.is_empty() {
             tracing::info!(joined = ?report.joined, attempt, "retry join: joined cluster");
+            set("joined", attempt, None);
             return Ok(report);
         }
         if report.failed.is_empty() && !report.only_self.is_empty() {
             // Every entry is this agent itself: the others will join it.
             tracing::info!("retry join: every entry names this agent; nothing to join");
+            set("joined", attempt, None);
             return Ok(report);
         }
         if found.addrs.is_empty() && found.errors.is_empty() {
@@ -261,6 +379,7 @@ pub async fn retry_join(
         }
         if max_attempts > 0 && attempt >= max_attempts {
             tracing::error!(attempts = attempt, errors = %report.failures(), "retry join: attempts exhausted");
+            set("exhausted", attempt, None);
             return Err(report);
         }
         let mut wait = schedule.delay(attempt, &mut rand::rng());
@@ -268,6 +387,7 @@ pub async fn retry_join(
             wait = (wait * 2).max(schedule.ceiling(attempt));
         }
         tracing::warn!(attempt, retry_in = ?wait, errors = %report.failures(), "retry join: join failed, will retry");
+        set("joining", attempt, Some(Instant::now() + wait));
         tokio::time::sleep(wait).await;
     }
 }

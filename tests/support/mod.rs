@@ -6,7 +6,7 @@
 //! 10 five_agents · 11 encryption · 12 datacenters · 13 name_conflict · 14 garbage_packets ·
 //! 15 join_cli · 16 http_errors · 17 signals · 18 retry_join · 19 retry_max · 20 tags (library) ·
 //! 21 start_join_fails · 22 config_cli · 23 ipv6_and_names · 30 benchmarks · 40–59 servers.rs ·
-//! 60–69 kv.rs · 70–72 providers.rs · 73–74 aws.rs · 75 autoscaling_aws.rs · 76–77 gce.rs · 80–89 autoscaling.rs.
+//! 60–69 kv.rs · 70–72 providers.rs · 73–74, 78 aws.rs · 90 providers.rs (dns) · 75, 79 autoscaling_aws.rs · 76–77 gce.rs · 80–89 autoscaling.rs.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};

@@ -78,7 +78,11 @@ mod tests {
             "provider=static addrs=\"127.0.0.1 [::1]:8301,localhost\"",
         )
         .await;
-        check(Arc::new(Dns), "provider=dns name=localhost port=8301").await;
+        check(
+            Arc::new(Dns::default()),
+            "provider=dns name=localhost port=8301",
+        )
+        .await;
         check(Arc::new(Exec), "provider=exec command=\"echo 127.0.0.2; echo '# a comment'; echo; echo 127.0.0.3:8301\" timeout=2s").await;
     }
 

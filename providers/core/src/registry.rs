@@ -26,7 +26,7 @@ impl Registry {
     pub fn with_builtins() -> Self {
         let mut r = Self::new();
         r.register(Arc::new(crate::static_provider::Static));
-        r.register(Arc::new(crate::dns::Dns));
+        r.register(Arc::new(crate::dns::Dns::default()));
         r.register(Arc::new(crate::exec::Exec));
         r
     }
