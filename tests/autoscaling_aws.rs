@@ -202,6 +202,11 @@ fn fifty_agents_booting_at_once_ask_ec2_about_once_each() {
         "provider=aws endpoint={endpoint} region=us-east-1 access_key_id=test \
          secret_access_key=test tag_key=role tag_value=muster"
     );
+    // Every page is read: 50 instances, 5 per page, 10 calls.
+    let o = muster(&["discover", &format!("{join} page_size=5")]);
+    assert_eq!(stdout(&o).lines().count(), N as usize, "{}", stderr(&o));
+    let paged = calls(&host)["DescribeInstances"].as_u64().unwrap_or(0);
+    assert_eq!(paged, 10, "{}", calls(&host));
     let agents: Vec<Agent> = (0..N)
         .map(|i| Agent::start(&format!("a{i}"), &ip(b, 10 + i), &["-retry-join", &join]))
         .collect();
@@ -209,7 +214,7 @@ fn fifty_agents_booting_at_once_ask_ec2_about_once_each() {
         agents.iter().all(|a| a.alive_count() == N as usize)
     });
     let c = calls(&host);
-    let n = c["DescribeInstances"].as_u64().unwrap_or(0);
+    let n = c["DescribeInstances"].as_u64().unwrap_or(0) - paged;
     eprintln!("50 agents booting at once: {n} DescribeInstances calls ({c})");
     assert!(n >= N as u64, "every agent asked at least once: {c}");
     assert!(n <= 2 * N as u64, "over budget: {c}");

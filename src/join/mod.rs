@@ -341,6 +341,24 @@ pub async fn retry_join(
     schedule: backoff::Schedule,
     max_attempts: u32,
 ) -> Result<JoinReport, JoinReport> {
+    retry_with(discovery, schedule, max_attempts, |addrs| async move {
+        join_entries(gossip, &addrs, default_port).await
+    })
+    .await
+}
+
+/// The loop of [`retry_join`], with the join step given (tests drive it on tokio's paused
+/// clock).
+pub async fn retry_with<F, Fut>(
+    discovery: &mut Discovery,
+    schedule: backoff::Schedule,
+    max_attempts: u32,
+    mut join: F,
+) -> Result<JoinReport, JoinReport>
+where
+    F: FnMut(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = JoinReport>,
+{
     tracing::info!("retry join: joining cluster");
     let status = discovery.status();
     let set = |state: &'static str, attempt: u32, next: Option<Instant>| {
@@ -357,7 +375,7 @@ pub async fn retry_join(
         let mut report = if found.addrs.is_empty() {
             JoinReport::default()
         } else {
-            join_entries(gossip, &found.addrs, default_port).await
+            join(found.addrs.clone()).await
         };
         report.failed.extend(found.errors.iter().cloned());
         if !report.joined.is_empty() {
@@ -389,5 +407,111 @@ pub async fn retry_join(
         tracing::warn!(attempt, retry_in = ?wait, errors = %report.failures(), "retry join: join failed, will retry");
         set("joining", attempt, Some(Instant::now() + wait));
         tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod loop_tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use futures::future::BoxFuture;
+    use futures::FutureExt;
+    use muster_provider_core::{Candidates, KeySpec, Provider, ProviderArgs, ProviderError};
+
+    use super::*;
+
+    /// Throttled twice, then answers one address.
+    struct Flaky(AtomicU32);
+
+    impl Provider for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        fn keys(&self) -> &'static [KeySpec] {
+            &[]
+        }
+        fn help(&self) -> &'static str {
+            "test provider"
+        }
+        fn cache_for(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn addrs<'a>(
+            &'a self,
+            _: &'a ProviderArgs,
+        ) -> BoxFuture<'a, Result<Candidates, ProviderError>> {
+            async move {
+                if self.0.fetch_add(1, Ordering::SeqCst) < 2 {
+                    Err(ProviderError::Throttled("slow down".into()))
+                } else {
+                    Ok(vec!["127.0.0.9".into()])
+                }
+            }
+            .boxed()
+        }
+    }
+
+    /// On tokio's paused clock: two throttled answers make the loop wait at least the schedule's
+    /// ceilings (500 ms, then 1 s) instead of its jittered delays, then one failed join waits
+    /// per the schedule, and the second join succeeds: 1.75–5 s of virtual time in all.
+    #[tokio::test(start_paused = true)]
+    async fn the_loop_follows_the_schedule_and_slows_down_when_throttled() {
+        let flaky = Arc::new(Flaky(AtomicU32::new(0)));
+        let mut reg = Registry::new();
+        reg.register(flaky.clone());
+        let mut d = Discovery::new(&reg, &["provider=flaky".to_string()]).unwrap();
+        let joins = AtomicU32::new(0);
+        let start = tokio::time::Instant::now();
+        let report = retry_with(
+            &mut d,
+            backoff::Schedule::new(Duration::from_secs(30)),
+            0,
+            |addrs| {
+                let n = joins.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let mut r = JoinReport::default();
+                    if n == 0 {
+                        r.failed
+                            .push((addrs[0].clone(), "connection refused".into()));
+                    } else {
+                        r.joined.push(addrs[0].clone());
+                    }
+                    r
+                }
+            },
+        )
+        .await
+        .expect("joined");
+        let took = start.elapsed();
+        assert_eq!(report.joined, vec!["127.0.0.9".to_string()]);
+        assert_eq!(flaky.0.load(Ordering::SeqCst), 4, "asked at every attempt");
+        assert_eq!(joins.load(Ordering::SeqCst), 2);
+        assert!(
+            took >= Duration::from_millis(1750) && took <= Duration::from_secs(5),
+            "{took:?}"
+        );
+        let st = d.status();
+        let st = st.lock().unwrap();
+        assert_eq!((st.state, st.attempts), ("joined", 4));
+        assert_eq!(st.providers[0].lookups, 4);
+        assert_eq!(st.providers[0].last_addrs, vec!["127.0.0.9".to_string()]);
+    }
+
+    /// retry_max bounds the attempts, and the report names what failed.
+    #[tokio::test(start_paused = true)]
+    async fn retry_max_bounds_the_attempts() {
+        let mut reg = Registry::new();
+        reg.register(Arc::new(Flaky(AtomicU32::new(0))));
+        let mut d = Discovery::new(&reg, &["provider=flaky".to_string()]).unwrap();
+        let err = retry_with(
+            &mut d,
+            backoff::Schedule::new(Duration::from_secs(30)),
+            2,
+            |_| async { JoinReport::default() },
+        )
+        .await
+        .unwrap_err();
+        assert!(err.failures().contains("slow down"), "{}", err.failures());
+        assert_eq!(d.status().lock().unwrap().state, "exhausted");
     }
 }

@@ -67,7 +67,25 @@ const KEYS: &[KeySpec] = &[
         required: false,
         secret: false,
     },
+    KeySpec {
+        name: "page_size",
+        help: "instances per DescribeInstances page, 5 to 1000 (default: 1000, the API's largest); every page is read",
+        required: false,
+        secret: false,
+    },
 ];
+
+fn page_size(args: &ProviderArgs) -> Result<i32, ProviderError> {
+    match args.get("page_size") {
+        None => Ok(1000),
+        Some(s) => match s.parse::<i32>() {
+            Ok(n) if (5..=1000).contains(&n) => Ok(n),
+            _ => Err(ProviderError::BadArgs(format!(
+                "page_size={s:?}: use a number from 5 to 1000 (the API's limits)"
+            ))),
+        },
+    }
+}
 
 /// The tag filters, ANDed.
 fn tag_filters(args: &ProviderArgs) -> Result<Vec<(String, String)>, ProviderError> {
@@ -175,6 +193,7 @@ impl Provider for Aws {
     fn validate(&self, args: &ProviderArgs) -> Result<(), ProviderError> {
         tag_filters(args)?;
         addr_type(args)?;
+        page_size(args)?;
         if args.get("access_key_id").is_some() != args.get("secret_access_key").is_some() {
             return Err(ProviderError::BadArgs(
                 "access_key_id and secret_access_key go together".into(),
@@ -222,7 +241,12 @@ impl Provider for Aws {
                 .map(|(k, v)| Filter::builder().name(format!("tag:{k}")).values(v).build())
                 .collect();
             filters.push(Filter::builder().name("instance-state-name").values("running").build());
-            let mut pages = client.describe_instances().set_filters(Some(filters)).into_paginator().send();
+            let mut pages = client
+                .describe_instances()
+                .set_filters(Some(filters))
+                .max_results(page_size(args)?)
+                .into_paginator()
+                .send();
             let mut out = Vec::new();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| classify(e, &region))?;
@@ -284,6 +308,10 @@ mod tests {
             (
                 "provider=aws tag_key=a tag_value=b endpoint=localhost:5000",
                 "http://",
+            ),
+            (
+                "provider=aws tag_key=a tag_value=b page_size=3",
+                "page_size",
             ),
         ] {
             let e = parse(bad).unwrap_err().to_string();
