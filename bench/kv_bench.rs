@@ -238,7 +238,12 @@ fn run(sys: &(dyn System + Sync), writers: usize) -> (f64, f64, f64, usize) {
         for w in 0..writers {
             let (lat, failed, value) = (lat.clone(), failed.clone(), value.clone());
             scope.spawn(move || {
-                let addr = format!("127.0.0.{}:{}", 1 + w % 3, sys.port());
+                // KV_BENCH_MEMBER=N (1–3) sends every write to one member, for profiling.
+                let member = std::env::var("KV_BENCH_MEMBER")
+                    .ok()
+                    .and_then(|m| m.parse::<usize>().ok())
+                    .unwrap_or(1 + w % 3);
+                let addr = format!("127.0.0.{member}:{}", sys.port());
                 let mut conn = Conn::open(&addr).expect("connect");
                 let mut mine = Vec::new();
                 let mut n = 0u64;
@@ -265,8 +270,33 @@ fn run(sys: &(dyn System + Sync), writers: usize) -> (f64, f64, f64, usize) {
     (throughput, percentile(&lat, 0.5), percentile(&lat, 0.99), f)
 }
 
+/// `kv_bench [muster|etcd|both] [WRITERS…]`: both systems and 1, 16, 64 writers by default;
+/// narrower runs are for profiling one side.
 fn main() {
-    let systems: [&(dyn System + Sync); 2] = [&Muster, &Etcd];
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let which = args.first().map(String::as_str).unwrap_or("both");
+    let systems: Vec<&(dyn System + Sync)> = match which {
+        "both" => vec![&Muster, &Etcd],
+        "muster" => vec![&Muster],
+        "etcd" => vec![&Etcd],
+        other => {
+            eprintln!("unknown system {other:?}: expected muster, etcd or both");
+            std::process::exit(1);
+        }
+    };
+    let mut writer_counts: Vec<usize> = Vec::new();
+    for a in args.iter().skip(1) {
+        match a.parse() {
+            Ok(n) if n > 0 => writer_counts.push(n),
+            _ => {
+                eprintln!("invalid writer count {a:?}: expected a positive number");
+                std::process::exit(1);
+            }
+        }
+    }
+    if writer_counts.is_empty() {
+        writer_counts = vec![1, 16, 64];
+    }
     let mut rows = Vec::new();
     for sys in systems {
         let root = std::env::temp_dir().join(format!(
@@ -285,7 +315,7 @@ fn main() {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        for writers in [1, 16, 64] {
+        for &writers in &writer_counts {
             let (tput, p50, p99, failed) = run(sys, writers);
             eprintln!("{} with {writers} writers: {tput:.0} writes/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {failed} failed", sys.name());
             rows.push((sys.name(), writers, tput, p50, p99, failed));
