@@ -467,12 +467,18 @@ fn a_follower_far_behind_catches_up_through_a_snapshot() {
     for t in threads {
         t.join().unwrap();
     }
+    // Concurrent writes share entries (docs/state.md, "Batched writes"), so 20,000 writes may
+    // take fewer entries than a snapshot needs (4,096): lone writes, one entry each, until the
+    // leader has snapshotted and dropped the log behind it.
+    let mut n = 0;
+    wait_until(T, "the leader snapshots", || {
+        for _ in 0..100 {
+            n += 1;
+            let _ = http_full(&leader, "PUT", &format!("/v1/kv/more/{n:05}"), b"x");
+        }
+        s[l].raft("last_snapshot_index").parse::<u64>().unwrap() > 0
+    });
     let leader_index: u64 = s[l].raft("last_log_index").parse().unwrap();
-    assert!(leader_index > 20_000, "{leader_index}");
-    assert!(
-        s[l].raft("last_snapshot_index").parse::<u64>().unwrap() > 0,
-        "the leader has snapshotted"
-    );
     step(
         3,
         "restart the follower: it installs a snapshot and catches up",
@@ -547,4 +553,115 @@ fn snapshot_save_and_restore_with_integrity_check() {
     );
     let (st, _, b) = http_full(&a.http_addr(), "PUT", "/v1/snapshot", &bytes).unwrap();
     assert_eq!(st, 400, "{}", String::from_utf8_lossy(&b));
+}
+
+/// Concurrent writes share Raft entries on the leader (docs/state.md, "Batched writes"), and
+/// CAS stays exact inside a batch: one create-only wins a race, and a counter bumped by CAS from
+/// many threads at once loses no update.
+#[test]
+fn concurrent_writes_share_entries_and_cas_stays_exact() {
+    let (s, l) = cluster(67);
+    let addrs: Vec<String> = s.iter().map(|a| a.http_addr()).collect();
+    let before: u64 = s[l].raft("last_log_index").parse().unwrap();
+
+    step(
+        1,
+        "32 writers race to create one key with ?cas=0: exactly one wins",
+    );
+    let barrier = Arc::new(std::sync::Barrier::new(32));
+    let wins: Vec<bool> = (0..32)
+        .map(|w| {
+            let (addr, barrier) = (addrs[w % 3].clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let (st, body) = put(&addr, "/v1/kv/race?cas=0", format!("w{w}").as_bytes());
+                assert_eq!(st, 200, "writer {w}: {body}");
+                body == "true"
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(
+        wins.iter().filter(|w| **w).count(),
+        1,
+        "one winner: {wins:?}"
+    );
+
+    step(
+        2,
+        "16 writers bump a counter by read-then-CAS, 25 times each",
+    );
+    put(&addrs[0], "/v1/kv/counter", b"0");
+    let bumped = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..16)
+        .map(|w| {
+            let (addr, bumped) = (addrs[w % 3].clone(), bumped.clone());
+            std::thread::spawn(move || {
+                let mut mine = 0;
+                while mine < 25 {
+                    let (st, _, b) = get(&addr, "/v1/kv/counter");
+                    assert_eq!(st, 200);
+                    let v: Value = serde_json::from_slice(&b).unwrap();
+                    let index = v[0]["ModifyIndex"].as_u64().unwrap();
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(v[0]["Value"].as_str().unwrap())
+                        .unwrap();
+                    let n: u64 = String::from_utf8(raw).unwrap().parse().unwrap();
+                    let (st, body) = put(
+                        &addr,
+                        &format!("/v1/kv/counter?cas={index}"),
+                        (n + 1).to_string().as_bytes(),
+                    );
+                    assert_eq!(st, 200, "{body}");
+                    if body == "true" {
+                        mine += 1;
+                        bumped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let (_, _, b) = get(&addrs[l], "/v1/kv/counter?raw&consistent");
+    assert_eq!(
+        String::from_utf8_lossy(&b),
+        bumped.load(Ordering::Relaxed).to_string(),
+        "every successful CAS counted once: no update lost"
+    );
+
+    step(
+        3,
+        "1,000 concurrent writes took fewer than 1,000 log entries",
+    );
+    let counter = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..32)
+        .map(|w| {
+            let (addr, counter) = (addrs[w % 3].clone(), counter.clone());
+            std::thread::spawn(move || loop {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                if n >= 1000 {
+                    return;
+                }
+                let (st, body) = put(&addr, &format!("/v1/kv/many/{n}"), b"x");
+                assert_eq!((st, body.as_str()), (200, "true"));
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let after: u64 = s[l].raft("last_log_index").parse().unwrap();
+    let writes = 32 + 1 + 400 + 1000;
+    assert!(
+        after - before < writes,
+        "{writes} writes or more in {} entries: batched",
+        after - before
+    );
+    let (_, _, b) = get(&addrs[l], "/v1/kv/many/?keys");
+    let keys: Value = serde_json::from_slice(&b).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 1000);
 }

@@ -4,14 +4,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, RaftError};
 use openraft::ServerState;
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
+use super::batch::BatchError;
 use super::rpc::{Request, Response};
 use super::state::{CatalogNode, KvEntry, KvScope, StateCommand};
-use super::types::Command;
 use super::Server;
 
 /// Consul's read modes.
@@ -250,15 +249,10 @@ impl Server {
                     )),
                 };
             }
-            match self.raft.client_write(Command::State(cmd.clone())).await {
-                Ok(resp) => {
-                    return Ok(WriteOutcome {
-                        ok: resp.data.ok,
-                        index: resp.data.index,
-                    })
-                }
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => continue,
-                Err(e) => return Err(ApiFailure::Unavailable(format!("write failed: {e}"))),
+            match self.batcher.write(cmd.clone()).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(BatchError::NotLeader) => continue,
+                Err(BatchError::Failed(e)) => return Err(ApiFailure::Unavailable(e)),
             }
         }
         Err(ApiFailure::NoLeader)

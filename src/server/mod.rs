@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod autopilot;
+pub mod batch;
 pub mod gate;
 pub mod network;
 pub mod recovery;
@@ -107,6 +108,8 @@ pub struct Server {
     membership_lock: tokio::sync::Mutex<()>,
     /// Blocking queries waiting here now.
     pub(crate) blocking_queries: std::sync::atomic::AtomicU64,
+    /// The leader's write queue: concurrent writes share entries (docs/state.md).
+    pub(crate) batcher: batch::WriteBatcher,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -181,6 +184,7 @@ impl Server {
             addr: cfg.rpc_advertise.to_string(),
             name: cfg.name.clone(),
         };
+        let (batcher, batching) = batch::WriteBatcher::start(raft.clone());
         let server = Arc::new(Server {
             raft,
             log,
@@ -201,7 +205,8 @@ impl Server {
             kept_logged: Mutex::new(Vec::new()),
             membership_lock: tokio::sync::Mutex::new(()),
             blocking_queries: std::sync::atomic::AtomicU64::new(0),
-            tasks: Mutex::new(Vec::new()),
+            batcher,
+            tasks: Mutex::new(vec![batching]),
         });
         let s = server.clone();
         let serve = tokio::spawn(rpc::serve(listener, move |req| {

@@ -121,6 +121,10 @@ enum WriteOp {
         Durability,
         tokio::sync::oneshot::Sender<Result<()>>,
     ),
+    /// The commit index (encoded), written in the same transaction as the next appends and
+    /// never waited for: openraft awaits `save_committed` on every commit, and a round trip to
+    /// this thread there held the Raft core behind the disk (docs/performance.md).
+    Committed(Vec<u8>),
 }
 
 /// The one thread that writes the log: consecutive appends share one transaction and one fsync
@@ -135,29 +139,45 @@ fn log_writer(db: Arc<Database>, pending: Pending, rx: std::sync::mpsc::Receiver
             }
         }
         let mut batch: Vec<(Vec<Entry>, LogFlushed<TypeConfig>)> = Vec::new();
+        let mut committed = None;
         for op in ops {
             match op {
                 WriteOp::Append(entries, cb) => batch.push((entries, cb)),
+                WriteOp::Committed(bytes) => committed = Some(bytes),
                 other => {
-                    flush_appends(&db, &pending, std::mem::take(&mut batch));
+                    flush_appends(&db, &pending, std::mem::take(&mut batch), committed.take());
                     run_op(&db, other);
                 }
             }
         }
-        flush_appends(&db, &pending, batch);
+        flush_appends(&db, &pending, batch, committed);
     }
 }
 
+/// Commits `batch` (and the latest commit index, if one came) in one transaction, then
+/// reports each append flushed.
 fn flush_appends(
     db: &Database,
     pending: &Pending,
     batch: Vec<(Vec<Entry>, LogFlushed<TypeConfig>)>,
+    committed: Option<Vec<u8>>,
 ) {
-    if batch.is_empty() {
+    if batch.is_empty() && committed.is_none() {
         return;
     }
     let write = || -> std::result::Result<(), String> {
-        let txn = db.begin_write().map_err(|e| e.to_string())?;
+        let mut txn = db.begin_write().map_err(|e| e.to_string())?;
+        if batch.is_empty() {
+            // Only the commit index: it need not be durable at once (see `save_committed`).
+            txn.set_durability(Durability::None)
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(bytes) = &committed {
+            txn.open_table(META)
+                .map_err(|e| e.to_string())?
+                .insert("committed", bytes.as_slice())
+                .map_err(|e| e.to_string())?;
+        }
         {
             let mut t = txn.open_table(LOG).map_err(|e| e.to_string())?;
             for (entries, _) in &batch {
@@ -197,7 +217,9 @@ fn run_op(db: &Database, op: WriteOp) {
         txn.commit().wr()
     };
     match op {
-        WriteOp::Append(..) => unreachable!("appends are batched"),
+        WriteOp::Append(..) | WriteOp::Committed(..) => {
+            unreachable!("appends and the commit index are batched")
+        }
         WriteOp::Truncate(from, reply) => {
             let r = run(
                 &|txn| {
@@ -499,9 +521,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<()> {
-        // Not required for safety (the commit index can be re-learned); written lazily.
-        self.put_meta("committed", &committed, Durability::None)
-            .await
+        // Not required for safety (the commit index can be re-learned): written with the next
+        // appends, and not waited for.
+        self.send(WriteOp::Committed(encode(&committed)?))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>> {
@@ -619,26 +641,53 @@ impl StateMachineStore {
     }
 
     /// The snapshot body of the current state (also used by `muster snapshot save`).
+    ///
+    /// Encoded straight from the live state under the read lock: a deep copy first took longer
+    /// than the encoding (a map of 64,000 keys: one allocation per key and per value), and
+    /// applies wait for the lock meanwhile.
     pub fn snapshot_body(&self) -> (Option<LogId>, Vec<u8>) {
+        let (last, _, data) = self.encode_state();
+        (last, data)
+    }
+
+    /// The applied position, membership and encoded body, all read under one lock so that
+    /// they agree.
+    fn encode_state(&self) -> (Option<LogId>, StoredMembership, Vec<u8>) {
+        /// `SnapshotBody` by reference: the same fields in the same order, so the same bytes.
+        #[derive(Serialize)]
+        struct BodyRef<'a> {
+            cluster_id: Option<Uuid>,
+            data: &'a State,
+        }
         let s = self.state.read().expect("sm lock");
-        let body = SnapshotBody {
+        let body = BodyRef {
             cluster_id: s.cluster_id,
-            data: s.data.clone(),
+            data: &s.data,
         };
-        (
-            s.last_applied,
-            postcard::to_allocvec(&body).expect("in-memory state encodes"),
-        )
+        let bytes = postcard::to_allocvec(&body).expect("in-memory state encodes");
+        (s.last_applied, s.membership.clone(), bytes)
     }
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
-        let (last, membership) = {
-            let s = self.state.read().expect("sm lock");
-            (s.last_applied, s.membership.clone())
-        };
-        let (_, data) = self.snapshot_body();
+        // Encoding and committing a large state takes milliseconds of CPU and disk: off the
+        // tokio workers, which serve Raft and the HTTP API meanwhile.
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.build_snapshot_blocking())
+            .await
+            .map_err(|e| {
+                StorageError::from(StorageIOError::write_snapshot(
+                    None,
+                    AnyError::error(format!("snapshot builder stopped: {e}")),
+                ))
+            })?
+    }
+}
+
+impl StateMachineStore {
+    fn build_snapshot_blocking(&self) -> Result<Snapshot<TypeConfig>> {
+        let (last, membership, data) = self.encode_state();
         let id = match last {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, Uuid::new_v4().simple()),
             None => format!("empty-{}", Uuid::new_v4().simple()),
@@ -681,6 +730,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for e in entries {
             s.last_applied = Some(e.log_id);
             let index = e.log_id.index;
+            let mut oks = Vec::new();
             let ok = match e.payload {
                 EntryPayload::Blank | EntryPayload::Normal(Command::Noop) => true,
                 EntryPayload::Normal(Command::SetClusterId(id)) => {
@@ -692,6 +742,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Normal(Command::State(cmd)) => {
                     s.data.apply(index, &cmd, &mut changes)
                 }
+                EntryPayload::Normal(Command::Batch(cmds)) => {
+                    oks = cmds
+                        .iter()
+                        .map(|cmd| s.data.apply(index, cmd, &mut changes))
+                        .collect();
+                    true
+                }
                 EntryPayload::Membership(m) => {
                     s.membership = StoredMembership::new(Some(e.log_id), m);
                     true
@@ -701,6 +758,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 cluster_id: s.cluster_id,
                 ok,
                 index,
+                oks,
             });
         }
         let applied = s.last_applied.map(|l| l.index).unwrap_or(0);

@@ -34,6 +34,9 @@ pub enum Command {
     SetClusterId(Uuid),
     /// A change to the KV store or the catalog.
     State(super::state::StateCommand),
+    /// Concurrent writes the leader grouped into one entry, applied in order at its index
+    /// (docs/state.md, "Batched writes"). Keep this variant last: postcard numbers variants.
+    Batch(Vec<super::state::StateCommand>),
 }
 
 /// What applying a command returns.
@@ -45,6 +48,9 @@ pub struct CommandResult {
     pub ok: bool,
     /// The log index of the entry.
     pub index: u64,
+    /// For a `Batch`: whether each of its commands took effect, in order.
+    #[serde(default)]
+    pub oks: Vec<bool>,
 }
 
 openraft::declare_raft_types!(

@@ -1,0 +1,177 @@
+//! Group commit of concurrent writes on the leader (docs/state.md, "Batched writes").
+//!
+//! openraft 0.9 turns every `client_write` into its own log entry and, inside its single core
+//! task, waits for that entry to reach the leader's disk before it takes the next request
+//! (`RaftCore::append_to_log` awaits the flush). With one entry per write, a leader therefore
+//! commits one write per fsync, serially, while its followers and its own CPU sit idle. Here
+//! writes that arrive while earlier ones are in flight queue up, and the queue goes into the
+//! next entry as one `Command::Batch`: the fsync, the AppendEntries round trip and the apply are
+//! shared by the whole batch. This is the proposal batching etcd's raft loop and hashicorp/raft's
+//! `applyCh` draining do, moved above openraft because its 0.9 API takes one entry per call.
+
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::api::WriteOutcome;
+use super::state::StateCommand;
+use super::types::{Command, Raft};
+
+/// Entries in flight at once. One would leave the leader idle while a batch is applied and
+/// answered; more than two splits the queue into smaller batches for no gain (measured with
+/// `kv_bench`, docs/performance.md).
+const MAX_IN_FLIGHT: usize = 2;
+/// Most commands in one entry.
+const MAX_BATCH_COMMANDS: usize = 1024;
+/// Most key and value bytes in one entry (a larger single write still goes, alone).
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// Why a batched write did not commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchError {
+    /// This server is not (or no longer) the leader: send the write to the leader.
+    NotLeader,
+    /// Raft refused or failed the write.
+    Failed(String),
+}
+
+struct Queued {
+    cmd: StateCommand,
+    reply: oneshot::Sender<Result<WriteOutcome, BatchError>>,
+}
+
+/// The leader's write queue. Cheap to share; the batching task stops when it is dropped.
+pub struct WriteBatcher {
+    tx: mpsc::UnboundedSender<Queued>,
+}
+
+impl WriteBatcher {
+    /// Starts the batching task for `raft`.
+    pub fn start(raft: Raft) -> (WriteBatcher, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(raft, rx));
+        (WriteBatcher { tx }, task)
+    }
+
+    /// Commits `cmd` in the next entry; answers once a quorum has it and it is applied.
+    pub async fn write(&self, cmd: StateCommand) -> Result<WriteOutcome, BatchError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Queued { cmd, reply })
+            .map_err(|_| BatchError::Failed("the server is shutting down".into()))?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(BatchError::Failed("the server is shutting down".into())))
+    }
+}
+
+/// Bytes a command adds to an entry, near enough for the batch cap.
+fn weight(cmd: &StateCommand) -> usize {
+    match cmd {
+        StateCommand::KvSet { key, value, .. } => key.len() + value.len(),
+        StateCommand::KvDelete { key, .. } => key.len(),
+        StateCommand::Restore(bytes) => bytes.len(),
+        _ => 256,
+    }
+}
+
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Queued>) {
+    let n = std::env::var("MUSTER_BATCH_IN_FLIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(MAX_IN_FLIGHT);
+    let slots = Arc::new(Semaphore::new(n));
+    let mut carried: Option<Queued> = None;
+    loop {
+        let first = match carried.take() {
+            Some(q) => q,
+            None => match rx.recv().await {
+                Some(q) => q,
+                None => return,
+            },
+        };
+        // Waiting for a slot is what lets the queue grow into a batch under load.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut bytes = weight(&first.cmd);
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_COMMANDS {
+            match rx.try_recv() {
+                Ok(q) => {
+                    let w = weight(&q.cmd);
+                    if bytes + w > MAX_BATCH_BYTES {
+                        carried = Some(q);
+                        break;
+                    }
+                    bytes += w;
+                    batch.push(q);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            commit(&raft, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Writes one entry for `batch` and answers each of its writers.
+async fn commit(raft: &Raft, batch: Vec<Queued>) {
+    let (cmds, replies): (Vec<StateCommand>, Vec<_>) =
+        batch.into_iter().map(|q| (q.cmd, q.reply)).unzip();
+    let single = cmds.len() == 1;
+    let command = if single {
+        Command::State(cmds.into_iter().next().expect("one command"))
+    } else {
+        Command::Batch(cmds)
+    };
+    match raft.client_write(command).await {
+        Ok(resp) => {
+            let index = resp.data.index;
+            for (i, reply) in replies.into_iter().enumerate() {
+                let ok = if single {
+                    resp.data.ok
+                } else {
+                    resp.data.oks.get(i).copied().unwrap_or(false)
+                };
+                let _ = reply.send(Ok(WriteOutcome { ok, index }));
+            }
+        }
+        Err(e) => {
+            let err = match e {
+                RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => BatchError::NotLeader,
+                e => BatchError::Failed(format!("write failed: {e}")),
+            };
+            for reply in replies {
+                let _ = reply.send(Err(err.clone()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batch_cap_counts_keys_and_values() {
+        let set = StateCommand::KvSet {
+            key: "k".repeat(10),
+            value: vec![0; 100],
+            flags: 0,
+            cas: None,
+        };
+        assert_eq!(weight(&set), 110);
+        let del = StateCommand::KvDelete {
+            key: "abc".into(),
+            recurse: true,
+            cas: None,
+        };
+        assert_eq!(weight(&del), 3);
+        assert_eq!(weight(&StateCommand::Restore(vec![0; 5000])), 5000);
+    }
+}
