@@ -99,14 +99,7 @@ fn tag_filters(args: &ProviderArgs) -> Result<Vec<(String, String)>, ProviderErr
             ))
         }
     }
-    if let Some(tags) = args.get("tags") {
-        for pair in tags.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').ok_or_else(|| {
-                ProviderError::BadArgs(format!("tags: {pair:?} is not key=value"))
-            })?;
-            out.push((k.trim().to_string(), v.trim().to_string()));
-        }
-    }
+    out.extend(args.key_values("tags")?);
     if out.is_empty() {
         return Err(ProviderError::BadArgs(
             "give tag_key and tag_value (or tags=\"k=v,…\"): discovering every instance of an account is never what you want".into(),
@@ -123,14 +116,17 @@ enum AddrType {
 }
 
 fn addr_type(args: &ProviderArgs) -> Result<AddrType, ProviderError> {
-    match args.get("addr_type").unwrap_or("private_v4") {
-        "private_v4" => Ok(AddrType::PrivateV4),
-        "public_v4" => Ok(AddrType::PublicV4),
-        "public_v6" => Ok(AddrType::PublicV6),
-        other => Err(ProviderError::BadArgs(format!(
-            "addr_type={other:?}: use private_v4, public_v4 or public_v6"
-        ))),
-    }
+    Ok(
+        match args.one_of(
+            "addr_type",
+            "private_v4",
+            &["private_v4", "public_v4", "public_v6"],
+        )? {
+            "public_v4" => AddrType::PublicV4,
+            "public_v6" => AddrType::PublicV6,
+            _ => AddrType::PrivateV4,
+        },
+    )
 }
 
 /// Sorts an SDK error into the loop's categories, naming the call and the IAM action.
@@ -199,13 +195,7 @@ impl Provider for Aws {
                 "access_key_id and secret_access_key go together".into(),
             ));
         }
-        if let Some(ep) = args.get("endpoint") {
-            if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-                return Err(ProviderError::BadArgs(format!(
-                    "endpoint={ep:?} must be an http:// or https:// URL"
-                )));
-            }
-        }
+        args.http_url("endpoint")?;
         Ok(())
     }
 

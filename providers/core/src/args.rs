@@ -112,6 +112,61 @@ impl ProviderArgs {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.args.get(key).map(String::as_str)
     }
+
+    /// A list of `k=v` pairs separated by commas (`tags="role=server,cluster=prod"`), in the
+    /// order given; empty when the key is absent. Blanks around pairs and around `=` are
+    /// dropped, as go-discover's callers write them either way.
+    pub fn key_values(&self, key: &str) -> Result<Vec<(String, String)>, crate::ProviderError> {
+        let Some(list) = self.get(key) else {
+            return Ok(Vec::new());
+        };
+        list.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').ok_or_else(|| {
+                    crate::ProviderError::BadArgs(format!(
+                        "{key}: {pair:?} is not key=value (write {key}=\"k1=v1,k2=v2\")"
+                    ))
+                })?;
+                Ok((k.trim().to_string(), v.trim().to_string()))
+            })
+            .collect()
+    }
+
+    /// The value of `key` if it is one of `choices`, `default` when absent; otherwise an error
+    /// that lists the choices.
+    pub fn one_of<'a>(
+        &'a self,
+        key: &str,
+        default: &'a str,
+        choices: &[&str],
+    ) -> Result<&'a str, crate::ProviderError> {
+        let v = self.get(key).unwrap_or(default);
+        if choices.contains(&v) {
+            return Ok(v);
+        }
+        let list = match choices {
+            [] => String::new(),
+            [one] => one.to_string(),
+            [init @ .., last] => format!("{} or {last}", init.join(", ")),
+        };
+        Err(crate::ProviderError::BadArgs(format!(
+            "{key}={v:?}: use {list}"
+        )))
+    }
+
+    /// The value of `key` if it is an http:// or https:// URL (an API endpoint override).
+    pub fn http_url(&self, key: &str) -> Result<Option<&str>, crate::ProviderError> {
+        match self.get(key) {
+            Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                Err(crate::ProviderError::BadArgs(format!(
+                    "{key}={u:?} must be an http:// or https:// URL"
+                )))
+            }
+            other => Ok(other),
+        }
+    }
 }
 
 fn quote(v: &str) -> String {
@@ -144,6 +199,34 @@ impl fmt::Display for ProviderArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_value_forms_and_their_errors() {
+        let a = ProviderArgs::parse(
+            r#"provider=x tags=" role = server ,cluster=prod," kind=b url=ftp://h bad="a,b=c""#,
+        )
+        .unwrap();
+        assert_eq!(
+            a.key_values("tags").unwrap(),
+            vec![
+                ("role".to_string(), "server".to_string()),
+                ("cluster".to_string(), "prod".to_string())
+            ]
+        );
+        assert!(a.key_values("absent").unwrap().is_empty());
+        let e = a.key_values("bad").unwrap_err().to_string();
+        assert!(e.contains(r#""a" is not key=value"#), "{e}");
+        assert_eq!(a.one_of("kind", "a", &["a", "b"]).unwrap(), "b");
+        assert_eq!(a.one_of("absent", "a", &["a", "b"]).unwrap(), "a");
+        let e = a
+            .one_of("kind", "a", &["x", "y", "z"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(r#"kind="b": use x, y or z"#), "{e}");
+        let e = a.http_url("url").unwrap_err().to_string();
+        assert!(e.contains("must be an http:// or https:// URL"), "{e}");
+        assert_eq!(a.http_url("absent").unwrap(), None);
+    }
 
     #[test]
     fn reads_go_discover_strings() {

@@ -80,26 +80,16 @@ enum AddrType {
 }
 
 fn addr_type(args: &ProviderArgs) -> Result<AddrType, ProviderError> {
-    match args.get("addr_type").unwrap_or("private_v4") {
-        "private_v4" => Ok(AddrType::PrivateV4),
-        "public_v4" => Ok(AddrType::PublicV4),
-        other => Err(ProviderError::BadArgs(format!(
-            "addr_type={other:?}: use private_v4 or public_v4"
-        ))),
-    }
+    Ok(
+        match args.one_of("addr_type", "private_v4", &["private_v4", "public_v4"])? {
+            "public_v4" => AddrType::PublicV4,
+            _ => AddrType::PrivateV4,
+        },
+    )
 }
 
 fn labels(args: &ProviderArgs) -> Result<BTreeMap<String, String>, ProviderError> {
-    let mut out = BTreeMap::new();
-    if let Some(list) = args.get("labels") {
-        for pair in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = pair.split_once('=').ok_or_else(|| {
-                ProviderError::BadArgs(format!("labels: {pair:?} is not key=value"))
-            })?;
-            out.insert(k.trim().to_string(), v.trim().to_string());
-        }
-    }
-    Ok(out)
+    Ok(args.key_values("labels")?.into_iter().collect())
 }
 
 fn zone_pattern(args: &ProviderArgs) -> Result<Option<regex::Regex>, ProviderError> {
@@ -284,13 +274,7 @@ impl Provider for Gce {
                 "give tag_value (a network tag) or labels=\"k=v,…\": discovering every instance of a project is never what you want".into(),
             ));
         }
-        if let Some(ep) = args.get("endpoint") {
-            if !(ep.starts_with("http://") || ep.starts_with("https://")) {
-                return Err(ProviderError::BadArgs(format!(
-                    "endpoint={ep:?} must be an http:// or https:// URL"
-                )));
-            }
-        }
+        args.http_url("endpoint")?;
         Ok(())
     }
 
