@@ -99,6 +99,11 @@ pub struct Server {
     contacts: network::Contacts,
     /// Servers and since when they have been healthy without interruption (autopilot).
     healthy_since: Mutex<HashMap<NodeId, Instant>>,
+    /// Servers this leader removed from the configuration lately. A leaving server is still
+    /// alive in gossip until its removal has committed, and must not be added back meanwhile
+    /// (it would count as a voter that is about to vanish); held until gossip shows it not
+    /// alive, or for [`REMOVED_HOLD`].
+    removed_lately: Mutex<HashMap<NodeId, Instant>>,
     /// Servers of the configuration and since when gossip has shown them dead.
     dead_since: Mutex<HashMap<NodeId, Instant>>,
     /// Autopilot's last "keeping dead server" explanations, logged when they change.
@@ -112,6 +117,11 @@ pub struct Server {
     pub(crate) batcher: batch::WriteBatcher,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
+
+/// Longest time a removed server that gossip still shows alive is kept out of the
+/// configuration (see `Server::removed_lately`); after it, an alive server is added again, as
+/// Consul re-adds a live server removed with `remove-peer`.
+const REMOVED_HOLD: Duration = Duration::from_secs(30);
 
 /// openraft timings for a LAN, scaled by the multiplier (docs/servers.md).
 pub fn raft_config(multiplier: u32) -> Result<openraft::Config, String> {
@@ -201,6 +211,7 @@ impl Server {
             last_contact: Mutex::new(None),
             contacts,
             healthy_since: Mutex::new(HashMap::new()),
+            removed_lately: Mutex::new(HashMap::new()),
             dead_since: Mutex::new(HashMap::new()),
             kept_logged: Mutex::new(Vec::new()),
             membership_lock: tokio::sync::Mutex::new(()),
@@ -643,11 +654,18 @@ impl Server {
                 })
                 .map(|mb| mb.status)
         };
+        let held: BTreeSet<NodeId> = {
+            let mut removed = self.removed_lately.lock().expect("removed lock");
+            removed.retain(|id, at| {
+                at.elapsed() < REMOVED_HOLD && status_of(*id) == Some(MemberStatus::Alive)
+            });
+            removed.keys().copied().collect()
+        };
         for v in views
             .iter()
             .filter(|v| v.alive && v.datacenter == self.cfg.datacenter)
         {
-            if !known.contains_key(&v.id) {
+            if !known.contains_key(&v.id) && !held.contains(&v.id) {
                 tracing::info!(server = %v.name, addr = %v.rpc_addr, "adding server as a non-voter");
                 if let Err(e) = self.add_learner(v.id, v.node()).await {
                     tracing::warn!(server = %v.name, error = %e, "adding server failed");
@@ -978,6 +996,12 @@ impl Server {
                 node_uuid(id).to_string()
             ));
         }
+        // Before the change commits, so that no reconcile round in between adds it back.
+        self.removed_lately
+            .lock()
+            .expect("removed lock")
+            .insert(id, Instant::now());
+        self.healthy_since.lock().expect("health lock").remove(&id);
         let change = if membership.voter_ids().any(|v| v == id) {
             ChangeMembers::RemoveVoters(BTreeSet::from([id]))
         } else {
