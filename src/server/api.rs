@@ -83,6 +83,7 @@ pub struct SavedSnapshot {
     pub index: u64,
     pub term: u64,
     pub cluster_id: Option<uuid::Uuid>,
+    #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
 }
 

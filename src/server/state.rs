@@ -15,6 +15,9 @@ pub const MAX_VALUE: usize = 512 * 1024;
 /// One KV entry, with Consul's indexes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvEntry {
+    /// Bytes, not a sequence of numbers: the same postcard encoding (length, then the bytes),
+    /// copied at once instead of one element at a time.
+    #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
     pub flags: u64,
     pub create_index: u64,
@@ -42,6 +45,7 @@ pub struct CatalogNode {
 pub enum StateCommand {
     KvSet {
         key: String,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         flags: u64,
         cas: Option<u64>,
@@ -54,7 +58,7 @@ pub enum StateCommand {
     CatalogUpsert(CatalogNode),
     CatalogRemove(String),
     /// Replace the KV store and the catalog by a snapshot's (postcard of [`SnapshotBody`]).
-    Restore(Vec<u8>),
+    Restore(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Replace the autopilot settings (`muster operator autopilot set-config`; the first
     /// leader also writes its configuration file's settings here once).
     AutopilotSet(super::autopilot::AutopilotConfig),
@@ -297,6 +301,37 @@ pub fn check_sizes(key: &str, value_len: usize) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Values are serialized with serde_bytes; under postcard that is byte for byte the encoding
+    /// of a plain `Vec<u8>`, so logs and snapshots written before read the same.
+    #[test]
+    fn values_encode_as_before_serde_bytes() {
+        #[derive(Serialize)]
+        enum Before {
+            KvSet {
+                key: String,
+                value: Vec<u8>,
+                flags: u64,
+                cas: Option<u64>,
+            },
+        }
+        let value: Vec<u8> = (0..=255).collect();
+        let before = postcard::to_allocvec(&Before::KvSet {
+            key: "k".into(),
+            value: value.clone(),
+            flags: 7,
+            cas: Some(3),
+        })
+        .unwrap();
+        let now = StateCommand::KvSet {
+            key: "k".into(),
+            value,
+            flags: 7,
+            cas: Some(3),
+        };
+        assert_eq!(postcard::to_allocvec(&now).unwrap(), before);
+        assert_eq!(postcard::from_bytes::<StateCommand>(&before).unwrap(), now);
+    }
 
     fn set(s: &mut State, i: u64, k: &str, v: &str, cas: Option<u64>) -> bool {
         s.apply(
