@@ -665,3 +665,49 @@ fn concurrent_writes_share_entries_and_cas_stays_exact() {
     let keys: Value = serde_json::from_slice(&b).unwrap();
     assert_eq!(keys.as_array().unwrap().len(), 1000);
 }
+
+/// A follower that was away catches up on large values. openraft 0.9 sends up to 300 entries in
+/// one AppendEntries, gives it 40 ms and resends the same entries when it runs out: without the
+/// 1 MiB cap per AppendEntries (docs/state.md) the 150 × 480 KiB here would go as one 74 MB
+/// frame, over the RPC port's 64 MiB limit, again and again, and never arrive.
+#[test]
+fn a_follower_that_was_away_catches_up_on_large_values() {
+    let (mut s, l) = cluster(68);
+    let f = (l + 1) % 3;
+    let leader = s[l].http_addr();
+    step(1, "stop a follower; write 150 values of 480 KiB (74 MB)");
+    s[f].kill();
+    for i in 0..150u8 {
+        let (st, body) = put(
+            &leader,
+            &format!("/v1/kv/large/{i:03}"),
+            &vec![i; 480 << 10],
+        );
+        assert_eq!((st, body.as_str()), (200, "true"));
+    }
+    let leader_index: u64 = s[l].raft("last_log_index").parse().unwrap();
+    step(2, "restart it: it catches up and holds every value whole");
+    s[f].extra = vec![
+        "-server".to_string(),
+        "-bootstrap-expect".into(),
+        "3".into(),
+        "-retry-join".into(),
+        s[l].ip.clone(),
+    ];
+    s[f].restart();
+    let follower = &s[f];
+    wait_until(T, "the follower caught up", || {
+        follower.raft("applied_index").parse::<u64>().unwrap_or(0) >= leader_index
+    });
+    for i in 0..150u8 {
+        let (st, _, b) = get(
+            &follower.http_addr(),
+            &format!("/v1/kv/large/{i:03}?raw&stale"),
+        );
+        assert_eq!(st, 200);
+        assert!(
+            b.len() == 480 << 10 && b.iter().all(|x| *x == i),
+            "value {i}"
+        );
+    }
+}

@@ -25,7 +25,7 @@ const MAX_IN_FLIGHT: usize = 2;
 /// Most commands in one entry.
 const MAX_BATCH_COMMANDS: usize = 1024;
 /// Most key and value bytes in one entry (a larger single write still goes, alone).
-const MAX_BATCH_BYTES: usize = 4 << 20;
+const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// Why a batched write did not commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +67,7 @@ impl WriteBatcher {
 }
 
 /// Bytes a command adds to an entry, near enough for the batch cap.
-fn weight(cmd: &StateCommand) -> usize {
+pub(crate) fn weight(cmd: &StateCommand) -> usize {
     match cmd {
         StateCommand::KvSet { key, value, .. } => key.len() + value.len(),
         StateCommand::KvDelete { key, .. } => key.len(),

@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -12,9 +13,38 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use openraft::AnyError;
+use openraft::EntryPayload;
 
 use super::rpc::{Request, Response, RpcClient, RpcError};
-use super::types::{NodeId, ServerNode, TypeConfig};
+use super::types::{Command, Entry, NodeId, ServerNode, TypeConfig};
+
+/// Most bytes of entries in one AppendEntries. openraft 0.9 gives an AppendEntries
+/// `heartbeat_interval` (40 ms) to complete, the follower's fsync included, and sends the same
+/// entries again when it runs out: a payload too big to make it in time (300 entries of
+/// 512 KiB values, say) would be retried forever (docs/state.md).
+const MAX_APPEND_BYTES: usize = 1 << 20;
+
+/// Bytes an entry carries, near enough for [`MAX_APPEND_BYTES`].
+fn entry_weight(e: &Entry) -> usize {
+    64 + match &e.payload {
+        EntryPayload::Normal(Command::State(c)) => super::batch::weight(c),
+        EntryPayload::Normal(Command::Batch(cs)) => cs.iter().map(super::batch::weight).sum(),
+        _ => 0,
+    }
+}
+
+/// How many of `entries` fit in one AppendEntries, if not all: at least one, since a single
+/// entry cannot be split.
+fn entries_that_fit(entries: &[Entry]) -> Option<usize> {
+    let mut total = 0;
+    for (i, e) in entries.iter().enumerate() {
+        total += entry_weight(e);
+        if total > MAX_APPEND_BYTES {
+            return Some(i.max(1));
+        }
+    }
+    None
+}
 
 /// The address each server is reached at now, by node id, as gossip last saw it.
 ///
@@ -136,6 +166,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>> {
+        if let Some(fit) = entries_that_fit(&rpc.entries).filter(|n| *n < rpc.entries.len()) {
+            // openraft retries at once with this many entries.
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fit as u64),
+            ));
+        }
         match self
             .rpc
             .call(&self.addr(), Request::AppendEntries(rpc), option.hard_ttl())
@@ -193,5 +229,46 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Ok(_) => Err(self.unexpected()),
             Err(e) => Err(self.failure(e, RPCTypes::Vote)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::state::StateCommand;
+
+    fn set(bytes: usize) -> Entry {
+        Entry {
+            log_id: Default::default(),
+            payload: EntryPayload::Normal(Command::State(StateCommand::KvSet {
+                key: "k".into(),
+                value: vec![0; bytes],
+                flags: 0,
+                cas: None,
+            })),
+        }
+    }
+
+    #[test]
+    fn append_entries_are_cut_at_a_mebibyte_but_never_below_one_entry() {
+        assert_eq!(entries_that_fit(&[set(100), set(100), set(100)]), None);
+        assert_eq!(
+            entries_that_fit(&[set(400 << 10), set(400 << 10), set(400 << 10)]),
+            Some(2)
+        );
+        // A single entry over the limit still goes, alone.
+        assert_eq!(entries_that_fit(&[set(3 << 20), set(10)]), Some(1));
+        let batch = Entry {
+            log_id: Default::default(),
+            payload: EntryPayload::Normal(Command::Batch(vec![
+                StateCommand::KvDelete {
+                    key: "a".into(),
+                    recurse: false,
+                    cas: None,
+                };
+                3
+            ])),
+        };
+        assert_eq!(entry_weight(&batch), 64 + 3);
     }
 }
