@@ -11,20 +11,16 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const SECONDS: u64 = 5;
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "cluster3.rs"]
+mod cluster3;
+use cluster3::{start_etcd, start_muster, Proc};
 
 /// One keep-alive HTTP/1.1 connection.
 struct Conn {
@@ -91,50 +87,7 @@ impl System for Muster {
         8500
     }
     fn start(&self, root: &Path) -> Vec<Proc> {
-        let bin: PathBuf = std::env::current_exe()
-            .expect("exe")
-            .parent()
-            .and_then(Path::parent)
-            .expect("target")
-            .join("muster");
-        (1..=3)
-            .map(|i| {
-                Proc(
-                    Command::new(&bin)
-                        .args([
-                            "agent",
-                            "-server",
-                            "-bootstrap-expect",
-                            "3",
-                            "-node",
-                            &format!("m{i}"),
-                            "-log-level",
-                            "warn",
-                        ])
-                        .args([
-                            "-bind",
-                            &format!("127.0.0.{i}"),
-                            "-client",
-                            &format!("127.0.0.{i}"),
-                        ])
-                        .args([
-                            "-retry-join",
-                            "127.0.0.1",
-                            "-retry-join",
-                            "127.0.0.2",
-                            "-retry-join",
-                            "127.0.0.3",
-                            "-data-dir",
-                        ])
-                        .arg(root.join(format!("m{i}")))
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .expect("spawn muster (build it with --release)"),
-                )
-            })
-            .collect()
+        (1..=3).map(|i| start_muster(root, i)).collect()
     }
     fn ready(&self) -> bool {
         (1..=3).all(|i| {
@@ -158,42 +111,7 @@ impl System for Etcd {
         2379
     }
     fn start(&self, root: &Path) -> Vec<Proc> {
-        let cluster = "e1=http://127.0.0.1:2380,e2=http://127.0.0.2:2380,e3=http://127.0.0.3:2380";
-        (1..=3)
-            .map(|i| {
-                let ip = format!("127.0.0.{i}");
-                Proc(
-                    Command::new("etcd")
-                        .args(["--name", &format!("e{i}"), "--data-dir"])
-                        .arg(root.join(format!("e{i}")))
-                        .args([
-                            "--listen-peer-urls",
-                            &format!("http://{ip}:2380"),
-                            "--initial-advertise-peer-urls",
-                            &format!("http://{ip}:2380"),
-                        ])
-                        .args([
-                            "--listen-client-urls",
-                            &format!("http://{ip}:2379"),
-                            "--advertise-client-urls",
-                            &format!("http://{ip}:2379"),
-                        ])
-                        .args([
-                            "--initial-cluster",
-                            cluster,
-                            "--initial-cluster-state",
-                            "new",
-                            "--initial-cluster-token",
-                            "bench",
-                        ])
-                        .stdin(Stdio::null())
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .expect("spawn etcd (apt-get install etcd-server)"),
-                )
-            })
-            .collect()
+        (1..=3).map(|i| start_etcd(root, i, &[])).collect()
     }
     fn ready(&self) -> bool {
         (1..=3).all(|i| {

@@ -15,8 +15,8 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+
 use std::time::{Duration, Instant};
 
 const TRIALS: usize = 7;
@@ -24,13 +24,9 @@ const TRIALS: usize = 7;
 /// One trial: (formation ms, failover ms, idle RSS MiB).
 type Trial = fn(&Path) -> (f64, f64, f64);
 
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+#[path = "cluster3.rs"]
+mod cluster3;
+use cluster3::{start_etcd, start_muster, Proc};
 
 fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(200)).ok()?;
@@ -70,15 +66,6 @@ fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 
 // ---- muster -------------------------------------------------------------------------------
 
-fn muster_bin() -> PathBuf {
-    std::env::current_exe()
-        .expect("exe")
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("muster")
-}
-
 fn muster_raft(i: usize) -> Option<serde_json::Value> {
     let body = http(&format!("127.0.0.{i}:8500"), "GET", "/v1/agent/self", "")?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
@@ -89,39 +76,7 @@ fn muster_trial(root: &Path) -> (f64, f64, f64) {
     let mut procs: Vec<Option<Proc>> = Vec::new();
     let t0 = Instant::now();
     for i in 1..=3 {
-        let child = Command::new(muster_bin())
-            .args([
-                "agent",
-                "-server",
-                "-bootstrap-expect",
-                "3",
-                "-node",
-                &format!("m{i}"),
-            ])
-            .args([
-                "-bind",
-                &format!("127.0.0.{i}"),
-                "-client",
-                &format!("127.0.0.{i}"),
-                "-log-level",
-                "warn",
-            ])
-            .args([
-                "-retry-join",
-                "127.0.0.1",
-                "-retry-join",
-                "127.0.0.2",
-                "-retry-join",
-                "127.0.0.3",
-                "-data-dir",
-            ])
-            .arg(root.join(format!("m{i}")))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn muster (build it with --release first)");
-        procs.push(Some(Proc(child)));
+        procs.push(Some(start_muster(root, i)));
     }
     let formed = poll(Duration::from_secs(30), || {
         (1..=3).find(|&i| {
@@ -209,41 +164,10 @@ fn etcd_tuned_trial(root: &Path) -> (f64, f64, f64) {
 }
 
 fn etcd_trial_with(root: &Path, extra: &[&str]) -> (f64, f64, f64) {
-    let cluster = "e1=http://127.0.0.1:2380,e2=http://127.0.0.2:2380,e3=http://127.0.0.3:2380";
     let mut procs: Vec<Option<Proc>> = Vec::new();
     let t0 = Instant::now();
     for i in 1..=3 {
-        let ip = format!("127.0.0.{i}");
-        let child = Command::new("etcd")
-            .args(["--name", &format!("e{i}"), "--data-dir"])
-            .arg(root.join(format!("e{i}")))
-            .args([
-                "--listen-peer-urls",
-                &format!("http://{ip}:2380"),
-                "--initial-advertise-peer-urls",
-                &format!("http://{ip}:2380"),
-            ])
-            .args([
-                "--listen-client-urls",
-                &format!("http://{ip}:2379"),
-                "--advertise-client-urls",
-                &format!("http://{ip}:2379"),
-            ])
-            .args([
-                "--initial-cluster",
-                cluster,
-                "--initial-cluster-state",
-                "new",
-                "--initial-cluster-token",
-                "bench",
-            ])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn etcd (apt-get install etcd-server)");
-        procs.push(Some(Proc(child)));
+        procs.push(Some(start_etcd(root, i, extra)));
     }
     let formed = poll(Duration::from_secs(30), || (1..=3).find(|&i| etcd_put(i)))
         .map(|_| t0.elapsed().as_secs_f64() * 1000.0)
