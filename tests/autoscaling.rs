@@ -12,6 +12,18 @@ use support::*;
 
 const T: Duration = Duration::from_secs(40);
 
+/// `n` servers on `b`, each retry-joining the first, formed: one leader every server agrees on
+/// and every server a voter. The servers and the leader's index.
+fn formed(b: Block, n: u8) -> (Vec<Agent>, usize) {
+    let s = servers(b, n, n, &["-retry-join", &b.ip(1)]);
+    let refs: Vec<&Agent> = s.iter().collect();
+    let l = wait_for_leader(&refs, T);
+    wait_until(T, "every server a voter", || {
+        s[l].voters().len() == n as usize
+    });
+    (s, l)
+}
+
 fn leader_of(agents: &[&Agent]) -> Option<usize> {
     agents.iter().position(|a| a.is_leader())
 }
@@ -19,10 +31,7 @@ fn leader_of(agents: &[&Agent]) -> Option<usize> {
 #[test]
 fn a_server_back_on_a_new_ip_keeps_its_seat_and_a_copied_node_id_is_refused() {
     let b = Block::NewIp;
-    let mut s = servers(b, 3, 3, &["-retry-join", &b.ip(1)]);
-    let refs: Vec<&Agent> = s.iter().collect();
-    wait_for_leader(&refs, T);
-    wait_until(T, "three voters", || s[0].voters().len() == 3);
+    let (mut s, _) = formed(b, 3);
 
     step(1, "s3 stops and comes back with its data on a new IP");
     s[2].kill();
@@ -89,10 +98,7 @@ fn a_server_back_on_a_new_ip_keeps_its_seat_and_a_copied_node_id_is_refused() {
 #[test]
 fn a_cold_restart_on_new_ips_in_any_order_keeps_the_cluster_and_every_write() {
     let b = Block::ColdRestart;
-    let mut s = servers(b, 3, 3, &["-retry-join", &b.ip(1)]);
-    let refs: Vec<&Agent> = s.iter().collect();
-    let l = wait_for_leader(&refs, T);
-    wait_until(T, "three voters", || s[l].voters().len() == 3);
+    let (mut s, l) = formed(b, 3);
     for i in 0..30 {
         s[l].put(&format!("cold/{i}"), &format!("v{i}"));
     }
@@ -136,10 +142,7 @@ fn a_cold_restart_on_new_ips_in_any_order_keeps_the_cluster_and_every_write() {
 #[test]
 fn autopilot_keeps_a_dead_server_until_its_replacement_is_a_voter_then_removes_it() {
     let b = Block::DeadServer;
-    let mut s = servers(b, 3, 3, &["-retry-join", &b.ip(1)]);
-    let refs: Vec<&Agent> = s.iter().collect();
-    let l = wait_for_leader(&refs, T);
-    wait_until(T, "three voters", || s[l].voters().len() == 3);
+    let (mut s, l) = formed(b, 3);
     // Kill a follower, so that the leader stays put for the checks below.
     let dead = (0..3).find(|i| *i != l).unwrap();
     let dead_name = s[dead].name.clone();
@@ -281,10 +284,7 @@ fn autopilot_settings_are_read_changed_and_checked() {
 #[test]
 fn a_leaving_leader_hands_over_and_a_leave_that_costs_quorum_says_so() {
     let b = Block::LeavingLeader;
-    let s = servers(b, 3, 3, &["-retry-join", &b.ip(1)]);
-    let refs: Vec<&Agent> = s.iter().collect();
-    let l = wait_for_leader(&refs, T);
-    wait_until(T, "three voters", || s[l].voters().len() == 3);
+    let (s, l) = formed(b, 3);
 
     step(1, "the leader leaves: removed from Raft, a successor leads");
     let out = s[l].cli(&["leave"]);
@@ -329,10 +329,7 @@ fn a_leaving_leader_hands_over_and_a_leave_that_costs_quorum_says_so() {
 #[test]
 fn outage_recovery_brings_a_lone_survivor_back_with_its_data() {
     let b = Block::OutageRecovery;
-    let mut s = servers(b, 3, 3, &["-retry-join", &b.ip(1)]);
-    let refs: Vec<&Agent> = s.iter().collect();
-    let l = wait_for_leader(&refs, T);
-    wait_until(T, "three voters", || s[l].voters().len() == 3);
+    let (mut s, l) = formed(b, 3);
     for i in 0..20 {
         s[l].put(&format!("keep/{i}"), "x");
     }
@@ -441,12 +438,7 @@ impl Tap for std::process::Output {
 /// Replaces every server of an `n`-server cluster one at a time: a new server joins, is
 /// promoted, then the old one leaves gracefully. Returns the longest leaderless window.
 fn rolling_replacement(b: Block, n: u8) -> Duration {
-    let s = servers(b, n, n, &["-retry-join", &b.ip(1)]);
-    let refs: Vec<&Agent> = s.iter().collect();
-    let l = wait_for_leader(&refs, T);
-    wait_until(T, "every server a voter", || {
-        s[l].voters().len() == n as usize
-    });
+    let (s, l) = formed(b, n);
     s[l].put("roll/before", "1");
     let mut old: Vec<Option<Agent>> = s.into_iter().map(Some).collect();
     let mut new: Vec<Agent> = Vec::new();
