@@ -15,12 +15,8 @@ const T: Duration = Duration::from_secs(30);
 /// A moto server of its own on 127.B.0.1:5000, with tests/fixtures/moto_ec2.py's instances laid
 /// out in 127.B.0.0/24; the fixture and its endpoint.
 fn moto(block: Block) -> (Fixture, String) {
-    let host = block.ip(1);
-    let endpoint = format!("http://{host}:5000");
-    let mut cmd = Command::new("python3");
-    cmd.args(["-m", "moto.server", "-H", &host, "-p", "5000"]);
-    // (python3 with moto is installed by the test command: pip install 'moto[server]')
-    let m = Fixture::spawn("moto", cmd).wait_http(&format!("{host}:5000"), "/moto-api/");
+    let m = fixture::moto(block);
+    let endpoint = format!("http://{}:5000", block.ip(1));
     fixture::run_script("moto_ec2.py", &[&endpoint, &block.prefix()]);
     (m, endpoint)
 }

@@ -113,6 +113,15 @@ pub fn run_script(script: &str, args: &[&str]) {
     run_ok(&format!("{script} {args:?}"), cmd);
 }
 
+/// A plain moto server on 127.B.0.1:5000 (python3 with moto is installed by the test command:
+/// `pip install 'moto[server]'`); answering when returned.
+pub fn moto(block: Block) -> Fixture {
+    let host = block.ip(1);
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "moto.server", "-H", &host, "-p", "5000"]);
+    Fixture::spawn("moto", cmd).wait_http(&format!("{host}:5000"), "/moto-api/")
+}
+
 /// moto behind the counting front (tests/fixtures/moto_counting.py) on 127.B.0.1:5000, the first
 /// `throttle` EC2 requests refused as AWS refuses a throttled account; answering when returned.
 pub fn moto_counting(block: Block, throttle: u32) -> Fixture {
