@@ -10,142 +10,77 @@
 //!
 //! Run: `cargo build --release --bin muster --example autoscale_bench && target/release/examples/autoscale_bench`
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{wait_every, Agent, Block, Client, LeaderWatch};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-struct Node {
-    name: String,
-    ip: String,
-    child: Child,
-}
+/// Every wait and every leader check polls this often.
+const POLL: Duration = Duration::from_millis(5);
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// Short timeouts: a server that does not answer at once counts as not leading.
+const CLIENT: Client = Client::new(Duration::from_millis(500), Duration::from_secs(10));
 
-fn bin() -> PathBuf {
-    std::env::current_exe()
-        .expect("exe")
-        .parent()
-        .and_then(Path::parent)
-        .expect("target")
-        .join("muster")
-}
-
-fn start(root: &Path, name: &str, ip: &str, server: Option<u8>, join: &str) -> Node {
-    let mut c = Command::new(bin());
-    c.args(["agent", "-node", name, "-bind", ip, "-client", ip])
-        .args(["-log-level", "warn", "-retry-join", join, "-data-dir"])
-        .arg(root.join(format!("{ip}-{name}")));
+/// Starts agent `name` on `ip` (server expecting `server` servers, or a client) joining `join`,
+/// its data under `root`.
+fn start(root: &Path, name: &str, ip: &str, server: Option<u8>, join: &str) -> Agent {
+    let mut spec = Agent::spec(name, ip)
+        .args(&["-log-level", "warn", "-retry-join", join])
+        .data_dir(root.join(format!("{ip}-{name}")))
+        .quiet();
     if let Some(expect) = server {
-        c.args(["-server", "-bootstrap-expect", &expect.to_string()]);
+        spec = spec.args(&["-server", "-bootstrap-expect", &expect.to_string()]);
     }
-    let child = c
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn muster (build it with --release)");
-    Node {
-        name: name.into(),
-        ip: ip.into(),
-        child,
-    }
+    spec.start()
 }
 
-fn http(ip: &str, method: &str, path: &str, body: &[u8]) -> Option<(u16, String)> {
-    let addr = format!("{ip}:8500");
-    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .ok()?;
-    s.write_all(body).ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let status = buf.split(' ').nth(1)?.parse().ok()?;
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .unwrap_or("")
-        .to_string();
-    Some((status, body))
+fn voters(a: &Agent) -> Vec<String> {
+    a.voters_via(&CLIENT)
 }
 
-fn json(ip: &str, path: &str) -> serde_json::Value {
-    http(ip, "GET", path, b"")
-        .and_then(|(_, b)| serde_json::from_str(&b).ok())
-        .unwrap_or(serde_json::Value::Null)
+fn wait(what: &str, cond: impl FnMut() -> bool) {
+    wait_every(DEADLINE, POLL, what, cond)
 }
 
-fn is_leader(ip: &str) -> bool {
-    json(ip, "/v1/agent/self")["Stats"]["raft"]["state"].as_str() == Some("Leader")
+/// 127.0.ROUND.i: each round of the bench in a /24 of its own.
+fn ip(round: u8, i: u8) -> String {
+    Block::Loopback.ip_in(round, i)
 }
 
-fn voters(ip: &str) -> Vec<String> {
-    let mut v: Vec<String> = json(ip, "/v1/operator/raft/configuration")["Servers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|s| s["Voter"].as_bool() == Some(true))
-        .filter_map(|s| s["Node"].as_str().map(String::from))
-        .collect();
-    v.sort();
-    v
-}
-
-fn wait(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + DEADLINE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn ip(block: u8, i: u8) -> String {
-    format!("127.0.{block}.{i}")
-}
-
-fn form(root: &Path, block: u8, n: u8) -> Vec<Node> {
-    let nodes: Vec<Node> = (1..=n)
+fn form(root: &Path, round: u8, n: u8) -> Vec<Agent> {
+    let nodes: Vec<Agent> = (1..=n)
         .map(|i| {
             start(
                 root,
                 &format!("s{i}"),
-                &ip(block, i),
+                &ip(round, i),
                 Some(n),
-                &ip(block, 1),
+                &ip(round, 1),
             )
         })
         .collect();
     wait("all voters", || {
-        nodes.iter().any(|a| is_leader(&a.ip)) && voters(&nodes[0].ip).len() == n as usize
+        nodes.iter().any(|a| a.is_leader_via(&CLIENT)) && voters(&nodes[0]).len() == n as usize
     });
     nodes
 }
 
 /// Kill a follower, start its replacement, time until the configuration is whole again.
 fn replacement_times(root: &Path, rounds: usize) -> Vec<Duration> {
-    let block = 1;
-    let mut nodes = form(root, block, 3);
+    let round = 1;
+    let mut nodes = form(root, round, 3);
     let mut out = Vec::new();
     for r in 0..rounds {
         let victim = nodes
             .iter()
-            .position(|a| !is_leader(&a.ip))
+            .position(|a| !a.is_leader_via(&CLIENT))
             .expect("a follower");
         let dead = nodes.remove(victim);
         let dead_name = dead.name.clone();
@@ -153,10 +88,10 @@ fn replacement_times(root: &Path, rounds: usize) -> Vec<Duration> {
         let t0 = Instant::now();
         drop(dead);
         let name = format!("n{r}");
-        nodes.push(start(root, &name, &ip(block, 10 + r as u8), Some(3), &seed));
-        let probe = nodes[0].ip.clone();
+        nodes.push(start(root, &name, &ip(round, 10 + r as u8), Some(3), &seed));
+        let probe = &nodes[0];
         wait("replacement voter, dead removed", || {
-            let v = voters(&probe);
+            let v = voters(probe);
             v.len() == 3 && v.contains(&name) && !v.contains(&dead_name)
         });
         out.push(t0.elapsed());
@@ -164,43 +99,16 @@ fn replacement_times(root: &Path, rounds: usize) -> Vec<Duration> {
     out
 }
 
-struct Watch {
-    stop: Arc<AtomicBool>,
-    ips: Arc<Mutex<Vec<String>>>,
-    leaderless: std::thread::JoinHandle<Duration>,
-    writer: std::thread::JoinHandle<(Duration, u64)>,
-}
-
-/// Longest leaderless window, and the longest write stall through `client`.
-fn watch(ips: Vec<String>, client: String) -> Watch {
-    let stop = Arc::new(AtomicBool::new(false));
-    let ips = Arc::new(Mutex::new(ips));
-    let (st, ip2) = (stop.clone(), ips.clone());
-    let leaderless = std::thread::spawn(move || {
-        let mut longest = Duration::ZERO;
-        let mut since: Option<Instant> = None;
-        while !st.load(Ordering::Relaxed) {
-            let list = ip2.lock().unwrap().clone();
-            let has = list.iter().any(|i| is_leader(i));
-            match (has, since) {
-                (true, Some(t)) => {
-                    longest = longest.max(t.elapsed());
-                    since = None;
-                }
-                (false, None) => since = Some(Instant::now()),
-                _ => {}
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        longest
-    });
-    let st = stop.clone();
-    let writer = std::thread::spawn(move || {
+/// Writes without pause through the client agent at `client` until `stop`; the longest stall
+/// between two acknowledged writes, and how many were acknowledged.
+fn writer(client: String, stop: Arc<AtomicBool>) -> JoinHandle<(Duration, u64)> {
+    std::thread::spawn(move || {
         let mut longest = Duration::ZERO;
         let mut last = Instant::now();
         let mut n = 0u64;
-        while !st.load(Ordering::Relaxed) {
-            let ok = http(&client, "PUT", &format!("/v1/kv/roll/{}", n % 100), b"v")
+        while !stop.load(Ordering::Relaxed) {
+            let ok = CLIENT
+                .text(&client, "PUT", &format!("/v1/kv/roll/{}", n % 100), b"v")
                 .is_some_and(|(s, b)| s == 200 && b.trim() == "true");
             if ok {
                 longest = longest.max(last.elapsed());
@@ -209,37 +117,35 @@ fn watch(ips: Vec<String>, client: String) -> Watch {
             }
         }
         (longest, n)
-    });
-    Watch {
-        stop,
-        ips,
-        leaderless,
-        writer,
-    }
+    })
 }
 
 /// (longest leaderless window, longest write stall, writes acknowledged, duration).
-fn rolling(root: &Path, block: u8, n: u8) -> (Duration, Duration, u64, Duration) {
-    let mut old: Vec<Option<Node>> = form(root, block, n).into_iter().map(Some).collect();
+fn rolling(root: &Path, round: u8, n: u8) -> (Duration, Duration, u64, Duration) {
+    let mut old: Vec<Option<Agent>> = form(root, round, n).into_iter().map(Some).collect();
     let client = start(
         root,
-        &format!("c{block}"),
-        &ip(block, 100),
+        &format!("c{round}"),
+        &ip(round, 100),
         None,
-        &ip(block, 1),
+        &ip(round, 1),
     );
     wait("the client can write", || {
-        http(&client.ip, "PUT", "/v1/kv/roll/ready", b"1").is_some_and(|(s, _)| s == 200)
+        CLIENT
+            .text(&client.http_addr(), "PUT", "/v1/kv/roll/ready", b"1")
+            .is_some_and(|(s, _)| s == 200)
     });
-    let mut new: Vec<Node> = Vec::new();
-    let live = |old: &[Option<Node>], new: &[Node]| -> Vec<String> {
+    let mut new: Vec<Agent> = Vec::new();
+    let live = |old: &[Option<Agent>], new: &[Agent]| -> Vec<String> {
         old.iter()
             .flatten()
             .chain(new)
-            .map(|a| a.ip.clone())
+            .map(|a| a.http_addr())
             .collect()
     };
-    let w = watch(live(&old, &new), client.ip.clone());
+    let watch = LeaderWatch::start(live(&old, &new), POLL, CLIENT);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = writer(client.http_addr(), stop.clone());
     let t0 = Instant::now();
     for i in 0..n as usize {
         let seed = old
@@ -250,22 +156,20 @@ fn rolling(root: &Path, block: u8, n: u8) -> (Duration, Duration, u64, Duration)
             .map(|a| a.ip.clone())
             .unwrap();
         let name = format!("r{}", i + 1);
-        new.push(start(root, &name, &ip(block, 20 + i as u8), Some(n), &seed));
-        *w.ips.lock().unwrap() = live(&old, &new);
-        let probe = new.last().unwrap().ip.clone();
-        wait("new server promoted", || voters(&probe).contains(&name));
+        new.push(start(root, &name, &ip(round, 20 + i as u8), Some(n), &seed));
+        watch.set(live(&old, &new));
+        let probe = new.last().unwrap();
+        wait("new server promoted", || voters(probe).contains(&name));
         let gone = old[i].take().unwrap();
-        let _ = http(&gone.ip, "PUT", "/v1/agent/leave", b"");
-        *w.ips.lock().unwrap() = live(&old, &new);
-        wait("old server removed", || {
-            !voters(&probe).contains(&gone.name)
-        });
+        let _ = CLIENT.text(&gone.http_addr(), "PUT", "/v1/agent/leave", b"");
+        watch.set(live(&old, &new));
+        wait("old server removed", || !voters(probe).contains(&gone.name));
         drop(gone);
     }
     let took = t0.elapsed();
-    w.stop.store(true, Ordering::Relaxed);
-    let leaderless = w.leaderless.join().unwrap();
-    let (stall, writes) = w.writer.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let leaderless = watch.finish_closed();
+    let (stall, writes) = writes.join().unwrap();
     (leaderless, stall, writes, took)
 }
 

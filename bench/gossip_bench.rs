@@ -6,129 +6,63 @@
 //!
 //! Run: `cargo build --release --bin muster --example gossip_bench && target/release/examples/gossip_bench 5 20 50`
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-struct Node {
-    ip: String,
-    child: Child,
-    _dir: PathBuf,
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{rss_kib, Agent, Block, Client};
+
+/// Short timeouts: an agent that does not answer at once counts as seeing nobody.
+const CLIENT: Client = Client::new(Duration::from_millis(500), Duration::from_secs(5));
+
+/// The members agent `node` sees, with `Status` as a number; empty while it does not answer.
+fn members(node: &Agent) -> Vec<serde_json::Value> {
+    CLIENT
+        .json_get(&node.http_addr(), "/v1/agent/members")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn count_status(node: &Agent, status: u64) -> usize {
+    members(node)
+        .iter()
+        .filter(|m| m["Status"].as_u64() == Some(status))
+        .count()
 }
 
-fn bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .join("muster")
+fn sees_failed(node: &Agent, name: &str) -> bool {
+    members(node)
+        .iter()
+        .any(|m| m["Name"] == name && m["Status"].as_u64() == Some(4))
 }
 
-fn http_get(addr: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(500)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
-}
-
-fn count_status(node: &Node, status: u64) -> usize {
-    http_get(&format!("{}:8500", node.ip), "/v1/agent/members")
-        .and_then(|b| serde_json::from_str::<Vec<serde_json::Value>>(&b).ok())
-        .map(|v| {
-            v.iter()
-                .filter(|m| m["Status"].as_u64() == Some(status))
-                .count()
-        })
+fn bytes_sent(node: &Agent) -> u64 {
+    CLIENT.json_get(&node.http_addr(), "/v1/agent/self")["Stats"]["serf_lan"]["bytes_sent"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
 
-fn sees_failed(node: &Node, name: &str) -> bool {
-    http_get(&format!("{}:8500", node.ip), "/v1/agent/members")
-        .and_then(|b| serde_json::from_str::<Vec<serde_json::Value>>(&b).ok())
-        .is_some_and(|v| {
-            v.iter()
-                .any(|m| m["Name"] == name && m["Status"].as_u64() == Some(4))
-        })
-}
-
-fn bytes_sent(node: &Node) -> u64 {
-    http_get(&format!("{}:8500", node.ip), "/v1/agent/self")
-        .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
-        .and_then(|v| {
-            v["Stats"]["serf_lan"]["bytes_sent"]
-                .as_str()
-                .and_then(|s| s.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
-fn spawn(i: usize, root: &std::path::Path, join: Option<&str>) -> Node {
-    let ip = format!("127.30.0.{}", i + 1);
-    let dir = root.join(format!("n{i}"));
-    let mut cmd = Command::new(bin());
-    cmd.args([
-        "agent",
-        "-node",
-        &format!("n{i}"),
-        "-bind",
-        &ip,
-        "-client",
-        &ip,
-        "-log-level",
-        "warn",
-        "-data-dir",
-    ])
-    .arg(&dir)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
+/// Agent `n{i}` on 127.30.0.(i+1), its data under `root`, joining `join` if given.
+fn spawn(i: usize, root: &Path, join: Option<&str>) -> Agent {
+    let name = format!("n{i}");
+    let mut spec = Agent::spec(&name, &Block::GossipBench.ip(i as u8 + 1))
+        .args(&["-log-level", "warn"])
+        .data_dir(root.join(&name))
+        .quiet();
     if let Some(seed) = join {
-        cmd.args(["-join", seed]);
+        spec = spec.args(&["-join", seed]);
     }
-    Node {
-        ip,
-        child: cmd
-            .spawn()
-            .expect("spawn muster (build it with --release first)"),
-        _dir: dir,
-    }
+    spec.start()
 }
 
+/// Polls `f` every 20 ms for up to `timeout`; how long it took to hold.
 fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
+    support::poll(timeout, Duration::from_millis(20), || f().then_some(()))
+        .map(|()| start.elapsed())
 }
 
 fn fmt(d: Option<Duration>) -> String {
@@ -155,7 +89,9 @@ fn main() {
         let _ = std::fs::remove_dir_all(&root);
         let mut nodes = vec![spawn(0, &root, None)];
         wait(Duration::from_secs(10), || {
-            http_get(&format!("{}:8500", nodes[0].ip), "/v1/agent/members").is_some()
+            CLIENT
+                .send(&nodes[0].http_addr(), "GET", "/v1/agent/members", b"")
+                .is_some()
         })
         .expect("seed starts");
         let seed = format!("{}:8301", nodes[0].ip);
@@ -174,7 +110,11 @@ fn main() {
         std::thread::sleep(idle);
         let after: u64 = nodes.iter().map(bytes_sent).sum();
         let per_agent_bps = (after.saturating_sub(before)) as f64 / idle.as_secs_f64() / n as f64;
-        let rss: Vec<u64> = nodes.iter().map(|x| rss_kib(x.child.id())).collect();
+        let rss: Vec<u64> = nodes
+            .iter()
+            .filter_map(Agent::pid)
+            .map(|pid| rss_kib(pid as u32))
+            .collect();
         let mean_rss = rss.iter().sum::<u64>() as f64 / rss.len() as f64 / 1024.0;
         let max_rss = *rss.iter().max().unwrap_or(&0) as f64 / 1024.0;
 

@@ -9,69 +9,29 @@
 //!
 //! Run: `cargo build --release --bin muster --example kv_bench && target/release/examples/kv_bench`
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::cluster3::{start_etcd, start_muster};
+use support::http::KeepAlive as Conn;
+use support::{Agent, Block, Fixture};
+
 const SECONDS: u64 = 5;
 
-#[path = "cluster3.rs"]
-mod cluster3;
-use cluster3::{start_etcd, start_muster, Proc};
-
-/// One keep-alive HTTP/1.1 connection.
-struct Conn {
-    addr: String,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-}
-
-impl Conn {
-    fn open(addr: &str) -> Option<Conn> {
-        let s = TcpStream::connect(addr).ok()?;
-        s.set_nodelay(true).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-        Some(Conn {
-            addr: addr.into(),
-            reader: BufReader::new(s.try_clone().ok()?),
-            writer: s,
-        })
-    }
-
-    /// Sends a request and returns (status, body), or None if the connection broke.
-    fn call(&mut self, method: &str, path: &str, body: &[u8]) -> Option<(u16, Vec<u8>)> {
-        let head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", self.addr, body.len());
-        self.writer.write_all(head.as_bytes()).ok()?;
-        self.writer.write_all(body).ok()?;
-        let mut line = String::new();
-        self.reader.read_line(&mut line).ok()?;
-        let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            self.reader.read_line(&mut h).ok()?;
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse().ok()?;
-                }
-            }
-        }
-        let mut out = vec![0u8; len];
-        self.reader.read_exact(&mut out).ok()?;
-        Some((status, out))
-    }
+/// The members' processes, held only to be stopped when dropped.
+#[allow(dead_code)]
+enum Members {
+    Muster(Vec<Agent>),
+    Etcd(Vec<Fixture>),
 }
 
 trait System {
     fn name(&self) -> &'static str;
-    fn start(&self, root: &Path) -> Vec<Proc>;
+    fn start(&self, root: &Path) -> Members;
     fn ready(&self) -> bool;
     /// One write of `value` under a key of writer `w`, number `n`; true when acknowledged.
     fn put(&self, c: &mut Conn, w: usize, n: u64, value: &[u8]) -> bool;
@@ -86,12 +46,12 @@ impl System for Muster {
     fn port(&self) -> u16 {
         8500
     }
-    fn start(&self, root: &Path) -> Vec<Proc> {
-        (1..=3).map(|i| start_muster(root, i)).collect()
+    fn start(&self, root: &Path) -> Members {
+        Members::Muster((1..=3).map(|i| start_muster(root, i)).collect())
     }
     fn ready(&self) -> bool {
         (1..=3).all(|i| {
-            Conn::open(&format!("127.0.0.{i}:8500"))
+            Conn::open(&format!("{}:8500", Block::Loopback.ip(i)))
                 .and_then(|mut c| c.call("PUT", "/v1/kv/ready", b"1"))
                 .is_some_and(|(s, b)| s == 200 && b == b"true")
         })
@@ -110,12 +70,12 @@ impl System for Etcd {
     fn port(&self) -> u16 {
         2379
     }
-    fn start(&self, root: &Path) -> Vec<Proc> {
-        (1..=3).map(|i| start_etcd(root, i, &[])).collect()
+    fn start(&self, root: &Path) -> Members {
+        Members::Etcd((1..=3).map(|i| start_etcd(root, i, &[])).collect())
     }
     fn ready(&self) -> bool {
         (1..=3).all(|i| {
-            Conn::open(&format!("127.0.0.{i}:2379"))
+            Conn::open(&format!("{}:2379", Block::Loopback.ip(i)))
                 .and_then(|mut c| {
                     c.call(
                         "POST",
@@ -159,9 +119,9 @@ fn run(sys: &(dyn System + Sync), writers: usize) -> (f64, f64, f64, usize) {
                 // KV_BENCH_MEMBER=N (1–3) sends every write to one member, for profiling.
                 let member = std::env::var("KV_BENCH_MEMBER")
                     .ok()
-                    .and_then(|m| m.parse::<usize>().ok())
-                    .unwrap_or(1 + w % 3);
-                let addr = format!("127.0.0.{member}:{}", sys.port());
+                    .and_then(|m| m.parse::<u8>().ok())
+                    .unwrap_or(1 + (w % 3) as u8);
+                let addr = format!("{}:{}", Block::Loopback.ip(member), sys.port());
                 let mut conn = Conn::open(&addr).expect("connect");
                 let mut mine = Vec::new();
                 let mut n = 0u64;

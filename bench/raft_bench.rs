@@ -13,67 +13,54 @@
 //! Run: `cargo build --release --bin muster --example raft_bench && target/release/examples/raft_bench`
 //! (etcd must be on PATH: `apt-get install etcd-server`).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
-
 use std::time::{Duration, Instant};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::cluster3::{start_etcd, start_muster};
+use support::{rss_kib, Agent, Block, Client, Fixture};
 
 const TRIALS: usize = 7;
 
 /// One trial: (formation ms, failover ms, idle RSS MiB).
 type Trial = fn(&Path) -> (f64, f64, f64);
 
-#[path = "cluster3.rs"]
-mod cluster3;
-use cluster3::{start_etcd, start_muster, Proc};
+/// Short timeouts: a member that does not answer at once is not ready.
+const CLIENT: Client = Client::new(Duration::from_millis(200), Duration::from_millis(1500)).json();
 
+/// The body of a 200 answer to `method path` at `addr`, or None.
 fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr.parse().ok()?, Duration::from_millis(200)).ok()?;
-    s.set_read_timeout(Some(Duration::from_millis(1500))).ok()?;
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).ok()?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).ok()?;
-    let (head, body) = buf.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    Some(body.to_string())
+    CLIENT
+        .text(addr, method, path, body.as_bytes())
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| body)
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
+    rss_kib(pid) as f64 / 1024.0
 }
 
-fn poll<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    None
+/// Calls `f` every 2 ms until it gives a value or `timeout` passes.
+fn poll<T>(timeout: Duration, f: impl FnMut() -> Option<T>) -> Option<T> {
+    support::poll(timeout, Duration::from_millis(2), f)
 }
 
 // ---- muster -------------------------------------------------------------------------------
 
-fn muster_raft(i: usize) -> Option<serde_json::Value> {
-    let body = http(&format!("127.0.0.{i}:8500"), "GET", "/v1/agent/self", "")?;
+fn muster_raft(i: u8) -> Option<serde_json::Value> {
+    let body = http(
+        &format!("{}:8500", Block::Loopback.ip(i)),
+        "GET",
+        "/v1/agent/self",
+        "",
+    )?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
     Some(v["Stats"]["raft"].clone())
 }
 
 fn muster_trial(root: &Path) -> (f64, f64, f64) {
-    let mut procs: Vec<Option<Proc>> = Vec::new();
+    let mut procs: Vec<Option<Agent>> = Vec::new();
     let t0 = Instant::now();
     for i in 1..=3 {
         procs.push(Some(start_muster(root, i)));
@@ -88,8 +75,13 @@ fn muster_trial(root: &Path) -> (f64, f64, f64) {
     // And the first successful KV write, as etcd's figure is measured.
     let first_write = poll(Duration::from_secs(30), || {
         (1..=3).find(|&i| {
-            http(&format!("127.0.0.{i}:8500"), "PUT", "/v1/kv/first", "x")
-                .is_some_and(|b| b == "true")
+            http(
+                &format!("{}:8500", Block::Loopback.ip(i)),
+                "PUT",
+                "/v1/kv/first",
+                "x",
+            )
+            .is_some_and(|b| b == "true")
         })
     })
     .map(|_| t0.elapsed().as_secs_f64() * 1000.0)
@@ -99,7 +91,8 @@ fn muster_trial(root: &Path) -> (f64, f64, f64) {
     let rss = procs
         .iter()
         .flatten()
-        .map(|p| rss_mib(p.0.id()))
+        .filter_map(Agent::pid)
+        .map(|pid| rss_mib(pid as u32))
         .sum::<f64>()
         / 3.0;
     let leader = (1..=3)
@@ -110,7 +103,7 @@ fn muster_trial(root: &Path) -> (f64, f64, f64) {
         .max()
         .unwrap_or(0);
     let t1 = Instant::now();
-    procs[leader - 1] = None; // SIGKILL
+    procs[leader as usize - 1] = None; // SIGKILL
     let failover = poll(Duration::from_secs(30), || {
         (1..=3).filter(|&i| i != leader).find(|&i| {
             muster_raft(i).is_some_and(|r| {
@@ -130,9 +123,9 @@ fn muster_trial(root: &Path) -> (f64, f64, f64) {
 
 // ---- etcd ---------------------------------------------------------------------------------
 
-fn etcd_put(i: usize) -> bool {
+fn etcd_put(i: u8) -> bool {
     http(
-        &format!("127.0.0.{i}:2379"),
+        &format!("{}:2379", Block::Loopback.ip(i)),
         "POST",
         "/v3/kv/put",
         r#"{"key":"Zm9v","value":"YmFy"}"#,
@@ -140,9 +133,9 @@ fn etcd_put(i: usize) -> bool {
     .is_some()
 }
 
-fn etcd_is_leader(i: usize) -> bool {
+fn etcd_is_leader(i: u8) -> bool {
     http(
-        &format!("127.0.0.{i}:2379"),
+        &format!("{}:2379", Block::Loopback.ip(i)),
         "POST",
         "/v3/maintenance/status",
         "{}",
@@ -164,7 +157,7 @@ fn etcd_tuned_trial(root: &Path) -> (f64, f64, f64) {
 }
 
 fn etcd_trial_with(root: &Path, extra: &[&str]) -> (f64, f64, f64) {
-    let mut procs: Vec<Option<Proc>> = Vec::new();
+    let mut procs: Vec<Option<Fixture>> = Vec::new();
     let t0 = Instant::now();
     for i in 1..=3 {
         procs.push(Some(start_etcd(root, i, extra)));
@@ -176,7 +169,7 @@ fn etcd_trial_with(root: &Path, extra: &[&str]) -> (f64, f64, f64) {
     let rss = procs
         .iter()
         .flatten()
-        .map(|p| rss_mib(p.0.id()))
+        .map(|p| rss_mib(p.pid()))
         .sum::<f64>()
         / 3.0;
     let leader = poll(Duration::from_secs(10), || {
@@ -184,7 +177,7 @@ fn etcd_trial_with(root: &Path, extra: &[&str]) -> (f64, f64, f64) {
     })
     .expect("an etcd leader");
     let t1 = Instant::now();
-    procs[leader - 1] = None;
+    procs[leader as usize - 1] = None;
     let failover = poll(Duration::from_secs(30), || {
         (1..=3).filter(|&i| i != leader).find(|&i| etcd_put(i))
     })

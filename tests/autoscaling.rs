@@ -1,60 +1,27 @@
 //! Life in an autoscaling group, with real processes: servers back on new IPs, a whole cluster
 //! cold-started on new IPs, autopilot replacing a dead server, leaves that hand over leadership
 //! or say they cost quorum, outage recovery, and rolling replacement of every server.
-//! Address blocks 80–89 (see tests/support/mod.rs).
 
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
 
 const T: Duration = Duration::from_secs(40);
 
-fn list_peers(a: &Agent) -> Vec<Value> {
-    http(&a.http_addr(), "GET", "/v1/operator/raft/configuration")
-        .filter(|(st, _)| *st == 200)
-        .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
-        .and_then(|v| v["Servers"].as_array().cloned())
-        .unwrap_or_default()
-}
-
-/// (name, address, voter) of every server in `a`'s Raft configuration, sorted.
-fn peers(a: &Agent) -> Vec<(String, String, bool)> {
-    let mut v: Vec<_> = list_peers(a)
-        .iter()
-        .map(|s| {
-            (
-                s["Node"].as_str().unwrap_or("").to_string(),
-                s["Address"].as_str().unwrap_or("").to_string(),
-                s["Voter"].as_bool().unwrap_or(false),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
-fn voters(a: &Agent) -> Vec<String> {
-    peers(a).into_iter().filter(|p| p.2).map(|p| p.0).collect()
-}
-
-fn put(a: &Agent, key: &str, value: &str) {
-    let out = a.cli(&["kv", "put", key, value]);
-    assert!(out.status.success(), "kv put {key}: {}", stderr(&out));
-}
-
-fn get_consistent(a: &Agent, key: &str) -> Option<String> {
-    let (st, body) = http(
-        &a.http_addr(),
-        "GET",
-        &format!("/v1/kv/{key}?raw&consistent"),
-    )?;
-    (st == 200).then_some(body)
+/// `n` servers on `b`, each retry-joining the first, formed: one leader every server agrees on
+/// and every server a voter. The servers and the leader's index.
+fn formed(b: Block, n: u8) -> (Vec<Agent>, usize) {
+    let s = servers(b, n, n, &["-retry-join", &b.ip(1)]);
+    let refs: Vec<&Agent> = s.iter().collect();
+    let l = wait_for_leader(&refs, T);
+    wait_until(T, "every server a voter", || {
+        s[l].voters().len() == n as usize
+    });
+    (s, l)
 }
 
 fn leader_of(agents: &[&Agent]) -> Option<usize> {
@@ -63,32 +30,21 @@ fn leader_of(agents: &[&Agent]) -> Option<usize> {
 
 #[test]
 fn a_server_back_on_a_new_ip_keeps_its_seat_and_a_copied_node_id_is_refused() {
-    let b = 80;
-    let mut s = servers(b, 3, 3, &["-retry-join", &ip(b, 1)]);
-    let refs: Vec<&Agent> = s.iter().collect();
-    wait_for_leader(&refs, T);
-    wait_until(T, "three voters", || voters(&s[0]).len() == 3);
+    let b = Block::NewIp;
+    let (mut s, _) = formed(b, 3);
 
     step(1, "s3 stops and comes back with its data on a new IP");
     s[2].kill();
-    s[2].ip = ip(b, 13);
-    s[2].extra = [
-        "-server",
-        "-bootstrap-expect",
-        "3",
-        "-retry-join",
-        &ip(b, 1),
-    ]
-    .map(String::from)
-    .to_vec();
+    s[2].ip = b.ip(13);
+    s[2].extra = server_flags(3, &[&b.ip(1)]);
     s[2].restart();
-    let new_addr = format!("{}:8300", ip(b, 13));
+    let new_addr = format!("{}:8300", b.ip(13));
     wait_until(T, "s3's new address is in the Raft configuration", || {
-        peers(&s[0])
+        s[0].peers()
             .iter()
             .any(|p| p.0 == "s3" && p.1 == new_addr && p.2)
     });
-    assert_eq!(peers(&s[0]).len(), 3, "no phantom peer: {:?}", peers(&s[0]));
+    assert_eq!(s[0].peers().len(), 3, "no phantom peer: {:?}", s[0].peers());
     // (s3 may have been the leader: openraft restarts a leader whose vote was committed as
     // leader, and it then leads from its new address.)
     wait_until(T, "s3 takes part again", || {
@@ -97,7 +53,7 @@ fn a_server_back_on_a_new_ip_keeps_its_seat_and_a_copied_node_id_is_refused() {
     });
     wait_for_leader(&[&s[0], &s[1], &s[2]], T);
     let l = leader_of(&[&s[0], &s[1], &s[2]]).expect("a leader");
-    put(&s[l], "moved/after", "yes");
+    s[l].put("moved/after", "yes");
     wait_until(T, "the moved server applies new writes", || {
         http(&s[2].http_addr(), "GET", "/v1/kv/moved/after?raw&stale")
             .is_some_and(|(st, body)| st == 200 && body == "yes")
@@ -116,18 +72,18 @@ fn a_server_back_on_a_new_ip_keeps_its_seat_and_a_copied_node_id_is_refused() {
         tmp.path().join("data").join("node-id"),
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(bin())
         .args([
             "agent",
             "-server",
             "-node",
             "copy",
             "-bind",
-            &ip(b, 20),
+            &b.ip(20),
             "-client",
-            &ip(b, 20),
+            &b.ip(20),
             "-join",
-            &ip(b, 1),
+            &b.ip(1),
         ])
         .arg("-data-dir")
         .arg(tmp.path().join("data"))
@@ -136,18 +92,15 @@ fn a_server_back_on_a_new_ip_keeps_its_seat_and_a_copied_node_id_is_refused() {
     let text = format!("{}{}", stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("already in use"), "{text}");
-    assert_eq!(peers(&s[0]).len(), 3);
+    assert_eq!(s[0].peers().len(), 3);
 }
 
 #[test]
 fn a_cold_restart_on_new_ips_in_any_order_keeps_the_cluster_and_every_write() {
-    let b = 81;
-    let mut s = servers(b, 3, 3, &["-retry-join", &ip(b, 1)]);
-    let refs: Vec<&Agent> = s.iter().collect();
-    let l = wait_for_leader(&refs, T);
-    wait_until(T, "three voters", || voters(&s[l]).len() == 3);
+    let b = Block::ColdRestart;
+    let (mut s, l) = formed(b, 3);
     for i in 0..30 {
-        put(&s[l], &format!("cold/{i}"), &format!("v{i}"));
+        s[l].put(&format!("cold/{i}"), &format!("v{i}"));
     }
     let cluster = s[0].raft("cluster_id");
     assert!(!cluster.is_empty());
@@ -159,22 +112,10 @@ fn a_cold_restart_on_new_ips_in_any_order_keeps_the_cluster_and_every_write() {
     for a in s.iter_mut() {
         a.kill();
     }
-    let new: Vec<String> = (11..=13).map(|i| ip(b, i)).collect();
+    let new: Vec<String> = (11..=13).map(|i| b.ip(i)).collect();
     for (i, a) in s.iter_mut().enumerate().rev() {
         a.ip = new[i].clone();
-        a.extra = [
-            "-server",
-            "-bootstrap-expect",
-            "3",
-            "-retry-join",
-            &new[0],
-            "-retry-join",
-            &new[1],
-            "-retry-join",
-            &new[2],
-        ]
-        .map(String::from)
-        .to_vec();
+        a.extra = server_flags(3, &[&new[0], &new[1], &new[2]]);
         a.restart();
     }
     let refs: Vec<&Agent> = s.iter().collect();
@@ -184,14 +125,14 @@ fn a_cold_restart_on_new_ips_in_any_order_keeps_the_cluster_and_every_write() {
         assert!(!a.log().contains("attempting bootstrap"), "{}", a.log());
     }
     wait_until(T, "the configuration shows the new addresses", || {
-        peers(&s[l])
+        s[l].peers()
             .iter()
             .all(|p| p.2 && new.contains(&p.1.trim_end_matches(":8300").to_string()))
-            && peers(&s[l]).len() == 3
+            && s[l].peers().len() == 3
     });
     for i in 0..30 {
         assert_eq!(
-            get_consistent(&s[l], &format!("cold/{i}")).as_deref(),
+            s[l].get_consistent(&format!("cold/{i}")).as_deref(),
             Some(format!("v{i}").as_str()),
             "cold/{i} survived"
         );
@@ -200,11 +141,8 @@ fn a_cold_restart_on_new_ips_in_any_order_keeps_the_cluster_and_every_write() {
 
 #[test]
 fn autopilot_keeps_a_dead_server_until_its_replacement_is_a_voter_then_removes_it() {
-    let b = 82;
-    let mut s = servers(b, 3, 3, &["-retry-join", &ip(b, 1)]);
-    let refs: Vec<&Agent> = s.iter().collect();
-    let l = wait_for_leader(&refs, T);
-    wait_until(T, "three voters", || voters(&s[l]).len() == 3);
+    let b = Block::DeadServer;
+    let (mut s, l) = formed(b, 3);
     // Kill a follower, so that the leader stays put for the checks below.
     let dead = (0..3).find(|i| *i != l).unwrap();
     let dead_name = s[dead].name.clone();
@@ -219,7 +157,7 @@ fn autopilot_keeps_a_dead_server_until_its_replacement_is_a_voter_then_removes_i
         stdout(&out).contains(&format!("keeping dead server {dead_name}"))
             && stdout(&out).contains("below min_quorum 3")
     });
-    assert_eq!(voters(&s[l]).len(), 3);
+    assert_eq!(s[l].voters().len(), 3);
     wait_until(T, "the leader's log says it too", || {
         s[l].log().contains("start a replacement server")
     });
@@ -230,10 +168,10 @@ fn autopilot_keeps_a_dead_server_until_its_replacement_is_a_voter_then_removes_i
     );
     // The same line as the others, naming every original server (the dead one may be the
     // first); a provider would list only live instances.
-    let (j1, j2, j3) = (ip(b, 1), ip(b, 2), ip(b, 3));
+    let (j1, j2, j3) = (b.ip(1), b.ip(2), b.ip(3));
     let r = Agent::start(
         "s4",
-        &ip(b, 4),
+        &b.ip(4),
         &[
             "-server",
             "-bootstrap-expect",
@@ -247,7 +185,7 @@ fn autopilot_keeps_a_dead_server_until_its_replacement_is_a_voter_then_removes_i
         ],
     );
     wait_until(T, "s4 is a voter and the dead server is gone", || {
-        let v = voters(&s[l]);
+        let v = s[l].voters();
         v.contains(&"s4".to_string()) && !v.contains(&dead_name) && v.len() == 3
     });
     assert!(!r.log().contains("attempting bootstrap"), "{}", r.log());
@@ -261,8 +199,8 @@ fn autopilot_keeps_a_dead_server_until_its_replacement_is_a_voter_then_removes_i
 
 #[test]
 fn autopilot_settings_are_read_changed_and_checked() {
-    let b = 83;
-    let a = Agent::start("solo", &ip(b, 1), &["-server", "-bootstrap-expect", "1"]);
+    let b = Block::AutopilotSettings;
+    let a = Agent::start("solo", &b.ip(1), &["-server", "-bootstrap-expect", "1"]);
     wait_until(T, "a leader", || a.is_leader());
     wait_until(T, "the settings are replicated", || {
         // -bootstrap-expect 1 is -bootstrap (Consul's rule): no expect, so no floor.
@@ -345,11 +283,8 @@ fn autopilot_settings_are_read_changed_and_checked() {
 
 #[test]
 fn a_leaving_leader_hands_over_and_a_leave_that_costs_quorum_says_so() {
-    let b = 84;
-    let s = servers(b, 3, 3, &["-retry-join", &ip(b, 1)]);
-    let refs: Vec<&Agent> = s.iter().collect();
-    let l = wait_for_leader(&refs, T);
-    wait_until(T, "three voters", || voters(&s[l]).len() == 3);
+    let b = Block::LeavingLeader;
+    let (s, l) = formed(b, 3);
 
     step(1, "the leader leaves: removed from Raft, a successor leads");
     let out = s[l].cli(&["leave"]);
@@ -362,7 +297,7 @@ fn a_leaving_leader_hands_over_and_a_leave_that_costs_quorum_says_so() {
         .map(|(_, a)| a)
         .collect();
     let nl = wait_for_leader(&rest, T);
-    wait_until(T, "two voters remain", || voters(rest[nl]).len() == 2);
+    wait_until(T, "two voters remain", || rest[nl].voters().len() == 2);
     assert!(
         s[l].log().contains("leadership handed over"),
         "{}",
@@ -374,8 +309,8 @@ fn a_leaving_leader_hands_over_and_a_leave_that_costs_quorum_says_so() {
         "of two voters one dies: the survivor's leave says it costs quorum",
     );
     let other = 1 - nl;
-    let victim = rest[nl].pid().unwrap();
-    unsafe_kill(victim);
+    // SIGKILL, the agent object kept, so that its log is there for a failure message.
+    rest[nl].signal(libc::SIGKILL);
     wait_until(T, "the dead voter is seen failed", || {
         rest[other].sees(&rest[nl].name, "failed")
     });
@@ -391,22 +326,12 @@ fn a_leaving_leader_hands_over_and_a_leave_that_costs_quorum_says_so() {
     );
 }
 
-/// SIGKILL by pid (the agent object stays, so its log is kept for a failure message).
-fn unsafe_kill(pid: i32) {
-    let _ = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status();
-}
-
 #[test]
 fn outage_recovery_brings_a_lone_survivor_back_with_its_data() {
-    let b = 85;
-    let mut s = servers(b, 3, 3, &["-retry-join", &ip(b, 1)]);
-    let refs: Vec<&Agent> = s.iter().collect();
-    let l = wait_for_leader(&refs, T);
-    wait_until(T, "three voters", || voters(&s[l]).len() == 3);
+    let b = Block::OutageRecovery;
+    let (mut s, l) = formed(b, 3);
     for i in 0..20 {
-        put(&s[l], &format!("keep/{i}"), "x");
+        s[l].put(&format!("keep/{i}"), "x");
     }
     let survivor = l;
     let id = std::fs::read_to_string(s[survivor].data_dir().join("node-id")).unwrap();
@@ -473,13 +398,13 @@ fn outage_recovery_brings_a_lone_survivor_back_with_its_data() {
     assert_eq!(s[survivor].raft("cluster_id"), cluster);
     for i in 0..20 {
         assert_eq!(
-            get_consistent(&s[survivor], &format!("keep/{i}")).as_deref(),
+            s[survivor].get_consistent(&format!("keep/{i}")).as_deref(),
             Some("x")
         );
     }
     let n = Agent::start(
         "fresh",
-        &ip(b, 9),
+        &b.ip(9),
         &[
             "-server",
             "-bootstrap-expect",
@@ -489,7 +414,7 @@ fn outage_recovery_brings_a_lone_survivor_back_with_its_data() {
         ],
     );
     wait_until(T, "the new server is a voter", || {
-        voters(&s[survivor]).contains(&"fresh".to_string())
+        s[survivor].voters().contains(&"fresh".to_string())
     });
     assert!(!n.log().contains("attempting bootstrap"));
 }
@@ -510,76 +435,11 @@ impl Tap for std::process::Output {
     }
 }
 
-/// Polls every live server every 10 ms and records the longest stretch during which none of
-/// them was leader.
-pub struct LeaderWatch {
-    stop: Arc<AtomicBool>,
-    addrs: Arc<Mutex<Vec<String>>>,
-    handle: Option<std::thread::JoinHandle<Duration>>,
-}
-
-impl LeaderWatch {
-    pub fn start(addrs: Vec<String>) -> LeaderWatch {
-        let stop = Arc::new(AtomicBool::new(false));
-        let addrs = Arc::new(Mutex::new(addrs));
-        let (st, ad) = (stop.clone(), addrs.clone());
-        let handle = std::thread::spawn(move || {
-            let mut longest = Duration::ZERO;
-            let mut without: Option<Instant> = None;
-            while !st.load(Ordering::Relaxed) {
-                let list = ad.lock().unwrap().clone();
-                // A server that reports itself Leader (a follower's /v1/status/leader can name
-                // a leader that has already stepped down).
-                let has = list.iter().any(|a| {
-                    http(a, "GET", "/v1/agent/self").is_some_and(|(code, body)| {
-                        code == 200
-                            && serde_json::from_str::<Value>(&body).is_ok_and(|v| {
-                                v["Stats"]["raft"]["state"].as_str() == Some("Leader")
-                            })
-                    })
-                });
-                match (has, without) {
-                    (true, Some(t)) => {
-                        longest = longest.max(t.elapsed());
-                        without = None;
-                    }
-                    (false, None) => without = Some(Instant::now()),
-                    _ => {}
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            if let Some(t) = without {
-                longest = longest.max(t.elapsed());
-            }
-            longest
-        });
-        LeaderWatch {
-            stop,
-            addrs,
-            handle: Some(handle),
-        }
-    }
-
-    pub fn set(&self, addrs: Vec<String>) {
-        *self.addrs.lock().unwrap() = addrs;
-    }
-
-    pub fn finish(mut self) -> Duration {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.take().unwrap().join().unwrap()
-    }
-}
-
 /// Replaces every server of an `n`-server cluster one at a time: a new server joins, is
 /// promoted, then the old one leaves gracefully. Returns the longest leaderless window.
-fn rolling_replacement(b: u8, n: u8) -> Duration {
-    let s = servers(b, n, n, &["-retry-join", &ip(b, 1)]);
-    let refs: Vec<&Agent> = s.iter().collect();
-    let l = wait_for_leader(&refs, T);
-    wait_until(T, "every server a voter", || {
-        voters(&s[l]).len() == n as usize
-    });
-    put(&s[l], "roll/before", "1");
+fn rolling_replacement(b: Block, n: u8) -> Duration {
+    let (s, l) = formed(b, n);
+    s[l].put("roll/before", "1");
     let mut old: Vec<Option<Agent>> = s.into_iter().map(Some).collect();
     let mut new: Vec<Agent> = Vec::new();
     let addrs = |old: &[Option<Agent>], new: &[Agent]| -> Vec<String> {
@@ -589,7 +449,7 @@ fn rolling_replacement(b: u8, n: u8) -> Duration {
             .map(|a| a.http_addr())
             .collect()
     };
-    let watch = LeaderWatch::start(addrs(&old, &new));
+    let watch = LeaderWatch::start(addrs(&old, &new), Duration::from_millis(10), Client::TEST);
     for i in 0..n as usize {
         let seed = old
             .iter()
@@ -602,14 +462,14 @@ fn rolling_replacement(b: u8, n: u8) -> Duration {
         let e = n.to_string();
         let a = Agent::start(
             &name,
-            &ip(b, 20 + i as u8),
+            &b.ip(20 + i as u8),
             &["-server", "-bootstrap-expect", &e, "-retry-join", &seed],
         );
         new.push(a);
         watch.set(addrs(&old, &new));
         let probe = new.last().unwrap();
         wait_until(T, &format!("{name} is a voter"), || {
-            voters(probe).contains(&name)
+            probe.voters().contains(&name)
         });
         let gone = old[i].take().unwrap();
         let out = gone.cli(&["leave"]);
@@ -618,16 +478,16 @@ fn rolling_replacement(b: u8, n: u8) -> Duration {
         wait_until(
             T,
             &format!("{} is out of the configuration", gone.name),
-            || !peers(probe).iter().any(|p| p.0 == gone.name),
+            || !probe.peers().iter().any(|p| p.0 == gone.name),
         );
         drop(gone);
     }
     let longest = watch.finish();
     let refs: Vec<&Agent> = new.iter().collect();
     let l = wait_for_leader(&refs, T);
-    assert_eq!(voters(&new[l]).len(), n as usize);
-    assert_eq!(get_consistent(&new[l], "roll/before").as_deref(), Some("1"));
-    let names: BTreeSet<String> = voters(&new[l]).into_iter().collect();
+    assert_eq!(new[l].voters().len(), n as usize);
+    assert_eq!(new[l].get_consistent("roll/before").as_deref(), Some("1"));
+    let names: BTreeSet<String> = new[l].voters().into_iter().collect();
     assert!(names.iter().all(|n| n.starts_with('r')), "{names:?}");
     eprintln!("rolling replacement of {n}: longest leaderless window {longest:?}");
     longest
@@ -637,6 +497,6 @@ fn rolling_replacement(b: u8, n: u8) -> Duration {
 fn rolling_replacement_of_three_and_of_five_servers_keeps_a_leader() {
     // Bounds far above the measured figures (docs/performance.md): they catch a cluster that
     // loses its leader for good, not a slow election.
-    assert!(rolling_replacement(86, 3) < Duration::from_secs(5));
-    assert!(rolling_replacement(87, 5) < Duration::from_secs(5));
+    assert!(rolling_replacement(Block::RollingThree, 3) < Duration::from_secs(5));
+    assert!(rolling_replacement(Block::RollingFive, 5) < Duration::from_secs(5));
 }

@@ -2,87 +2,35 @@
 //! with new 127.x addresses and the same tag; every server and the client run the same
 //! `-retry-join "provider=aws …"` line. The servers heal on their own, the client follows, and
 //! the EC2 calls are counted (moto behind a counting front, tests/fixtures/moto_counting.py).
-//! Address blocks 75 and 79 (see tests/support/mod.rs).
 #![cfg(feature = "aws")]
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
+use support::fixture::{self, aws_provider, moto_calls as calls, moto_counting};
 use support::*;
 
 const T: Duration = Duration::from_secs(40);
-const B: u8 = 75;
+const B: Block = Block::Ec2Group;
 
-struct Moto(Child);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-/// The autoscaling group: launch or terminate the instance 127.75.0.OCTET.
-fn asg(endpoint: &str, command: &str, octet: Option<u8>) {
-    let mut c = Command::new("python3");
-    c.arg(fixture("moto_asg.py"))
-        .args([endpoint, &format!("127.{B}.0"), command]);
-    if let Some(o) = octet {
-        c.arg(o.to_string());
-    }
-    let out = c.output().expect("python3");
-    assert!(
-        out.status.success(),
-        "moto_asg.py {command}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn calls(host: &str) -> Value {
-    http(host, "GET", "/muster-test/calls")
-        .and_then(|(_, b)| serde_json::from_str(&b).ok())
-        .unwrap_or(Value::Null)
-}
-
-fn voters(a: &Agent) -> Vec<String> {
-    http(&a.http_addr(), "GET", "/v1/operator/raft/configuration")
-        .and_then(|(_, b)| serde_json::from_str::<Value>(&b).ok())
-        .and_then(|v| v["Servers"].as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter(|s| s["Voter"].as_bool() == Some(true))
-        .map(|s| s["Node"].as_str().unwrap_or("").to_string())
-        .collect()
+/// The autoscaling group of `block` (tests/fixtures/moto_asg.py): `setup`, or `launch` or
+/// `terminate` the instances 127.B.0.OCTET.
+fn asg(block: Block, endpoint: &str, command: &str, octets: &[u8]) {
+    let octets: Vec<String> = octets.iter().map(u8::to_string).collect();
+    let prefix = block.prefix();
+    let mut args = vec![endpoint, &prefix, command];
+    args.extend(octets.iter().map(String::as_str));
+    fixture::run_script("moto_asg.py", &args);
 }
 
 #[test]
 fn an_autoscaling_group_replaces_every_server_and_the_cluster_heals_on_its_own() {
-    let host = format!("127.{B}.0.1:5000");
+    let moto = moto_counting(B, 0);
+    let host = format!("{}:5000", B.ip(1));
     let endpoint = format!("http://{host}");
-    let moto = Moto(
-        Command::new("python3")
-            .arg(fixture("moto_counting.py"))
-            .args([&format!("127.{B}.0.1"), "5000"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 with moto, installed by the test command"),
-    );
-    wait_until(T, "moto answers", || calls(&host).is_object());
-    asg(&endpoint, "setup", None);
-    let join = format!(
-        "provider=aws endpoint={endpoint} region=us-east-1 access_key_id=test \
-         secret_access_key=test tag_key=role tag_value=muster"
-    );
+    asg(B, &endpoint, "setup", &[]);
+    let join = aws_provider(&endpoint, "tag_key=role tag_value=muster");
     let server_args = ["-server", "-bootstrap-expect", "3", "-retry-join", &join];
 
     step(
@@ -91,16 +39,15 @@ fn an_autoscaling_group_replaces_every_server_and_the_cluster_heals_on_its_own()
     );
     let mut servers: Vec<Agent> = Vec::new();
     for o in 11..=13u8 {
-        asg(&endpoint, "launch", Some(o));
-        servers.push(Agent::start(&format!("i-{o}"), &ip(B, o), &server_args));
+        asg(B, &endpoint, "launch", &[o]);
+        servers.push(Agent::start(&format!("i-{o}"), &B.ip(o), &server_args));
     }
-    let client = Agent::start("client", &ip(B, 50), &["-retry-join", &join]);
+    let client = Agent::start("client", &B.ip(50), &["-retry-join", &join]);
     let refs: Vec<&Agent> = servers.iter().collect();
     let l = wait_for_leader(&refs, T);
     let cluster = servers[l].raft("cluster_id");
-    wait_until(T, "three voters", || voters(&servers[l]).len() == 3);
-    let out = client.cli(&["kv", "put", "asg/first", "1"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    wait_until(T, "three voters", || servers[l].voters().len() == 3);
+    client.put("asg/first", "1");
     let after_formation = calls(&host)["DescribeInstances"].as_u64().unwrap_or(0);
 
     step(
@@ -109,14 +56,14 @@ fn an_autoscaling_group_replaces_every_server_and_the_cluster_heals_on_its_own()
     );
     for (k, o) in (11..=13u8).enumerate() {
         let new_octet = 21 + k as u8;
-        asg(&endpoint, "terminate", Some(o));
+        asg(B, &endpoint, "terminate", &[o]);
         let mut dead = servers.remove(0);
         let dead_name = dead.name.clone();
         dead.kill();
-        asg(&endpoint, "launch", Some(new_octet));
+        asg(B, &endpoint, "launch", &[new_octet]);
         servers.push(Agent::start(
             &format!("i-{new_octet}"),
-            &ip(B, new_octet),
+            &B.ip(new_octet),
             &server_args,
         ));
         let fresh = servers.last().unwrap();
@@ -124,7 +71,7 @@ fn an_autoscaling_group_replaces_every_server_and_the_cluster_heals_on_its_own()
             T,
             &format!("{} is a voter and {dead_name} is removed", fresh.name),
             || {
-                let v = voters(fresh);
+                let v = fresh.voters();
                 v.len() == 3 && v.contains(&fresh.name) && !v.contains(&dead_name)
             },
         );
@@ -142,8 +89,7 @@ fn an_autoscaling_group_replaces_every_server_and_the_cluster_heals_on_its_own()
     let refs: Vec<&Agent> = servers.iter().collect();
     let l = wait_for_leader(&refs, T);
     assert_eq!(servers[l].raft("cluster_id"), cluster);
-    let out = client.cli(&["kv", "put", "asg/after", "2"]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    client.put("asg/after", "2");
     let out = client.cli(&["kv", "get", "asg/first"]);
     assert_eq!(stdout(&out).trim(), "1", "{}", stderr(&out));
 
@@ -166,49 +112,21 @@ fn fifty_agents_booting_at_once_ask_ec2_about_once_each() {
     // (docs/performance.md): at most one DescribeInstances per agent per 10 s (the provider's
     // cache), so at most 2 per agent for a boot that converges within 20 s.
     const N: u8 = 50;
-    let b = 79;
-    let host = format!("127.{b}.0.1:5000");
+    let b = Block::Ec2Herd;
+    let _moto = moto_counting(b, 0);
+    let host = format!("{}:5000", b.ip(1));
     let endpoint = format!("http://{host}");
-    let _moto = Moto(
-        Command::new("python3")
-            .arg(fixture("moto_counting.py"))
-            .args([&format!("127.{b}.0.1"), "5000"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python3 with moto"),
-    );
-    wait_until(T, "moto answers", || calls(&host).is_object());
-    let prefix = format!("127.{b}.0");
-    let run = |args: &[&str]| {
-        let out = Command::new("python3")
-            .arg(fixture("moto_asg.py"))
-            .args([&endpoint, &prefix])
-            .args(args)
-            .output()
-            .expect("python3");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&["setup"]);
-    let octets: Vec<String> = (0..N).map(|i| (10 + i).to_string()).collect();
-    let mut launch = vec!["launch"];
-    launch.extend(octets.iter().map(String::as_str));
-    run(&launch);
-    let join = format!(
-        "provider=aws endpoint={endpoint} region=us-east-1 access_key_id=test \
-         secret_access_key=test tag_key=role tag_value=muster"
-    );
+    asg(b, &endpoint, "setup", &[]);
+    let octets: Vec<u8> = (0..N).map(|i| 10 + i).collect();
+    asg(b, &endpoint, "launch", &octets);
+    let join = aws_provider(&endpoint, "tag_key=role tag_value=muster");
     // Every page is read: 50 instances, 5 per page, 10 calls.
     let o = muster(&["discover", &format!("{join} page_size=5")]);
     assert_eq!(stdout(&o).lines().count(), N as usize, "{}", stderr(&o));
     let paged = calls(&host)["DescribeInstances"].as_u64().unwrap_or(0);
     assert_eq!(paged, 10, "{}", calls(&host));
     let agents: Vec<Agent> = (0..N)
-        .map(|i| Agent::start(&format!("a{i}"), &ip(b, 10 + i), &["-retry-join", &join]))
+        .map(|i| Agent::start(&format!("a{i}"), &b.ip(10 + i), &["-retry-join", &join]))
         .collect();
     wait_until(Duration::from_secs(60), "every agent sees all 50", || {
         agents.iter().all(|a| a.alive_count() == N as usize)

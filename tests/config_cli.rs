@@ -9,19 +9,6 @@ fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-/// Runs `muster agent ARGS` expecting a configuration error: exit 1 and `needle` on stderr.
-fn agent_refuses(args: &[&str], needle: &str) {
-    let mut all = vec!["agent"];
-    all.extend_from_slice(args);
-    let out = muster(&all);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
-    assert!(
-        stderr(&out).contains(needle),
-        "{args:?}: expected {needle:?} in:\n{}",
-        stderr(&out)
-    );
-}
-
 #[test]
 fn every_validation_error_exits_1_and_names_the_culprit() {
     let d = tmp();
@@ -246,7 +233,7 @@ fn config_dir_is_read_in_lexical_order_and_lists_concatenate() {
     // A later layer wins, and the flag layer wins over all files: check through a running agent.
     let a = Agent::start(
         "cfg",
-        &ip(22, 9),
+        &Block::ConfigCli.ip(9),
         &[
             "-config-dir",
             d.path().to_str().unwrap(),
@@ -286,7 +273,7 @@ fn secrets_never_reach_the_log_or_the_api() {
     let key = stdout(&muster(&["keygen"])).trim().to_string();
     let a = Agent::start(
         "sec",
-        &ip(22, 8),
+        &Block::ConfigCli.ip(8),
         &["-encrypt", &key, "-log-level", "debug"],
     );
     a.wait_ready();
@@ -306,7 +293,7 @@ fn help_and_version_exit_0() {
 
 #[test]
 fn log_json_writes_one_json_object_per_line() {
-    let mut a = Agent::start("json", &ip(22, 7), &["-log-json"]);
+    let mut a = Agent::start("json", &Block::ConfigCli.ip(7), &["-log-json"]);
     a.wait_ready();
     let (s, _) = http(&a.http_addr(), "PUT", "/v1/agent/leave").unwrap();
     assert_eq!(s, 200);

@@ -2,66 +2,38 @@
 //! written from the public REST reference), through the real google-cloud-compute-v1 and
 //! google-cloud-auth clients: metadata-server credentials and project, a service-account key,
 //! tags, labels, zone patterns, RUNNING only, every page, 429 as throttling, and joining.
-//! Address blocks 76–77 (see tests/support/mod.rs).
 #![cfg(feature = "gce")]
 
 mod support;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use support::*;
 
 const T: Duration = Duration::from_secs(30);
 
-struct Fake(Child);
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The fake on 127.B.0.1:8080; instances at 127.B.0.11–15.
-fn fake(block: u8, throttle: u32) -> (Fake, String) {
-    let host = format!("127.{block}.0.1");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_gce.py");
-    let child = Command::new("python3")
-        .arg(script)
-        .args([
-            &host,
-            "8080",
-            &format!("127.{block}.0"),
-            &throttle.to_string(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("python3");
-    let f = Fake(child);
+/// The fake (tests/fixtures/fake_gce.py) on 127.B.0.1:8080, its first `throttle` Compute
+/// requests answered 429; instances at 127.B.0.11–15. The fixture and its address.
+fn fake(block: Block, throttle: u32) -> (Fixture, String) {
+    let host = block.ip(1);
     let addr = format!("{host}:8080");
-    wait_until(T, "the fake GCE answers", || {
-        http(&addr, "GET", "/fake/calls").is_some()
-    });
+    let f = Fixture::python(
+        "fake_gce.py",
+        &[&host, "8080", &block.prefix(), &throttle.to_string()],
+    )
+    .wait_http(&addr, "/fake/calls");
     (f, addr)
 }
 
 /// `muster discover …` with the metadata server pointed at the fake (never at a real one).
 fn discover(metadata: &str, provider: &str) -> Output {
-    Command::new(BIN)
+    Command::new(bin())
         .args(["discover", provider])
         .env("GCE_METADATA_HOST", metadata)
         .env_remove("GOOGLE_APPLICATION_CREDENTIALS")
         .output()
         .expect("muster")
-}
-
-fn sorted_lines(o: &Output) -> Vec<String> {
-    let mut v: Vec<String> = stdout(o).lines().map(String::from).collect();
-    v.sort();
-    v
 }
 
 fn calls(addr: &str, kind: &str) -> u64 {
@@ -71,10 +43,24 @@ fn calls(addr: &str, kind: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// gce-a on 127.B.0.11, and gce-b on 127.B.0.12 that finds it with `-retry-join` through the
+/// Compute API at `ep`, authenticated by the service-account `key`.
+fn pair(b: Block, ep: &str, key: &std::path::Path) -> (Agent, Agent) {
+    let a = Agent::start("gce-a", &b.ip(11), &[]);
+    a.wait_ready();
+    let join = format!(
+        "provider=gce {ep} project_name=muster-test tag_value=muster credentials_file={}",
+        key.display()
+    );
+    let gce_b = Agent::start("gce-b", &b.ip(12), &["-retry-join", &join]);
+    (a, gce_b)
+}
+
 /// A service-account key file with a fresh RSA key (openssl), as the console hands them out.
 fn service_account_key(dir: &std::path::Path) -> std::path::PathBuf {
     let pem = dir.join("key.pem");
-    let out = Command::new("openssl")
+    let mut openssl = Command::new("openssl");
+    openssl
         .args([
             "genpkey",
             "-algorithm",
@@ -83,14 +69,8 @@ fn service_account_key(dir: &std::path::Path) -> std::path::PathBuf {
             "rsa_keygen_bits:2048",
             "-out",
         ])
-        .arg(&pem)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .arg(&pem);
+    run_ok("openssl", openssl);
     let key = std::fs::read_to_string(&pem).unwrap();
     let json = serde_json::json!({
         "type": "service_account",
@@ -106,7 +86,8 @@ fn service_account_key(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[test]
 fn gce_discovery_by_tag_labels_and_zone_running_only_every_page_and_joining() {
-    let (_fake, addr) = fake(76, 0);
+    let b = Block::GceDiscovery;
+    let (_fake, addr) = fake(b, 0);
     let ep = format!("endpoint=http://{addr}");
 
     step(
@@ -117,7 +98,7 @@ fn gce_discovery_by_tag_labels_and_zone_running_only_every_page_and_joining() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
         sorted_lines(&o),
-        ["127.76.0.11", "127.76.0.12", "127.76.0.13"],
+        [b.ip(11), b.ip(12), b.ip(13)],
         "RUNNING with the tag, every zone (one page per zone): {}",
         stderr(&o)
     );
@@ -136,22 +117,17 @@ fn gce_discovery_by_tag_labels_and_zone_running_only_every_page_and_joining() {
         &addr,
         &format!("provider=gce {ep} tag_value=muster zone_pattern=\"us-central1-.*\""),
     );
-    assert_eq!(
-        sorted_lines(&o),
-        ["127.76.0.11", "127.76.0.12"],
-        "{}",
-        stderr(&o)
-    );
+    assert_eq!(sorted_lines(&o), [b.ip(11), b.ip(12)], "{}", stderr(&o));
     let o = discover(
         &addr,
         &format!("provider=gce {ep} labels=\"role=server,env=test\""),
     );
-    assert_eq!(sorted_lines(&o), ["127.76.0.15"], "{}", stderr(&o));
+    assert_eq!(sorted_lines(&o), [b.ip(15)], "{}", stderr(&o));
     let o = discover(
         &addr,
         &format!("provider=gce {ep} tag_value=muster zone_pattern=europe addr_type=public_v4"),
     );
-    assert_eq!(sorted_lines(&o), ["127.76.1.13"], "{}", stderr(&o));
+    assert_eq!(sorted_lines(&o), [b.ip_in(1, 13)], "{}", stderr(&o));
     let o = discover(&addr, &format!("provider=gce {ep} tag_value=nobody"));
     assert!(
         o.status.code() == Some(2) && stdout(&o).is_empty(),
@@ -165,7 +141,7 @@ fn gce_discovery_by_tag_labels_and_zone_running_only_every_page_and_joining() {
     let d = tempfile::tempdir().unwrap();
     let key = service_account_key(d.path());
     let o = discover(
-        "127.76.0.99:1",
+        &format!("{}:1", b.ip(99)),
         &format!(
             "provider=gce {ep} project_name=muster-test tag_value=muster credentials_file={}",
             key.display()
@@ -196,7 +172,7 @@ fn gce_discovery_by_tag_labels_and_zone_running_only_every_page_and_joining() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("no such project"), "{}", stderr(&o));
     let o = discover(
-        "127.76.0.99:1",
+        &format!("{}:1", b.ip(99)),
         &format!("provider=gce {ep} tag_value=muster"),
     );
     assert_eq!(o.status.code(), Some(1));
@@ -204,33 +180,25 @@ fn gce_discovery_by_tag_labels_and_zone_running_only_every_page_and_joining() {
     assert!(stderr(&o).contains("project_name"), "{}", stderr(&o));
     let o = discover(
         &addr,
-        "provider=gce endpoint=http://127.76.0.99:1 project_name=muster-test tag_value=muster",
+        &format!(
+            "provider=gce endpoint=http://{}:1 project_name=muster-test tag_value=muster",
+            b.ip(99)
+        ),
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
 
     step(6, "an agent joins the servers it discovers in GCE");
-    let a = Agent::start("gce-a", "127.76.0.11", &[]);
-    a.wait_ready();
-    let b = Agent::start(
-        "gce-b",
-        "127.76.0.12",
-        &[
-            "-retry-join",
-            &format!(
-                "provider=gce {ep} project_name=muster-test tag_value=muster credentials_file={}",
-                key.display()
-            ),
-        ],
-    );
+    let (_a, gce_b) = pair(b, &ep, &key);
     wait_until(T, "gce-b joined gce-a through GCE discovery", || {
-        b.alive_count() == 2
+        gce_b.alive_count() == 2
     });
 }
 
 #[test]
 fn a_throttled_compute_api_slows_the_loop_down_and_it_still_joins() {
-    let (_fake, addr) = fake(77, 2);
+    let b = Block::GceThrottled;
+    let (_fake, addr) = fake(b, 2);
     let ep = format!("endpoint=http://{addr}");
     let o = discover(&addr, &format!("provider=gce {ep} tag_value=muster"));
     assert_eq!(o.status.code(), Some(1));
@@ -241,23 +209,11 @@ fn a_throttled_compute_api_slows_the_loop_down_and_it_still_joins() {
     );
     let d = tempfile::tempdir().unwrap();
     let key = service_account_key(d.path());
-    let a = Agent::start("gce-a", "127.77.0.11", &[]);
-    a.wait_ready();
-    let b = Agent::start(
-        "gce-b",
-        "127.77.0.12",
-        &[
-            "-retry-join",
-            &format!(
-                "provider=gce {ep} project_name=muster-test tag_value=muster credentials_file={}",
-                key.display()
-            ),
-        ],
-    );
+    let (_a, gce_b) = pair(b, &ep, &key);
     wait_until(T, "gce-b joined after being throttled", || {
-        b.alive_count() == 2
+        gce_b.alive_count() == 2
     });
-    assert!(b.log().contains("throttled"), "{}", b.log());
+    assert!(gce_b.log().contains("throttled"), "{}", gce_b.log());
     assert_eq!(calls(&addr, "throttled"), 2);
 }
 
@@ -267,7 +223,7 @@ fn consul_legacy_gce_flags_become_a_gce_provider_string() {
     // missing key file stops the attempt before any network call, so the test reaches no cloud.
     let a = Agent::start(
         "legacy",
-        "127.77.0.20",
+        &Block::GceLegacyFlags.ip(20),
         &[
             "-retry-join-gce-tag-value",
             "muster",

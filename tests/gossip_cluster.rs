@@ -10,15 +10,16 @@ const T: Duration = Duration::from_secs(20);
 
 #[test]
 fn five_agents_join_fail_leave_and_restart() {
+    let net = Block::FiveAgents;
     step(1, "start 5 agents; n2..n5 join through n1");
-    let seed = Agent::start("n1", &ip(10, 1), &[]);
+    let seed = Agent::start("n1", &net.ip(1), &[]);
     seed.wait_ready();
     let mut agents = vec![seed];
     for i in 2..=5u8 {
         agents.push(Agent::start(
             &format!("n{i}"),
-            &ip(10, i),
-            &["-join", &ip(10, 1)],
+            &net.ip(i),
+            &["-join", &net.ip(1)],
         ));
     }
     step(2, "every agent sees 5 alive");
@@ -66,7 +67,7 @@ fn five_agents_join_fail_leave_and_restart() {
         5,
         "restart n3 with its data dir: seen alive again with the same node id",
     );
-    agents[2].extra = vec!["-join".into(), ip(10, 2)];
+    agents[2].extra = vec!["-join".into(), net.ip(2)];
     agents[2].restart();
     for a in agents.iter().filter(|a| a.name != "n4") {
         wait_until(T, &format!("{} sees n3 alive again", a.name), || {
@@ -113,13 +114,14 @@ fn five_agents_join_fail_leave_and_restart() {
 
 #[test]
 fn wrong_or_missing_key_cannot_join_and_both_sides_say_why() {
+    let net = Block::Encryption;
     let key = stdout(&muster(&["keygen"])).trim().to_string();
     let other = stdout(&muster(&["keygen"])).trim().to_string();
     assert_ne!(key, other);
     step(1, "two agents with the same key form a pool");
-    let a = Agent::start("k1", &ip(11, 1), &["-encrypt", &key]);
+    let a = Agent::start("k1", &net.ip(1), &["-encrypt", &key]);
     a.wait_ready();
-    let b = Agent::start("k2", &ip(11, 2), &["-encrypt", &key, "-join", &ip(11, 1)]);
+    let b = Agent::start("k2", &net.ip(2), &["-encrypt", &key, "-join", &net.ip(1)]);
     wait_until(T, "k2 sees 2 alive", || b.alive_count() == 2);
     let info = stdout(&a.cli(&["info"]));
     assert!(info.contains("encrypted = true"), "{info}");
@@ -128,7 +130,7 @@ fn wrong_or_missing_key_cannot_join_and_both_sides_say_why() {
         2,
         "an agent without a key is refused; it exits 1 and says why",
     );
-    let mut c = Agent::start("k3", &ip(11, 3), &["-join", &ip(11, 1)]);
+    let mut c = Agent::start("k3", &net.ip(3), &["-join", &net.ip(1)]);
     assert_eq!(c.wait_exit(T), Some(1));
     assert!(
         c.log().contains("requires gossip encryption"),
@@ -140,7 +142,7 @@ fn wrong_or_missing_key_cannot_join_and_both_sides_say_why() {
         3,
         "an agent with another key is refused; it exits 1 and says why",
     );
-    let mut d = Agent::start("k4", &ip(11, 4), &["-encrypt", &other, "-join", &ip(11, 1)]);
+    let mut d = Agent::start("k4", &net.ip(4), &["-encrypt", &other, "-join", &net.ip(1)]);
     assert_eq!(d.wait_exit(T), Some(1));
     assert!(d.log().contains("keys differ"), "{}", d.log());
 
@@ -159,12 +161,13 @@ fn wrong_or_missing_key_cannot_join_and_both_sides_say_why() {
 
 #[test]
 fn agents_of_another_datacenter_are_never_merged() {
-    let a = Agent::start("d1", &ip(12, 1), &["-datacenter", "east"]);
+    let net = Block::Datacenters;
+    let a = Agent::start("d1", &net.ip(1), &["-datacenter", "east"]);
     a.wait_ready();
     let mut b = Agent::start(
         "d2",
-        &ip(12, 2),
-        &["-datacenter", "west", "-join", &ip(12, 1)],
+        &net.ip(2),
+        &["-datacenter", "west", "-join", &net.ip(1)],
     );
     assert_eq!(b.wait_exit(T), Some(1));
     assert!(b.log().contains("datacenter"), "{}", b.log());
@@ -177,9 +180,10 @@ fn agents_of_another_datacenter_are_never_merged() {
 
 #[test]
 fn a_name_held_by_a_live_node_is_refused() {
-    let a = Agent::start("same", &ip(13, 1), &[]);
+    let net = Block::NameConflict;
+    let a = Agent::start("same", &net.ip(1), &[]);
     a.wait_ready();
-    let mut b = Agent::start("same", &ip(13, 2), &["-join", &ip(13, 1)]);
+    let mut b = Agent::start("same", &net.ip(2), &["-join", &net.ip(1)]);
     assert_eq!(b.wait_exit(T), Some(1));
     assert!(
         b.log()
@@ -192,15 +196,16 @@ fn a_name_held_by_a_live_node_is_refused() {
 
 #[test]
 fn start_join_with_nobody_there_exits_1_naming_each_address() {
+    let net = Block::StartJoinFails;
     let mut a = Agent::start(
         "lonely",
-        &ip(21, 1),
-        &["-join", &ip(21, 2), "-join", &format!("{}:9999", ip(21, 3))],
+        &net.ip(1),
+        &["-join", &net.ip(2), "-join", &format!("{}:9999", net.ip(3))],
     );
     assert_eq!(a.wait_exit(T), Some(1));
     let log = a.log();
     assert!(
-        log.contains(&ip(21, 2)) && log.contains(&format!("{}:9999", ip(21, 3))),
+        log.contains(&net.ip(2)) && log.contains(&format!("{}:9999", net.ip(3))),
         "{log}"
     );
     assert!(log.contains("could not join"), "{log}");
@@ -208,14 +213,15 @@ fn start_join_with_nobody_there_exits_1_naming_each_address() {
 
 #[test]
 fn muster_join_by_hand_reports_like_consul() {
-    let a = Agent::start("j1", &ip(15, 1), &[]);
-    let b = Agent::start("j2", &ip(15, 2), &[]);
-    let c = Agent::start("j3", &ip(15, 3), &[]);
+    let net = Block::JoinCli;
+    let a = Agent::start("j1", &net.ip(1), &[]);
+    let b = Agent::start("j2", &net.ip(2), &[]);
+    let c = Agent::start("j3", &net.ip(3), &[]);
     for x in [&a, &b, &c] {
         x.wait_ready();
     }
     step(1, "join two addresses, one with an explicit port");
-    let out = a.cli(&["join", &ip(15, 2), &format!("{}:8301", ip(15, 3))]);
+    let out = a.cli(&["join", &net.ip(2), &format!("{}:8301", net.ip(3))]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stdout(&out).trim(),
@@ -224,10 +230,10 @@ fn muster_join_by_hand_reports_like_consul() {
     wait_until(T, "j3 sees 3 alive", || c.alive_count() == 3);
 
     step(2, "an address with nothing behind it fails, named, exit 1");
-    let out = a.cli(&["join", &ip(15, 9)]);
+    let out = a.cli(&["join", &net.ip(9)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains(&format!("Error joining address '{}'", ip(15, 9))),
+        stderr(&out).contains(&format!("Error joining address '{}'", net.ip(9))),
         "{}",
         stderr(&out)
     );
@@ -240,8 +246,8 @@ fn muster_join_by_hand_reports_like_consul() {
     let out = muster(&[
         "join",
         "-http-addr",
-        &format!("{}:8500", ip(15, 9)),
-        &ip(15, 1),
+        &format!("{}:8500", net.ip(9)),
+        &net.ip(1),
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -264,7 +270,7 @@ fn host_names_and_ipv6_literals_are_join_addresses() {
     });
     let b = Agent::start(
         "h2",
-        &ip(23, 2),
+        &Block::HostNames.ip(2),
         &["-serf-lan-port", "18301", "-join", "localhost:18301"],
     );
     wait_until(T, "h2 joined h1 by name", || b.alive_count() == 2);
@@ -276,7 +282,7 @@ fn host_names_and_ipv6_literals_are_join_addresses() {
 
 #[test]
 fn http_api_rejects_malformed_requests_with_a_reason() {
-    let a = Agent::start("h", &ip(16, 1), &[]);
+    let a = Agent::start("h", &Block::HttpErrors.ip(1), &[]);
     a.wait_ready();
     let addr = a.http_addr();
     let (s, body) = http(&addr, "PUT", "/v1/agent/join/not%20an%20address").unwrap();
@@ -303,10 +309,11 @@ fn http_api_rejects_malformed_requests_with_a_reason() {
 
 #[test]
 fn force_leave_marks_a_failed_member_left_everywhere() {
-    let a = Agent::start("f1", &ip(16, 11), &[]);
+    let net = Block::ForceLeave;
+    let a = Agent::start("f1", &net.ip(11), &[]);
     a.wait_ready();
-    let b = Agent::start("f2", &ip(16, 12), &["-join", &ip(16, 11)]);
-    let mut c = Agent::start("f3", &ip(16, 13), &["-join", &ip(16, 11)]);
+    let b = Agent::start("f2", &net.ip(12), &["-join", &net.ip(11)]);
+    let mut c = Agent::start("f3", &net.ip(13), &["-join", &net.ip(11)]);
     wait_until(T, "f2 sees 3 alive", || b.alive_count() == 3);
     c.kill();
     wait_until(T, "f1 sees f3 failed", || a.sees("f3", "failed"));
@@ -317,10 +324,11 @@ fn force_leave_marks_a_failed_member_left_everywhere() {
 
 #[test]
 fn signals_clients_leave_servers_do_not() {
-    let a = Agent::start("s1", &ip(17, 1), &[]);
+    let net = Block::Signals;
+    let a = Agent::start("s1", &net.ip(1), &[]);
     a.wait_ready();
-    let mut client = Agent::start("s2", &ip(17, 2), &["-join", &ip(17, 1)]);
-    let mut server = Agent::start("s3", &ip(17, 3), &["-server", "-join", &ip(17, 1)]);
+    let mut client = Agent::start("s2", &net.ip(2), &["-join", &net.ip(1)]);
+    let mut server = Agent::start("s3", &net.ip(3), &["-server", "-join", &net.ip(1)]);
     wait_until(T, "s1 sees 3 alive", || a.alive_count() == 3);
     step(
         1,
@@ -340,10 +348,11 @@ fn signals_clients_leave_servers_do_not() {
 
 #[test]
 fn retry_join_waits_for_a_late_seed() {
-    let late = ip(18, 1);
+    let net = Block::RetryJoin;
+    let late = net.ip(1);
     let b = Agent::start(
         "r2",
-        &ip(18, 2),
+        &net.ip(2),
         &["-retry-join", &late, "-retry-interval", "1s"],
     );
     b.wait_ready();
@@ -358,12 +367,13 @@ fn retry_join_waits_for_a_late_seed() {
 
 #[test]
 fn retry_max_exhausted_exits_1() {
+    let net = Block::RetryMax;
     let mut a = Agent::start(
         "rm",
-        &ip(19, 1),
+        &net.ip(1),
         &[
             "-retry-join",
-            &ip(19, 2),
+            &net.ip(2),
             "-retry-max",
             "2",
             "-retry-interval",

@@ -1,9 +1,12 @@
 //! The gossip layer as a library, on real sockets: tags changed on one member reach all.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use muster::gossip::{Gossip, GossipConfig, MemberStatus, NodeIdentity, Tags, Timings};
+use support::Block;
 use tokio::net::{TcpListener, UdpSocket};
 
 async fn node(name: &str, ip: &str) -> Gossip {
@@ -35,15 +38,20 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changed_tags_reach_every_member_and_a_leave_is_seen_as_left() {
-    let a = node("a", "127.20.0.1").await;
-    let b = node("b", "127.20.0.2").await;
-    let c = node("c", "127.20.0.3").await;
-    assert!(b.join(&["127.20.0.1:8301".parse().unwrap()]).await[0]
-        .1
-        .is_ok());
-    assert!(c.join(&["127.20.0.2:8301".parse().unwrap()]).await[0]
-        .1
-        .is_ok());
+    let ip = |i| Block::GossipTags.ip(i);
+    let a = node("a", &ip(1)).await;
+    let b = node("b", &ip(2)).await;
+    let c = node("c", &ip(3)).await;
+    assert!(
+        b.join(&[format!("{}:8301", ip(1)).parse().unwrap()]).await[0]
+            .1
+            .is_ok()
+    );
+    assert!(
+        c.join(&[format!("{}:8301", ip(2)).parse().unwrap()]).await[0]
+            .1
+            .is_ok()
+    );
     for g in [&a, &b, &c] {
         wait_for("3 alive", || {
             g.members()

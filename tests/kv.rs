@@ -1,6 +1,6 @@
 //! The KV store, catalog and snapshots through real processes: Consul's HTTP semantics, the CLI,
 //! forwarding from followers and clients, failover, durability of acknowledged writes, and
-//! catch-up through a snapshot. Address blocks 60–69 (see tests/support/mod.rs).
+//! catch-up through a snapshot.
 
 mod support;
 
@@ -15,12 +15,12 @@ use support::*;
 const T: Duration = Duration::from_secs(30);
 
 /// Three servers on `block`, formed, with a leader; returns them and the leader's index.
-fn cluster(block: u8) -> (Vec<Agent>, usize) {
+fn cluster(block: Block) -> (Vec<Agent>, usize) {
     let s = servers(
         block,
         3,
         3,
-        &["-retry-join", &ip(block, 1), "-retry-join", &ip(block, 2)],
+        &["-retry-join", &block.ip(1), "-retry-join", &block.ip(2)],
     );
     let refs: Vec<&Agent> = s.iter().collect();
     let l = wait_for_leader(&refs, T);
@@ -38,7 +38,7 @@ fn get(addr: &str, path: &str) -> Answer {
 
 #[test]
 fn kv_http_semantics_like_consul() {
-    let (s, l) = cluster(60);
+    let (s, l) = cluster(Block::KvHttp);
     let follower = &s[(l + 1) % 3];
     let f = follower.http_addr();
 
@@ -196,7 +196,7 @@ fn kv_http_semantics_like_consul() {
 
 #[test]
 fn kv_cli_like_consul() {
-    let (s, l) = cluster(61);
+    let (s, l) = cluster(Block::KvCli);
     let a = &s[(l + 1) % 3];
     let ok = |args: &[&str]| {
         let o = a.cli(args);
@@ -269,8 +269,9 @@ fn kv_cli_like_consul() {
 
 #[test]
 fn catalog_reconciles_gossip_members() {
-    let (s, _) = cluster(62);
-    let client = Agent::start("cat-client", &ip(62, 9), &["-join", &ip(62, 1)]);
+    let net = Block::Catalog;
+    let (s, _) = cluster(Block::Catalog);
+    let client = Agent::start("cat-client", &net.ip(9), &["-join", &net.ip(1)]);
     let names = |a: &Agent| -> Vec<(String, String)> {
         let b = http_full(&a.http_addr(), "GET", "/v1/catalog/nodes", b"")
             .map(|r| r.2)
@@ -303,7 +304,7 @@ fn catalog_reconciles_gossip_members() {
         .iter()
         .find(|n| n["Node"] == "cat-client")
         .unwrap();
-    assert_eq!(c["Address"], ip(62, 9));
+    assert_eq!(c["Address"], net.ip(9));
     assert_eq!(c["Datacenter"], "dc1");
     assert!(
         c["ID"].is_string() && c["TaggedAddresses"]["lan"].is_string() && c["CreateIndex"].is_u64()
@@ -317,8 +318,9 @@ fn catalog_reconciles_gossip_members() {
 
 #[test]
 fn a_client_forwards_and_fails_over_when_its_server_dies() {
-    let (mut s, _) = cluster(63);
-    let client = Agent::start("fwd", &ip(63, 9), &["-join", &ip(63, 1)]);
+    let net = Block::ClientFailover;
+    let (mut s, _) = cluster(Block::ClientFailover);
+    let client = Agent::start("fwd", &net.ip(9), &["-join", &net.ip(1)]);
     let c = client.http_addr();
     wait_until(T, "the client writes through a server", || {
         http_full(&c, "PUT", "/v1/kv/k0", b"v").is_some_and(|(s, _, b)| s == 200 && b == b"true")
@@ -346,14 +348,14 @@ fn a_client_forwards_and_fails_over_when_its_server_dies() {
         assert_eq!((st, b.as_slice()), (200, b"v".as_slice()));
     }
     assert!(
-        !client.dir.join("data").join("raft").exists(),
+        !client.data_dir().join("raft").exists(),
         "a client keeps no Raft state"
     );
 }
 
 #[test]
 fn acknowledged_writes_survive_the_leaders_death() {
-    let (mut s, l) = cluster(64);
+    let (mut s, l) = cluster(Block::AckedWrites);
     let addrs: Vec<String> = s.iter().map(|a| a.http_addr()).collect();
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let counter = Arc::new(AtomicUsize::new(0));
@@ -439,7 +441,7 @@ fn acknowledged_writes_survive_the_leaders_death() {
 
 #[test]
 fn a_follower_far_behind_catches_up_through_a_snapshot() {
-    let (mut s, l) = cluster(65);
+    let (mut s, l) = cluster(Block::SnapshotCatchUp);
     let f = (l + 1) % 3;
     let leader = s[l].http_addr();
     step(1, "stop a follower");
@@ -483,14 +485,7 @@ fn a_follower_far_behind_catches_up_through_a_snapshot() {
         3,
         "restart the follower: it installs a snapshot and catches up",
     );
-    let extra = vec![
-        "-server".to_string(),
-        "-bootstrap-expect".into(),
-        "3".into(),
-        "-retry-join".into(),
-        s[l].ip.clone(),
-    ];
-    s[f].extra = extra;
+    s[f].extra = server_flags(3, &[&s[l].ip]);
     s[f].restart();
     let follower = &s[f];
     wait_until(Duration::from_secs(60), "the follower caught up", || {
@@ -510,7 +505,7 @@ fn a_follower_far_behind_catches_up_through_a_snapshot() {
 
 #[test]
 fn snapshot_save_and_restore_with_integrity_check() {
-    let (s, l) = cluster(66);
+    let (s, l) = cluster(Block::SnapshotSaveRestore);
     let a = &s[(l + 2) % 3];
     assert!(a.cli(&["kv", "put", "keep", "1"]).status.success());
     let dir = tempfile::tempdir().unwrap();
@@ -560,7 +555,7 @@ fn snapshot_save_and_restore_with_integrity_check() {
 /// many threads at once loses no update.
 #[test]
 fn concurrent_writes_share_entries_and_cas_stays_exact() {
-    let (s, l) = cluster(67);
+    let (s, l) = cluster(Block::ConcurrentWrites);
     let addrs: Vec<String> = s.iter().map(|a| a.http_addr()).collect();
     let before: u64 = s[l].raft("last_log_index").parse().unwrap();
 
@@ -672,7 +667,7 @@ fn concurrent_writes_share_entries_and_cas_stays_exact() {
 /// frame, over the RPC port's 64 MiB limit, again and again, and never arrive.
 #[test]
 fn a_follower_that_was_away_catches_up_on_large_values() {
-    let (mut s, l) = cluster(68);
+    let (mut s, l) = cluster(Block::LargeValues);
     let f = (l + 1) % 3;
     let leader = s[l].http_addr();
     step(1, "stop a follower; write 150 values of 480 KiB (74 MB)");
@@ -687,13 +682,7 @@ fn a_follower_that_was_away_catches_up_on_large_values() {
     }
     let leader_index: u64 = s[l].raft("last_log_index").parse().unwrap();
     step(2, "restart it: it catches up and holds every value whole");
-    s[f].extra = vec![
-        "-server".to_string(),
-        "-bootstrap-expect".into(),
-        "3".into(),
-        "-retry-join".into(),
-        s[l].ip.clone(),
-    ];
+    s[f].extra = server_flags(3, &[&s[l].ip]);
     s[f].restart();
     let follower = &s[f];
     wait_until(T, "the follower caught up", || {

@@ -1,6 +1,5 @@
 //! Discovery providers and the retry-join loop: `muster discover`, strict arguments, joining
 //! through a provider, re-discovery after every server is lost, and a user's own provider.
-//! Address blocks 70–79 (see tests/support/mod.rs).
 
 mod support;
 
@@ -12,6 +11,8 @@ const T: Duration = Duration::from_secs(30);
 
 #[test]
 fn discover_is_a_dry_run_of_any_provider() {
+    // (addresses printed, never bound)
+    let b = Block::JoinThroughProvider;
     let o = muster(&[
         "discover",
         "provider=static addrs=\"127.0.0.9, [::1]:8301\"",
@@ -20,11 +21,15 @@ fn discover_is_a_dry_run_of_any_provider() {
     assert_eq!(stdout(&o), "127.0.0.9\n[::1]:8301\n");
     let o = muster(&[
         "discover",
-        "provider=exec command=\"echo 127.70.0.5; echo 127.70.0.6:9000\"",
+        &format!(
+            "provider=exec command=\"echo {}; echo {}:9000\"",
+            b.ip(5),
+            b.ip(6)
+        ),
     ]);
     assert_eq!(
         stdout(&o),
-        "127.70.0.5\n127.70.0.6:9000\n",
+        format!("{}\n{}:9000\n", b.ip(5), b.ip(6)),
         "{}",
         stderr(&o)
     );
@@ -87,45 +92,37 @@ fn bad_provider_arguments_are_refused_with_the_fix() {
     );
     let d = tempfile::tempdir().unwrap();
     let dir = d.path().to_str().unwrap();
-    let o = muster(&[
-        "agent",
-        "-data-dir",
-        dir,
-        "-bind",
-        "127.70.0.9",
-        "-retry-join",
-        "provider=dns nmae=x",
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("did you mean \"name\""),
-        "{}",
-        stderr(&o)
-    );
-    // A provider left out of the build says so (with both cloud features on, none is).
-    #[cfg(not(feature = "gce"))]
-    {
-        let o = muster(&[
-            "agent",
+    let bind = Block::BadProviderArgs.ip(9);
+    agent_refuses(
+        &[
             "-data-dir",
             dir,
             "-bind",
-            "127.70.0.9",
+            &bind,
+            "-retry-join",
+            "provider=dns nmae=x",
+        ],
+        "did you mean \"name\"",
+    );
+    // A provider left out of the build says so (with both cloud features on, none is).
+    #[cfg(not(feature = "gce"))]
+    agent_refuses(
+        &[
+            "-data-dir",
+            dir,
+            "-bind",
+            &bind,
             "-retry-join-gce-tag-value",
             "consul",
-        ]);
-        assert_eq!(o.status.code(), Some(1));
-        assert!(
-            stderr(&o).contains("provider \"gce\" is not compiled into this build"),
-            "{}",
-            stderr(&o)
-        );
-    }
+        ],
+        "provider \"gce\" is not compiled into this build",
+    );
 }
 
 #[test]
 fn an_agent_joins_through_a_provider() {
-    let a = Agent::start("p1", &ip(70, 1), &[]);
+    let b = Block::JoinThroughProvider;
+    let a = Agent::start("p1", &b.ip(1), &[]);
     a.wait_ready();
     // The provider fails on its first call (user-pains A9: one provider error must not end the
     // retries), then answers.
@@ -134,26 +131,26 @@ fn an_agent_joins_through_a_provider() {
     let cmd = format!(
         "provider=exec command=\"test -f {f} && echo {ip} || (touch {f}; echo not yet >&2; exit 1)\"",
         f = flag.display(),
-        ip = ip(70, 1)
+        ip = b.ip(1)
     );
-    let b = Agent::start("p2", &ip(70, 2), &["-retry-join", &cmd]);
+    let p2 = Agent::start("p2", &b.ip(2), &["-retry-join", &cmd]);
     wait_until(T, "p2 joined through the exec provider", || {
-        b.alive_count() == 2
+        p2.alive_count() == 2
     });
-    let log = b.log();
+    let log = p2.log();
     assert!(
         log.contains("cannot discover addresses (will retry)") && log.contains("not yet"),
         "{log}"
     );
     assert!(log.contains("discovered servers"), "{log}");
     // Operators see the loop without reading logs: muster info's retry_join section.
-    let info = stdout(&b.cli(&["info"]));
+    let info = stdout(&p2.cli(&["info"]));
     for line in [
         "retry_join:",
         "state = joined",
         "provider.0 = provider=exec",
         "provider.0.lookups = 2",
-        &format!("provider.0.last_addrs = {}", ip(70, 1)),
+        &format!("provider.0.last_addrs = {}", b.ip(1)),
         "attempts = 2",
     ] {
         assert!(info.contains(line), "{line:?} in:\n{info}");
@@ -162,18 +159,19 @@ fn an_agent_joins_through_a_provider() {
 
 #[test]
 fn an_agent_that_lost_every_server_discovers_again() {
+    let b = Block::Rediscovery;
     let d = tempfile::tempdir().unwrap();
-    let seeds = write_file(d.path(), "seeds", &ip(71, 1));
+    let seeds = write_file(d.path(), "seeds", &b.ip(1));
     step(
         1,
         "a single server, and a client that finds it through a provider reading a file",
     );
-    let mut s1 = Agent::start("s1", &ip(71, 1), &["-server", "-bootstrap"]);
+    let mut s1 = Agent::start("s1", &b.ip(1), &["-server", "-bootstrap"]);
     s1.wait_ready();
     let cmd = format!("provider=exec command=\"cat {}\"", seeds.display());
     let client = Agent::start(
         "c",
-        &ip(71, 9),
+        &b.ip(9),
         &["-retry-join", &cmd, "-retry-interval", "1s"],
     );
     wait_until(T, "the client joined s1", || client.sees("s1", "alive"));
@@ -182,9 +180,9 @@ fn an_agent_that_lost_every_server_discovers_again() {
         "s1 dies; a replacement starts at another address and the file names it",
     );
     s1.kill();
-    let s2 = Agent::start("s2", &ip(71, 2), &["-server", "-bootstrap"]);
+    let s2 = Agent::start("s2", &b.ip(2), &["-server", "-bootstrap"]);
     s2.wait_ready();
-    std::fs::write(&seeds, ip(71, 2)).unwrap();
+    std::fs::write(&seeds, b.ip(2)).unwrap();
     step(
         3,
         "the client, having lost every server, discovers and joins the replacement on its own",
@@ -200,7 +198,8 @@ fn an_agent_that_lost_every_server_discovers_again() {
 #[test]
 fn a_users_own_provider_plugs_in_without_changing_muster() {
     // The example binary is built by `cargo test` next to the muster binary.
-    let bin = std::path::Path::new(BIN)
+    let b = Block::CustomProvider;
+    let bin = bin()
         .parent()
         .unwrap()
         .join("examples")
@@ -212,11 +211,11 @@ fn a_users_own_provider_plugs_in_without_changing_muster() {
     );
     let o = std::process::Command::new(&bin)
         .args(["discover", "provider=envlist var=SEEDS"])
-        .env("SEEDS", "127.72.0.1, 127.72.0.2")
+        .env("SEEDS", format!("{}, {}", b.ip(1), b.ip(2)))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "127.72.0.1\n127.72.0.2\n");
+    assert_eq!(stdout(&o), format!("{}\n{}\n", b.ip(1), b.ip(2)));
     let o = std::process::Command::new(&bin)
         .args(["discover", "-list"])
         .output()
@@ -226,39 +225,20 @@ fn a_users_own_provider_plugs_in_without_changing_muster() {
 
 #[test]
 fn dns_srv_records_and_a_chosen_name_server_with_ttls_honoured() {
-    // A tiny authoritative server (tests/fixtures/fake_dns.py) on 127.90.0.1:5353 that the test
+    // A tiny authoritative server (tests/fixtures/fake_dns.py) on 127.B.0.1:5353 that the test
     // controls; it records every query it answers.
-    let b = 90;
+    let b = Block::Dns;
     let d = tempfile::tempdir().unwrap();
     let counts = d.path().join("counts.json");
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake_dns.py");
-    let mut server = std::process::Command::new("python3")
-        .arg(script)
-        .args([&ip(b, 1), "5353", &format!("127.{b}.0")])
-        .arg(&counts)
-        .spawn()
-        .expect("python3");
-    struct Reap<'a>(&'a mut std::process::Child);
-    impl Drop for Reap<'_> {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _reap = Reap(&mut server);
-    let ns = format!("nameserver={}:5353", ip(b, 1));
+    let counts_arg = counts.to_str().unwrap();
+    let _server = Fixture::python("fake_dns.py", &[&b.ip(1), "5353", &b.prefix(), counts_arg]);
+    let ns = format!("nameserver={}:5353", b.ip(1));
     let query_count = |key: &str| -> u64 {
         std::fs::read_to_string(&counts)
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v[key].as_u64())
             .unwrap_or(0)
-    };
-    let lines = |o: &std::process::Output| {
-        let mut v: Vec<String> = stdout(o).lines().map(String::from).collect();
-        v.sort();
-        v
     };
 
     step(
@@ -272,8 +252,8 @@ fn dns_srv_records_and_a_chosen_name_server_with_ttls_honoured() {
         o.status.success()
     });
     assert_eq!(
-        lines(&o),
-        [format!("127.{b}.0.11:8301"), format!("127.{b}.0.12:9301")]
+        sorted_lines(&o),
+        [format!("{}:8301", b.ip(11)), format!("{}:9301", b.ip(12))]
     );
 
     step(
@@ -285,8 +265,8 @@ fn dns_srv_records_and_a_chosen_name_server_with_ttls_honoured() {
         &format!("provider=dns name=servers.muster.test port=8301 {ns}"),
     ]);
     assert_eq!(
-        lines(&o),
-        [format!("127.{b}.0.11:8301"), format!("127.{b}.0.12:8301")]
+        sorted_lines(&o),
+        [format!("{}:8301", b.ip(11)), format!("{}:8301", b.ip(12))]
     );
     let o = muster(&[
         "discover",
@@ -304,7 +284,7 @@ fn dns_srv_records_and_a_chosen_name_server_with_ttls_honoured() {
     let before = query_count("servers.muster.test 1");
     let long = Agent::start(
         "ttl-long",
-        &ip(b, 20),
+        &b.ip(20),
         &[
             "-retry-join",
             &format!("provider=dns name=servers.muster.test {ns}"),
@@ -314,7 +294,7 @@ fn dns_srv_records_and_a_chosen_name_server_with_ttls_honoured() {
     );
     let short = Agent::start(
         "ttl-short",
-        &ip(b, 21),
+        &b.ip(21),
         &[
             "-retry-join",
             &format!("provider=dns name=short.muster.test {ns}"),

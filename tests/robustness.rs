@@ -27,10 +27,11 @@ impl Lcg {
 
 #[test]
 fn random_and_mutated_packets_are_dropped_and_the_agent_keeps_answering() {
-    let a = Agent::start("target", &ip(14, 1), &[]);
+    let net = Block::GarbagePackets;
+    let a = Agent::start("target", &net.ip(1), &[]);
     a.wait_ready();
-    let target = format!("{}:8301", ip(14, 1));
-    let udp = UdpSocket::bind(format!("{}:0", ip(14, 2))).unwrap();
+    let target = format!("{}:8301", net.ip(1));
+    let udp = UdpSocket::bind(format!("{}:0", net.ip(2))).unwrap();
     let mut rng = Lcg(0x5eed);
     let plain = Sealer::new("dc1", None);
 
@@ -101,7 +102,7 @@ fn random_and_mutated_packets_are_dropped_and_the_agent_keeps_answering() {
         received >= (sent as u64) / 10 && dropped >= received && count("dropped_oversized") >= 1
     });
     assert!(a.cli(&["members"]).status.success());
-    let b = Agent::start("friend", &ip(14, 3), &["-join", &ip(14, 1)]);
+    let b = Agent::start("friend", &net.ip(3), &["-join", &net.ip(1)]);
     wait_until(Duration::from_secs(20), "a real agent still joins", || {
         a.alive_count() == 2 && b.alive_count() == 2
     });

@@ -1,7 +1,5 @@
 //! Servers forming exactly one Raft cluster: the bootstrapping guide, retry-join formation,
 //! randomized trials, the hashicorp/raft#122 scenario, restarts and failover.
-//!
-//! Address blocks 40–59 (see tests/support/mod.rs).
 
 mod support;
 
@@ -18,11 +16,12 @@ fn cluster_ids(agents: &[&Agent]) -> BTreeSet<String> {
 
 #[test]
 fn consul_bootstrapping_guide() {
+    let net = Block::BootstrapGuide;
     step(
         1,
         "start three servers with -bootstrap-expect 3, apart; each says why it waits",
     );
-    let s = servers(40, 3, 3, &[]);
+    let s = servers(Block::BootstrapGuide, 3, 3, &[]);
     for a in &s {
         wait_until(T, &format!("{} explains that it waits", a.name), || {
             a.log()
@@ -37,7 +36,7 @@ fn consul_bootstrapping_guide() {
     );
 
     step(2, "`muster join` the three addresses from the first server");
-    let out = s[0].cli(&["join", &ip(40, 1), &ip(40, 2), &ip(40, 3)]);
+    let out = s[0].cli(&["join", &net.ip(1), &net.ip(2), &net.ip(3)]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stdout(&out).trim(),
@@ -114,7 +113,11 @@ fn consul_bootstrapping_guide() {
 
 #[test]
 fn three_five_and_seven_servers_form_through_retry_join_started_at_once() {
-    for (block, n) in [(41u8, 3u8), (42, 5), (55, 7)] {
+    for (block, n) in [
+        (Block::FormThree, 3u8),
+        (Block::FormFive, 5),
+        (Block::FormSeven, 7),
+    ] {
         step(
             u32::from(n),
             &format!("{n} servers, each with -retry-join to all"),
@@ -122,7 +125,7 @@ fn three_five_and_seven_servers_form_through_retry_join_started_at_once() {
         let mut args: Vec<String> = Vec::new();
         for i in 1..=n {
             args.push("-retry-join".into());
-            args.push(ip(block, i));
+            args.push(block.ip(i));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let s = servers(block, n, n, &args);
@@ -180,7 +183,7 @@ fn randomized_trials_form_exactly_one_cluster() {
         seed % m
     };
     for trial in 0..4u8 {
-        let block = 43 + trial;
+        let block = [Block::Trial0, Block::Trial1, Block::Trial2, Block::Trial3][trial as usize];
         let expect = 3u8;
         let extra = if trial % 2 == 1 { 1 } else { 0 }; // more servers than expect
         let n = expect + extra;
@@ -195,11 +198,11 @@ fn randomized_trials_form_exactly_one_cluster() {
         let mut s = Vec::new();
         for &i in &order {
             // Each joins one random other server (some join before that one exists).
-            let target = ip(block, 1 + next(n as u64) as u8);
+            let target = block.ip(1 + next(n as u64) as u8);
             let e = expect.to_string();
             s.push(Agent::start(
                 &format!("s{i}"),
-                &ip(block, i),
+                &block.ip(i),
                 &[
                     "-server",
                     "-bootstrap-expect",
@@ -207,7 +210,7 @@ fn randomized_trials_form_exactly_one_cluster() {
                     "-retry-join",
                     &target,
                     "-retry-join",
-                    &ip(block, 1 + (i % n)),
+                    &block.ip(1 + (i % n)),
                 ],
             ));
             let pause = Instant::now() + Duration::from_millis(next(300));
@@ -229,16 +232,17 @@ fn randomized_trials_form_exactly_one_cluster() {
 
 #[test]
 fn conflicting_expect_values_refuse_to_bootstrap_and_say_so() {
-    let a = Agent::start("c1", &ip(48, 1), &["-server", "-bootstrap-expect", "3"]);
+    let net = Block::ConflictingExpect;
+    let a = Agent::start("c1", &net.ip(1), &["-server", "-bootstrap-expect", "3"]);
     let b = Agent::start(
         "c2",
-        &ip(48, 2),
-        &["-server", "-bootstrap-expect", "3", "-join", &ip(48, 1)],
+        &net.ip(2),
+        &["-server", "-bootstrap-expect", "3", "-join", &net.ip(1)],
     );
     let c = Agent::start(
         "c3",
-        &ip(48, 3),
-        &["-server", "-bootstrap-expect", "5", "-join", &ip(48, 1)],
+        &net.ip(3),
+        &["-server", "-bootstrap-expect", "5", "-join", &net.ip(1)],
     );
     for x in [&a, &b] {
         wait_until(T, &format!("{} names the conflict", x.name), || {
@@ -262,10 +266,11 @@ fn conflicting_expect_values_refuse_to_bootstrap_and_say_so() {
 
 #[test]
 fn survivors_of_an_old_cluster_are_never_outvoted_by_newcomers() {
+    let net = Block::OldSurvivors;
     // hashicorp/raft#122: A, B, C form a cluster; A and B die; E and F start with expect 3 and
     // see C. They must not form a new cluster with C's state rolled back.
     step(1, "A, B, C form a cluster");
-    let mut old = servers(49, 3, 3, &["-retry-join", &ip(49, 1)]);
+    let mut old = servers(Block::OldSurvivors, 3, 3, &["-retry-join", &net.ip(1)]);
     let refs: Vec<&Agent> = old.iter().collect();
     wait_for_leader(&refs, T);
     wait_until(T, "the old cluster is named", || {
@@ -281,13 +286,13 @@ fn survivors_of_an_old_cluster_are_never_outvoted_by_newcomers() {
     step(3, "E and F start with -bootstrap-expect 3 and join C");
     let e = Agent::start(
         "e",
-        &ip(49, 5),
-        &["-server", "-bootstrap-expect", "3", "-join", &ip(49, 3)],
+        &net.ip(5),
+        &["-server", "-bootstrap-expect", "3", "-join", &net.ip(3)],
     );
     let f = Agent::start(
         "f",
-        &ip(49, 6),
-        &["-server", "-bootstrap-expect", "3", "-join", &ip(49, 3)],
+        &net.ip(6),
+        &["-server", "-bootstrap-expect", "3", "-join", &net.ip(3)],
     );
     for x in [&e, &f] {
         wait_until(
@@ -325,11 +330,12 @@ fn survivors_of_an_old_cluster_are_never_outvoted_by_newcomers() {
 
 #[test]
 fn restarted_servers_never_bootstrap_again_and_keep_their_cluster() {
+    let net = Block::Restarts;
     let mut s = servers(
-        50,
+        net,
         3,
         3,
-        &["-retry-join", &ip(50, 1), "-retry-join", &ip(50, 2)],
+        &["-retry-join", &net.ip(1), "-retry-join", &net.ip(2)],
     );
     let refs: Vec<&Agent> = s.iter().collect();
     wait_for_leader(&refs, T);
@@ -370,11 +376,12 @@ fn restarted_servers_never_bootstrap_again_and_keep_their_cluster() {
 
 #[test]
 fn killed_leader_is_replaced_and_rejoins_as_follower() {
+    let net = Block::KilledLeader;
     let mut s = servers(
-        51,
+        net,
         3,
         3,
-        &["-retry-join", &ip(51, 1), "-retry-join", &ip(51, 2)],
+        &["-retry-join", &net.ip(1), "-retry-join", &net.ip(2)],
     );
     let refs: Vec<&Agent> = s.iter().collect();
     let l = wait_for_leader(&refs, T);
@@ -398,13 +405,7 @@ fn killed_leader_is_replaced_and_rejoins_as_follower() {
         .filter(|a| a.name != s[l].name)
         .map(|a| a.ip.clone())
         .collect();
-    s[l].extra = vec![
-        "-server".into(),
-        "-bootstrap-expect".into(),
-        "3".into(),
-        "-retry-join".into(),
-        others[0].clone(),
-    ];
+    s[l].extra = server_flags(3, &[&others[0]]);
     s[l].restart();
     wait_until(T, "the old leader follows", || {
         s[l].raft("state") == "Follower" && !s[l].raft("leader").is_empty()
@@ -418,11 +419,12 @@ fn killed_leader_is_replaced_and_rejoins_as_follower() {
 
 #[test]
 fn bootstrap_mode_elects_one_server_and_later_servers_are_added_then_promoted() {
+    let net = Block::BootstrapMode;
     step(
         1,
         "-bootstrap: one server elects itself, warning that this is discouraged",
     );
-    let a = Agent::start("b1", &ip(52, 1), &["-server", "-bootstrap"]);
+    let a = Agent::start("b1", &net.ip(1), &["-server", "-bootstrap"]);
     wait_until(T, "b1 leads", || a.is_leader());
     assert!(
         a.log().contains("do not enable unless necessary"),
@@ -433,15 +435,11 @@ fn bootstrap_mode_elects_one_server_and_later_servers_are_added_then_promoted() 
         2,
         "two plain servers join: added as non-voters, then promoted",
     );
-    let b = Agent::start("b2", &ip(52, 2), &["-server", "-join", &ip(52, 1)]);
-    let c = Agent::start("b3", &ip(52, 3), &["-server", "-join", &ip(52, 1)]);
+    let b = Agent::start("b2", &net.ip(2), &["-server", "-join", &net.ip(1)]);
+    let c = Agent::start("b3", &net.ip(3), &["-server", "-join", &net.ip(1)]);
     wait_until(T, "b2 and b3 become voters", || {
-        let (_, cfg) =
-            http(&a.http_addr(), "GET", "/v1/operator/raft/configuration").unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&cfg).unwrap_or_default();
-        v["Servers"]
-            .as_array()
-            .is_some_and(|s| s.len() == 3 && s.iter().all(|x| x["Voter"] == true))
+        let peers = a.peers();
+        peers.len() == 3 && peers.iter().all(|p| p.2)
     });
     assert!(
         a.log().contains("adding server as a non-voter") && a.log().contains("promoting to voter")
@@ -466,12 +464,7 @@ fn bootstrap_mode_elects_one_server_and_later_servers_are_added_then_promoted() 
     let out = a.cli(&["operator", "raft", "remove-peer", "-id", &id]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(&format!("Removed peer with id \"{id}\"")));
-    let servers_in_config = || {
-        let (_, cfg) =
-            http(&a.http_addr(), "GET", "/v1/operator/raft/configuration").unwrap_or_default();
-        let v: serde_json::Value = serde_json::from_str(&cfg).unwrap_or_default();
-        v["Servers"].as_array().map(|s| s.len()).unwrap_or(0)
-    };
+    let servers_in_config = || a.peers().len();
     assert_eq!(servers_in_config(), 2);
 
     step(
@@ -498,7 +491,7 @@ fn bootstrap_mode_elects_one_server_and_later_servers_are_added_then_promoted() 
         "raft",
         "remove-peer",
         "-address",
-        "127.52.0.9:8300",
+        &format!("{}:8300", net.ip(9)),
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
@@ -510,10 +503,16 @@ fn bootstrap_mode_elects_one_server_and_later_servers_are_added_then_promoted() 
 
 #[test]
 fn a_client_learns_the_leader_from_the_servers() {
-    let s = servers(53, 3, 3, &["-retry-join", &ip(53, 1)]);
+    let net = Block::ClientLearnsLeader;
+    let s = servers(
+        Block::ClientLearnsLeader,
+        3,
+        3,
+        &["-retry-join", &net.ip(1)],
+    );
     let refs: Vec<&Agent> = s.iter().collect();
     let l = wait_for_leader(&refs, T);
-    let client = Agent::start("client", &ip(53, 9), &["-join", &ip(53, 2)]);
+    let client = Agent::start("client", &net.ip(9), &["-join", &net.ip(2)]);
     wait_until(T, "the client knows the leader", || {
         http(&client.http_addr(), "GET", "/v1/status/leader")
             .is_some_and(|(st, body)| st == 200 && body == format!("\"{}:8300\"", s[l].ip))

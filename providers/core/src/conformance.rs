@@ -85,23 +85,4 @@ mod tests {
         .await;
         check(Arc::new(Exec), "provider=exec command=\"echo 127.0.0.2; echo '# a comment'; echo; echo 127.0.0.3:8301\" timeout=2s").await;
     }
-
-    #[tokio::test]
-    async fn exec_errors_name_the_line_and_the_exit() {
-        use crate::args::ProviderArgs;
-        use crate::provider::Provider;
-        let bad = ProviderArgs::parse("provider=exec command=\"echo not-an-address!\"").unwrap();
-        let e = Exec.addrs(&bad).await.unwrap_err().to_string();
-        assert!(e.contains("output line 1"), "{e}");
-        let fail = ProviderArgs::parse("provider=exec command=\"echo oops >&2; exit 3\"").unwrap();
-        let e = Exec.addrs(&fail).await.unwrap_err().to_string();
-        assert!(e.contains("exit status: 3") && e.contains("oops"), "{e}");
-        let slow = ProviderArgs::parse("provider=exec command=\"sleep 5\" timeout=200ms").unwrap();
-        assert!(Exec
-            .addrs(&slow)
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("did not finish"));
-    }
 }

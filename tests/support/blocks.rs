@@ -1,0 +1,118 @@
+//! Address blocks: every test owns one second octet, `127.B.0.x`, so that tests run in parallel
+//! (and test binaries one after another) without two agents wanting the same address and port.
+//!
+//! The blocks are the variants of one enum, so the compiler keeps them apart: two variants with
+//! the same number do not compile (E0081, "discriminant value assigned more than once"). A new
+//! test adds a variant at the end without a number and takes the next free one.
+
+/// A `127.B.0.0/16` block of loopback addresses, owned by one test (or one bench).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// 127.0.x.x: the benches (three members on 127.0.0.1–3; the autoscale bench's rounds on
+    /// 127.0.1–3.x) and the tests that must bind 127.0.0.1 itself (`-dev`, host names), which
+    /// keep apart by port.
+    Loopback = 0,
+    // tests/gossip_cluster.rs
+    FiveAgents = 10,
+    Encryption = 11,
+    Datacenters = 12,
+    NameConflict = 13,
+    // tests/robustness.rs
+    GarbagePackets = 14,
+    // tests/gossip_cluster.rs
+    JoinCli = 15,
+    HttpErrors = 16,
+    Signals = 17,
+    RetryJoin = 18,
+    RetryMax = 19,
+    // tests/gossip_tags.rs (the gossip layer as a library)
+    GossipTags = 20,
+    // tests/gossip_cluster.rs
+    StartJoinFails = 21,
+    // tests/config_cli.rs
+    ConfigCli = 22,
+    // tests/gossip_cluster.rs
+    HostNames = 23,
+    ForceLeave = 24,
+    // bench/gossip_bench.rs
+    GossipBench = 30,
+    // tests/servers.rs
+    BootstrapGuide = 40,
+    FormThree = 41,
+    FormFive = 42,
+    Trial0 = 43,
+    Trial1 = 44,
+    Trial2 = 45,
+    Trial3 = 46,
+    ConflictingExpect = 48,
+    OldSurvivors = 49,
+    Restarts = 50,
+    KilledLeader = 51,
+    BootstrapMode = 52,
+    ClientLearnsLeader = 53,
+    FormSeven = 55,
+    // tests/kv.rs
+    KvHttp = 60,
+    KvCli = 61,
+    Catalog = 62,
+    ClientFailover = 63,
+    AckedWrites = 64,
+    SnapshotCatchUp = 65,
+    SnapshotSaveRestore = 66,
+    ConcurrentWrites = 67,
+    LargeValues = 68,
+    // tests/providers.rs
+    JoinThroughProvider = 70,
+    Rediscovery = 71,
+    CustomProvider = 72,
+    // tests/aws.rs
+    Ec2Discovery = 73,
+    Ec2LegacyFlags = 74,
+    // tests/autoscaling_aws.rs
+    Ec2Group = 75,
+    // tests/gce.rs
+    GceDiscovery = 76,
+    GceThrottled = 77,
+    // tests/aws.rs
+    Ec2Imds = 78,
+    // tests/autoscaling_aws.rs
+    Ec2Herd = 79,
+    // tests/autoscaling.rs
+    NewIp = 80,
+    ColdRestart = 81,
+    DeadServer = 82,
+    AutopilotSettings = 83,
+    LeavingLeader = 84,
+    OutageRecovery = 85,
+    RollingThree = 86,
+    RollingFive = 87,
+    // tests/providers.rs
+    Dns = 90,
+    // tests/gce.rs
+    GceLegacyFlags,
+    // tests/providers.rs (refused before anything is bound)
+    BadProviderArgs,
+}
+
+impl Block {
+    /// The second octet, B.
+    pub const fn octet(self) -> u8 {
+        self as u8
+    }
+
+    /// The `i`-th address of the block: 127.B.0.i.
+    pub fn ip(self, i: u8) -> String {
+        self.ip_in(0, i)
+    }
+
+    /// An address of another /24 of the block: 127.B.net.i.
+    pub fn ip_in(self, net: u8, i: u8) -> String {
+        format!("127.{}.{net}.{i}", self.octet())
+    }
+
+    /// The first three octets, `127.B.0`, as the fixtures take them.
+    pub fn prefix(self) -> String {
+        format!("127.{}.0", self.octet())
+    }
+}
