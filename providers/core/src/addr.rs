@@ -1,11 +1,11 @@
 //! Join addresses: what an operator may write after `-join`, `-retry-join` or `muster join`.
 //!
-//! Accepted forms, as memberlist accepts them for Consul (see consul-behaviour §1.3):
+//! Accepted forms, as memberlist accepts them for Consul (docs/reference/consul.md):
 //! `1.2.3.4`, `1.2.3.4:8301`, `::1`, `[::1]`, `[::1]:8301`, `host`, `host:8301`.
 //! A missing port means the local gossip port. Host names are resolved by the system resolver
 //! each time [`JoinAddr::resolve`] is called, and *every* A/AAAA record is used, so a name that
 //! moves (a Kubernetes headless service, a DNS round-robin) is followed instead of being cached
-//! forever (user-pains A7).
+//! forever.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
