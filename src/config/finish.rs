@@ -428,13 +428,17 @@ impl Findings {
     }
 }
 
-/// Why a node or datacenter name is refused.
+/// Why a node or datacenter name is refused; each becomes a [`ConfigError`] naming the key, and
+/// the operator must choose another name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 enum LabelError {
+    /// No name at all.
     #[error("it is empty")]
     Empty,
+    /// Longer than gossip and DNS-like uses allow.
     #[error("it is longer than 128 characters")]
     TooLong,
+    /// A character outside letters, digits, `-`, `_` and `.`.
     #[error("character {0:?} is not allowed (letters, digits, '-', '_', '.')")]
     Character(char),
 }
