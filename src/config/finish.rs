@@ -78,7 +78,6 @@ pub fn finish(
             log_json: p.log_json.unwrap_or(false),
             leave_on_terminate,
             skip_leave_on_interrupt,
-            legacy_cloud: p.legacy_cloud,
             raft_multiplier,
             autopilot,
         },

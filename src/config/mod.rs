@@ -168,7 +168,6 @@ pub struct RuntimeConfig {
     pub leave_on_terminate: bool,
     /// Do not leave on SIGINT (default: servers yes, clients no).
     pub skip_leave_on_interrupt: bool,
-    pub legacy_cloud: LegacyCloud,
     /// Scales every Raft timing; 1 = the LAN defaults of docs/servers.md.
     pub raft_multiplier: u32,
     /// The `autopilot { }` block as written; the agent fills what is unset with the server's
