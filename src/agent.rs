@@ -1,8 +1,10 @@
 //! The agent: binds its listeners, starts gossip and the HTTP API, joins, and shuts down.
 //!
-//! Start-up order matters for operators: the configuration was validated before this runs; here
-//! every socket is bound *before* anything joins, so a port clash fails fast with the address
-//! named, and `-join` failures end the process (exit 1) before it pretends to be a member.
+//! Start-up order matters for operators: the configuration was validated before this runs; every
+//! socket is bound ([`Listeners::bind`]) *before* anything starts or joins, so a port clash fails
+//! fast with the address named, and `-join` failures end the process (exit 1) before it pretends
+//! to be a member. [`Agent::start`] takes the listeners already bound, so a test can start an
+//! agent in-process on port 0 or on an address of its own ([`Listeners::bind_addrs`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,6 +17,8 @@ use tokio::sync::watch;
 use crate::config::RuntimeConfig;
 use crate::gossip::{Gossip, GossipConfig, NodeIdentity, Tags, Timings};
 use crate::join::{self, backoff::Schedule};
+use crate::node_id::NodeIdError;
+use crate::server::autopilot::AutopilotConfig;
 use crate::server::rpc::RpcClient;
 use crate::server::{Server, ServerConfig};
 
@@ -29,12 +33,23 @@ pub enum AgentError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    /// The data directory or node id is unusable. Exit 2.
+    /// The data directory cannot be created (permissions, a full disk, a file in the way).
+    /// The operator must fix the path or its permissions. Exit 2.
+    #[error("cannot create data_dir {}: {source}", path.display())]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The node id kept in data_dir is unusable, or `-node-id` contradicts it: the variant
+    /// says which ([`NodeIdError::Mismatch`] is a configuration mistake, exit 1; a storage
+    /// failure is exit 2).
+    #[error(transparent)]
+    NodeId(#[from] NodeIdError),
+    /// The server part could not start: its Raft store, a pending outage recovery, or Raft
+    /// itself failed (the message says which). Retrying does not help; the operator must fix
+    /// what is named. Exit 2.
     #[error("{0}")]
-    DataDir(String),
-    /// `-node-id` contradicts the id kept in data_dir. Exit 1.
-    #[error("{0}")]
-    NodeIdMismatch(String),
+    Server(String),
     /// `-join` reached no one; nothing was joined. Exit 1, like Consul.
     #[error("could not join any of the -join addresses: {0}")]
     StartJoin(String),
@@ -54,6 +69,121 @@ pub enum StopReason {
     Stopped,
     /// The retry-join loop gave up.
     RetryJoinFailed(String),
+}
+
+/// The agent's sockets, bound before anything starts. The binary binds them from the
+/// configuration ([`Listeners::bind`]); a test binds its own ([`Listeners::bind_addrs`]), on
+/// port 0 if it likes, and the agent then advertises the ports actually bound.
+pub struct Listeners {
+    /// Gossip datagrams (probes, acks, broadcasts).
+    gossip_udp: UdpSocket,
+    /// Gossip streams (joins and state syncs), on the same address and port as `gossip_udp`.
+    gossip_tcp: TcpListener,
+    /// The server RPC port; `None` for a client agent.
+    rpc: Option<TcpListener>,
+    /// The HTTP API.
+    http: TcpListener,
+    /// The addresses as asked for, with the ports the system chose where 0 was asked.
+    gossip_addr: SocketAddr,
+    rpc_addr: Option<SocketAddr>,
+    http_addr: SocketAddr,
+}
+
+impl Listeners {
+    /// Binds every listener the configuration asks for: gossip UDP and TCP on
+    /// `bind_addr:serf_lan`, the server RPC port (server mode only) and the HTTP API on
+    /// `client_addr:http`. A failure names the listener and the address.
+    pub async fn bind(config: &RuntimeConfig) -> Result<Self, AgentError> {
+        let rpc = config
+            .server
+            .then(|| SocketAddr::new(config.bind_addr, config.ports.server));
+        Self::bind_addrs(
+            SocketAddr::new(config.bind_addr, config.ports.serf_lan),
+            rpc,
+            SocketAddr::new(config.client_addr, config.ports.http),
+        )
+        .await
+    }
+
+    /// Binds the given addresses, in the order [`Listeners::bind`] does. Port 0 takes a free
+    /// port; for gossip, TCP then binds the port UDP was given (the two share one port).
+    pub async fn bind_addrs(
+        gossip: SocketAddr,
+        rpc: Option<SocketAddr>,
+        http: SocketAddr,
+    ) -> Result<Self, AgentError> {
+        let gossip_udp = UdpSocket::bind(gossip)
+            .await
+            .map_err(bind_failed("gossip UDP", gossip))?;
+        let gossip_addr = with_bound_port(gossip, gossip_udp.local_addr())
+            .map_err(bind_failed("gossip UDP", gossip))?;
+        let gossip_tcp = TcpListener::bind(gossip_addr)
+            .await
+            .map_err(bind_failed("gossip TCP", gossip_addr))?;
+        let (rpc, rpc_addr) = match rpc {
+            None => (None, None),
+            Some(addr) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(bind_failed("server RPC", addr))?;
+                let bound = with_bound_port(addr, l.local_addr())
+                    .map_err(bind_failed("server RPC", addr))?;
+                (Some(l), Some(bound))
+            }
+        };
+        let http_listener = TcpListener::bind(http)
+            .await
+            .map_err(bind_failed("HTTP API", http))?;
+        let http_addr = with_bound_port(http, http_listener.local_addr())
+            .map_err(bind_failed("HTTP API", http))?;
+        Ok(Self {
+            gossip_udp,
+            gossip_tcp,
+            rpc,
+            http: http_listener,
+            gossip_addr,
+            rpc_addr,
+            http_addr,
+        })
+    }
+}
+
+/// `asked` itself when it named a port, else `asked` with the port the system chose.
+fn with_bound_port(
+    asked: SocketAddr,
+    bound: std::io::Result<SocketAddr>,
+) -> std::io::Result<SocketAddr> {
+    if asked.port() != 0 {
+        return Ok(asked);
+    }
+    Ok(SocketAddr::new(asked.ip(), bound?.port()))
+}
+
+fn bind_failed(what: &'static str, addr: SocketAddr) -> impl Fn(std::io::Error) -> AgentError {
+    move |source| AgentError::Bind { what, addr, source }
+}
+
+/// The server's autopilot settings: its defaults for this cluster size and Raft multiplier,
+/// with every key the operator set on top.
+fn autopilot_config(config: &RuntimeConfig) -> AutopilotConfig {
+    let given = &config.autopilot;
+    let mut autopilot = AutopilotConfig::defaults(config.bootstrap_expect, config.raft_multiplier);
+    if let Some(b) = given.cleanup_dead_servers {
+        autopilot.cleanup_dead_servers = b;
+    }
+    if let Some(d) = given.last_contact_threshold {
+        autopilot.last_contact_threshold = d;
+    }
+    if let Some(n) = given.max_trailing_logs {
+        autopilot.max_trailing_logs = n;
+    }
+    if let Some(n) = given.min_quorum {
+        autopilot.min_quorum = n;
+    }
+    if let Some(d) = given.server_stabilization_time {
+        autopilot.server_stabilization_time = d;
+    }
+    autopilot
 }
 
 /// A running agent, shared with the HTTP handlers.
@@ -85,7 +215,7 @@ impl Drop for Agent {
     }
 }
 
-/// The tags every agent advertises (consul-behaviour §3.1 names).
+/// The tags every agent advertises, under the names Consul gives them (docs/reference/consul.md).
 pub fn tags_for(config: &RuntimeConfig, node_id: uuid::Uuid) -> Tags {
     let mut t = Tags::new();
     t.insert(
@@ -109,8 +239,27 @@ pub fn tags_for(config: &RuntimeConfig, node_id: uuid::Uuid) -> Tags {
 }
 
 impl Agent {
-    /// Binds, starts gossip and the HTTP API, runs `-join`, and spawns `-retry-join`.
-    pub async fn start(config: RuntimeConfig) -> Result<Arc<Agent>, AgentError> {
+    /// Starts gossip and the HTTP API on `listeners`, runs `-join`, and spawns `-retry-join`.
+    /// The ports the listeners were bound to are the ones advertised (and kept in
+    /// `config.ports`), so a test may bind port 0.
+    pub async fn start(
+        mut config: RuntimeConfig,
+        listeners: Listeners,
+    ) -> Result<Arc<Agent>, AgentError> {
+        let Listeners {
+            gossip_udp: udp,
+            gossip_tcp: tcp,
+            rpc: rpc_listener,
+            http,
+            gossip_addr,
+            rpc_addr,
+            http_addr: http_bind,
+        } = listeners;
+        config.ports.serf_lan = gossip_addr.port();
+        if let Some(rpc) = rpc_addr {
+            config.ports.server = rpc.port();
+        }
+        config.ports.http = http_bind.port();
         let (data_dir, dev_dir) = match (&config.data_dir, config.dev) {
             (Some(d), _) => (d.clone(), None),
             (None, _) => {
@@ -122,55 +271,11 @@ impl Agent {
                 (d.clone(), Some(d))
             }
         };
-        std::fs::create_dir_all(&data_dir).map_err(|e| {
-            AgentError::DataDir(format!(
-                "cannot create data_dir {}: {e}",
-                data_dir.display()
-            ))
+        std::fs::create_dir_all(&data_dir).map_err(|source| AgentError::DataDir {
+            path: data_dir.clone(),
+            source,
         })?;
-        let node_id =
-            crate::node_id::load_or_create(&data_dir, config.node_id).map_err(|e| match e {
-                crate::node_id::NodeIdError::Mismatch(m) => AgentError::NodeIdMismatch(m),
-                crate::node_id::NodeIdError::Storage(m) => AgentError::DataDir(m),
-            })?;
-
-        let gossip_bind = SocketAddr::new(config.bind_addr, config.ports.serf_lan);
-        let udp = UdpSocket::bind(gossip_bind)
-            .await
-            .map_err(|source| AgentError::Bind {
-                what: "gossip UDP",
-                addr: gossip_bind,
-                source,
-            })?;
-        let tcp = TcpListener::bind(gossip_bind)
-            .await
-            .map_err(|source| AgentError::Bind {
-                what: "gossip TCP",
-                addr: gossip_bind,
-                source,
-            })?;
-        let rpc_bind = SocketAddr::new(config.bind_addr, config.ports.server);
-        let rpc_listener = if config.server {
-            Some(
-                TcpListener::bind(rpc_bind)
-                    .await
-                    .map_err(|source| AgentError::Bind {
-                        what: "server RPC",
-                        addr: rpc_bind,
-                        source,
-                    })?,
-            )
-        } else {
-            None
-        };
-        let http_bind = SocketAddr::new(config.client_addr, config.ports.http);
-        let http = TcpListener::bind(http_bind)
-            .await
-            .map_err(|source| AgentError::Bind {
-                what: "HTTP API",
-                addr: http_bind,
-                source,
-            })?;
+        let node_id = crate::node_id::load_or_create(&data_dir, config.node_id)?;
 
         let advertise = SocketAddr::new(config.advertise_addr, config.ports.serf_lan);
         let identity = NodeIdentity::new(config.node_name.clone(), node_id, advertise);
@@ -198,13 +303,13 @@ impl Agent {
                     bootstrap: config.bootstrap,
                     raft_multiplier: config.raft_multiplier,
                     data_dir: data_dir.clone(),
-                    autopilot: config.autopilot.clone(),
+                    autopilot: autopilot_config(&config),
                 };
                 match Server::start(cfg, gossip.clone(), listener, tags).await {
                     Ok(s) => Some(s),
                     Err(e) => {
                         gossip.shutdown().await;
-                        return Err(AgentError::DataDir(e));
+                        return Err(AgentError::Server(e.to_string()));
                     }
                 }
             }
@@ -259,13 +364,13 @@ impl Agent {
     }
 
     /// Runs `-retry-join` until it succeeds; then, whenever this agent has lost every server it
-    /// knew (all failed or left) for 5 s, discovers and joins again (user-pains A8). While it
+    /// knew (all failed or left) for 5 s, discovers and joins again. While it
     /// knows a live server through gossip it never asks a provider.
     async fn retry_join_forever(self: Arc<Self>) {
         let mut discovery = match join::Discovery::new(&join::registry(), &self.config.retry_join) {
             Ok(d) => d,
             Err(e) => {
-                self.stop(StopReason::RetryJoinFailed(e));
+                self.stop(StopReason::RetryJoinFailed(e.to_string()));
                 return;
             }
         };
@@ -371,5 +476,53 @@ impl Agent {
             s.shutdown().await;
         }
         self.gossip.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{finish, PartialConfig};
+    use crate::http::agent::MemberJson;
+
+    /// An agent started in-process on listeners the test bound itself (127.0.0.1, port 0): it
+    /// advertises the ports it was given, answers on its HTTP API, and stops when asked.
+    #[tokio::test]
+    async fn starts_on_listeners_bound_to_port_zero_and_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let built = finish(
+            PartialConfig {
+                data_dir: Some(dir.path().into()),
+                bind_addr: Some("127.0.0.1".into()),
+                node_name: Some("in-process".into()),
+                ..Default::default()
+            },
+            vec![],
+            &muster_provider_core::Registry::new(),
+        )
+        .unwrap();
+        let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+        let listeners = Listeners::bind_addrs(any_port, None, any_port)
+            .await
+            .unwrap();
+        let agent = Agent::start(built.config, listeners).await.unwrap();
+        let ports = agent.config.ports.clone();
+        assert!(ports.serf_lan != 0 && ports.http != 0, "{ports:?}");
+        assert_eq!(
+            agent.http_addr,
+            SocketAddr::from(([127, 0, 0, 1], ports.http))
+        );
+
+        let url = format!("http://{}/v1/agent/members", agent.http_addr);
+        let members: Vec<MemberJson> = reqwest::get(url).await.unwrap().json().await.unwrap();
+        assert_eq!(members.len(), 1, "{members:?}");
+        assert_eq!(
+            (members[0].name.as_str(), members[0].port),
+            ("in-process", ports.serf_lan)
+        );
+
+        agent.stop(StopReason::Stopped);
+        assert_eq!(agent.stopped().await, StopReason::Stopped);
+        agent.shutdown().await;
     }
 }

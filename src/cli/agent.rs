@@ -4,14 +4,14 @@
 //! leaves only with `leave_on_terminate` (defaults: clients leave on both, servers on neither,
 //! so a stopped server keeps its Raft seat). A second signal during a leave exits at once.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::agent::{Agent, AgentError, StopReason};
+use crate::agent::{Agent, AgentError, Listeners, StopReason};
 use crate::config::{self, AgentFlags, LogLevel};
+use crate::node_id::NodeIdError;
 
 #[derive(Debug, Args)]
 pub struct AgentCmd {
@@ -20,7 +20,7 @@ pub struct AgentCmd {
 }
 
 pub fn run(cmd: AgentCmd) -> u8 {
-    let built = match config::build(&cmd.flags) {
+    let built = match config::build(&cmd.flags, &crate::join::registry()) {
         Ok(b) => b,
         Err(errors) => {
             for e in &errors.0 {
@@ -82,14 +82,18 @@ async fn run_agent(config: config::RuntimeConfig) -> u8 {
             return 2;
         }
     };
-    let agent: Arc<Agent> = match Agent::start(config).await {
+    let started = match Listeners::bind(&config).await {
+        Ok(listeners) => Agent::start(config, listeners).await,
+        Err(e) => Err(e),
+    };
+    let agent: Arc<Agent> = match started {
         Ok(a) => a,
         Err(e) => {
             tracing::error!("{e}");
             return match e {
                 AgentError::StartJoin(_)
                 | AgentError::RetryJoinExhausted { .. }
-                | AgentError::NodeIdMismatch(_) => 1,
+                | AgentError::NodeId(NodeIdError::Mismatch(_)) => 1,
                 _ => 2,
             };
         }
@@ -145,9 +149,4 @@ async fn on_signal(
         _ = sigint.recv() => { tracing::warn!("second signal: exiting without finishing the leave"); std::process::exit(1) }
         _ = sigterm.recv() => { tracing::warn!("second signal: exiting without finishing the leave"); std::process::exit(1) }
     }
-}
-
-/// Exit code for `main`.
-pub fn exit(code: u8) -> ExitCode {
-    ExitCode::from(code)
 }

@@ -1,8 +1,11 @@
-//! The CLI's HTTP client for the local agent.
+//! The CLI's HTTP client for the local agent, and the one way every command reports a failed
+//! request: a connection failure as it is, a refusal as `{what failed}: {the agent's answer}`,
+//! both with exit code 1 (as Consul's CLI does).
 
 use std::time::Duration;
 
 use clap::Args;
+use serde::de::DeserializeOwned;
 
 /// Where the agent's HTTP API is.
 #[derive(Debug, Args, Clone)]
@@ -42,6 +45,48 @@ pub struct Reply {
     pub body: String,
 }
 
+/// Why a GET for JSON gave nothing to print.
+#[derive(Debug)]
+pub enum GetFailure {
+    /// The agent could not be reached, or its answer not read; the text says so.
+    Unreachable(String),
+    /// The agent answered with an error status; `body` is its explanation.
+    Refused {
+        status: reqwest::StatusCode,
+        body: String,
+    },
+    /// The answer is not the JSON the command expects.
+    Unexpected(serde_json::Error),
+}
+
+impl GetFailure {
+    /// Prints the failure, a refusal or bad answer as `{failed}: …`, and gives exit code 1.
+    pub fn report(&self, failed: &str) -> u8 {
+        match self {
+            GetFailure::Unreachable(e) => eprintln!("{e}"),
+            GetFailure::Refused { body, .. } => eprintln!("{failed}: {}", body.trim()),
+            GetFailure::Unexpected(e) => eprintln!("{failed}: unexpected answer: {e}"),
+        }
+        1
+    }
+}
+
+/// The reply of a request that must succeed; otherwise prints why (the connection failure, or
+/// `{failed}: {the agent's answer}`) and gives exit code 1 as the error.
+pub fn succeeded(reply: Result<Reply, String>, failed: &str) -> Result<Reply, u8> {
+    match reply {
+        Err(e) => {
+            eprintln!("{e}");
+            Err(1)
+        }
+        Ok(r) if r.status.is_success() => Ok(r),
+        Ok(r) => {
+            eprintln!("{failed}: {}", r.body.trim());
+            Err(1)
+        }
+    }
+}
+
 pub struct Client {
     base: String,
     http: reqwest::Client,
@@ -64,6 +109,18 @@ impl Client {
     pub async fn get(&self, path: &str) -> Result<Reply, String> {
         self.send(self.http.get(format!("{}{path}", self.base)))
             .await
+    }
+
+    /// GET `path` and read its JSON answer as `T`.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, GetFailure> {
+        let reply = self.get(path).await.map_err(GetFailure::Unreachable)?;
+        if !reply.status.is_success() {
+            return Err(GetFailure::Refused {
+                status: reply.status,
+                body: reply.body,
+            });
+        }
+        serde_json::from_str(&reply.body).map_err(GetFailure::Unexpected)
     }
 
     pub async fn put_body(&self, path: &str, body: Vec<u8>) -> Result<Reply, String> {

@@ -1,12 +1,14 @@
 //! `muster discover "provider=… key=value"`: a dry run of a discovery provider — what it
-//! returns, without joining anything (user-pains A11, A15). Exit 0 when at least one address
+//! returns, without joining anything. Exit 0 when at least one address
 //! was found, 2 when none (a script can tell "nothing yet" from "broken"), 1 on any error, with
 //! the reason and whether the retry-join loop would retry it. `-help NAME` (or
 //! `-help-provider NAME`) prints a provider's keys; `-list` the providers of this build.
 
 use clap::Args;
 
-use crate::join::{redact, registry};
+use muster_provider_core::redact;
+
+use crate::join::registry;
 
 #[derive(Debug, Args)]
 pub struct DiscoverCmd {

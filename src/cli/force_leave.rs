@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::client::{encode_segment, HttpArgs};
+use super::client::{encode_segment, succeeded, HttpArgs};
 
 #[derive(Debug, Args)]
 pub struct ForceLeaveCmd {
@@ -21,15 +21,8 @@ pub async fn run(cmd: ForceLeaveCmd) -> u8 {
         encode_segment(&cmd.node),
         if cmd.prune { "?prune" } else { "" }
     );
-    match cmd.http.client().put(&path).await {
-        Err(e) => {
-            eprintln!("{e}");
-            1
-        }
-        Ok(r) if r.status.is_success() => 0,
-        Ok(r) => {
-            eprintln!("Error force leaving: {}", r.body.trim());
-            1
-        }
+    match succeeded(cmd.http.client().put(&path).await, "Error force leaving") {
+        Ok(_) => 0,
+        Err(code) => code,
     }
 }

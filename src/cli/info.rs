@@ -12,23 +12,9 @@ pub struct InfoCmd {
 }
 
 pub async fn run(cmd: InfoCmd) -> u8 {
-    let reply = match cmd.http.client().get("/v1/agent/self").await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return 1;
-        }
-    };
-    if !reply.status.is_success() {
-        eprintln!("Error querying agent: {}", reply.body.trim());
-        return 1;
-    }
-    let v: Value = match serde_json::from_str(&reply.body) {
+    let v: Value = match cmd.http.client().get_json("/v1/agent/self").await {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!("Error querying agent: unexpected answer: {e}");
-            return 1;
-        }
+        Err(failure) => return failure.report("Error querying agent"),
     };
     let Some(stats) = v.get("Stats").and_then(Value::as_object) else {
         eprintln!("Error querying agent: the answer has no Stats");

@@ -9,6 +9,8 @@ pub struct JoinCmd {
     #[command(flatten)]
     pub http: HttpArgs,
     /// Addresses to join: IP, IP:port, [IPv6]:port, or host names (every A/AAAA record).
+    // The doc line is also the `--help` text, so `[IPv6]` stays as operators read it.
+    #[allow(rustdoc::broken_intra_doc_links)]
     pub addresses: Vec<String>,
 }
 

@@ -7,7 +7,7 @@ use base64::Engine;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::client::{encode_segment, HttpArgs};
+use super::client::{encode_segment, succeeded, GetFailure, HttpArgs};
 
 #[derive(Debug, Args)]
 pub struct KvCmd {
@@ -141,30 +141,20 @@ async fn get(
         q.push("stale".to_string());
     }
     let url = format!("/v1/kv/{}?{}", path(&key), q.join("&"));
-    let reply = match http.client().get(&url).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
+    let v: Value = match http.client().get_json(&url).await {
+        Ok(v) => v,
+        Err(GetFailure::Refused { status, .. }) if status.as_u16() == 404 => {
+            if recurse || keys {
+                return 0;
+            }
+            eprintln!("Error! No key exists at: {key}");
             return 1;
         }
-    };
-    if reply.status.as_u16() == 404 {
-        if recurse || keys {
-            return 0;
-        }
-        eprintln!("Error! No key exists at: {key}");
-        return 1;
-    }
-    if !reply.status.is_success() {
-        eprintln!("Error querying Consul agent: {}", reply.body.trim());
-        return 1;
-    }
-    let v: Value = match serde_json::from_str(&reply.body) {
-        Ok(v) => v,
-        Err(e) => {
+        Err(GetFailure::Unexpected(e)) => {
             eprintln!("Error! unexpected answer: {e}");
             return 1;
         }
+        Err(failure) => return failure.report("Error querying Consul agent"),
     };
     if keys {
         for k in v.as_array().into_iter().flatten() {
@@ -241,24 +231,19 @@ async fn put(
     if cas {
         url.push_str(&format!("&cas={}", modify_index.unwrap_or(0)));
     }
-    match http.client().put_body(&url, body).await {
-        Err(e) => {
-            eprintln!("{e}");
-            1
-        }
-        Ok(r) if r.status.is_success() && r.body.trim() == "true" => {
-            println!("Success! Data written to: {key}");
-            0
-        }
-        Ok(r) if r.status.is_success() => {
-            eprintln!("Error! Did not write to {key}: CAS failed");
-            1
-        }
-        Ok(r) => {
-            eprintln!("Error! Failed writing data: {}", r.body.trim());
-            1
-        }
+    let reply = match succeeded(
+        http.client().put_body(&url, body).await,
+        "Error! Failed writing data",
+    ) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if reply.body.trim() != "true" {
+        eprintln!("Error! Did not write to {key}: CAS failed");
+        return 1;
     }
+    println!("Success! Data written to: {key}");
+    0
 }
 
 async fn delete(
@@ -282,26 +267,18 @@ async fn delete(
     } else if cas {
         url.push_str(&format!("?cas={}", modify_index.unwrap_or(0)));
     }
-    match http.client().delete(&url).await {
-        Err(e) => {
-            eprintln!("{e}");
-            1
-        }
-        Ok(r) if r.status.is_success() && r.body.trim() == "true" => {
-            if recurse {
-                println!("Success! Deleted keys with prefix: {key}");
-            } else {
-                println!("Success! Deleted key: {key}");
-            }
-            0
-        }
-        Ok(r) if r.status.is_success() => {
-            eprintln!("Error! Did not delete key {key}: CAS failed");
-            1
-        }
-        Ok(r) => {
-            eprintln!("Error! Failed deleting: {}", r.body.trim());
-            1
-        }
+    let reply = match succeeded(http.client().delete(&url).await, "Error! Failed deleting") {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if reply.body.trim() != "true" {
+        eprintln!("Error! Did not delete key {key}: CAS failed");
+        return 1;
     }
+    if recurse {
+        println!("Success! Deleted keys with prefix: {key}");
+    } else {
+        println!("Success! Deleted key: {key}");
+    }
+    0
 }

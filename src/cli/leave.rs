@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use super::client::HttpArgs;
+use super::client::{succeeded, HttpArgs};
 
 #[derive(Debug, Args)]
 pub struct LeaveCmd {
@@ -11,21 +11,16 @@ pub struct LeaveCmd {
 }
 
 pub async fn run(cmd: LeaveCmd) -> u8 {
-    match cmd.http.client().put("/v1/agent/leave").await {
-        Err(e) => {
-            eprintln!("{e}");
-            1
-        }
-        Ok(r) if r.status.is_success() => {
-            for w in r.body.lines().filter(|l| !l.trim().is_empty()) {
-                eprintln!("Warning: {w}");
-            }
-            println!("Graceful leave complete");
-            0
-        }
-        Ok(r) => {
-            eprintln!("Error leaving: {}", r.body.trim());
-            1
-        }
+    let reply = match succeeded(
+        cmd.http.client().put("/v1/agent/leave").await,
+        "Error leaving",
+    ) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    for w in reply.body.lines().filter(|l| !l.trim().is_empty()) {
+        eprintln!("Warning: {w}");
     }
+    println!("Graceful leave complete");
+    0
 }

@@ -41,23 +41,9 @@ pub async fn run(cmd: MembersCmd) -> u8 {
             return 1;
         }
     };
-    let reply = match cmd.http.client().get("/v1/agent/members").await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return 1;
-        }
-    };
-    if !reply.status.is_success() {
-        eprintln!("Error retrieving members: {}", reply.body.trim());
-        return 1;
-    }
-    let mut members: Vec<MemberJson> = match serde_json::from_str(&reply.body) {
+    let mut members: Vec<MemberJson> = match cmd.http.client().get_json("/v1/agent/members").await {
         Ok(m) => m,
-        Err(e) => {
-            eprintln!("Error retrieving members: unexpected answer: {e}");
-            return 1;
-        }
+        Err(failure) => return failure.report("Error retrieving members"),
     };
     members.retain(|m| {
         filter

@@ -5,7 +5,7 @@
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use super::client::{encode_segment, HttpArgs};
+use super::client::{encode_segment, succeeded, GetFailure, HttpArgs};
 use super::members::table;
 
 #[derive(Debug, Args)]
@@ -137,26 +137,16 @@ pub async fn run(cmd: OperatorCmd) -> u8 {
 }
 
 async fn list_peers(http: HttpArgs) -> u8 {
-    let reply = match http.client().get("/v1/operator/raft/configuration").await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("{e}");
-            return 1;
-        }
-    };
-    if !reply.status.is_success() {
-        eprintln!(
-            "Error getting peers: Failed to retrieve raft configuration: {}",
-            reply.body.trim()
-        );
-        return 1;
-    }
-    let v: Value = match serde_json::from_str(&reply.body) {
+    let v: Value = match http
+        .client()
+        .get_json("/v1/operator/raft/configuration")
+        .await
+    {
         Ok(v) => v,
-        Err(e) => {
-            eprintln!("Error getting peers: unexpected answer: {e}");
-            return 1;
+        Err(failure @ GetFailure::Refused { .. }) => {
+            return failure.report("Error getting peers: Failed to retrieve raft configuration")
         }
+        Err(failure) => return failure.report("Error getting peers"),
     };
     let mut rows = vec![["Node", "ID", "Address", "State", "Voter", "RaftProtocol"]
         .map(String::from)
@@ -194,57 +184,31 @@ async fn remove_peer(http: HttpArgs, id: Option<String>, address: Option<String>
         (Some(i), None) => format!("id={}", encode_segment(i)),
         (None, Some(a)) => format!("address={}", encode_segment(a)),
     };
-    let client = http.client();
-    match client
+    let reply = http
+        .client()
         .delete(&format!("/v1/operator/raft/peer?{query}"))
-        .await
-    {
-        Err(e) => {
-            eprintln!("{e}");
-            1
-        }
-        Ok(r) if r.status.is_success() => {
-            match (id, address) {
-                (Some(i), _) => println!("Removed peer with id \"{i}\""),
-                (_, Some(a)) => println!("Removed peer with address \"{a}\""),
-                _ => {}
-            }
-            0
-        }
-        Ok(r) => {
-            eprintln!("Error removing peer: {}", r.body.trim());
-            1
-        }
+        .await;
+    if let Err(code) = succeeded(reply, "Error removing peer") {
+        return code;
     }
-}
-
-async fn get_json(http: &HttpArgs, path: &str, what: &str) -> Result<Value, u8> {
-    let reply = http.client().get(path).await.map_err(|e| {
-        eprintln!("{e}");
-        1u8
-    })?;
-    if !reply.status.is_success() {
-        eprintln!("Error {what}: {}", reply.body.trim());
-        return Err(1);
+    match (id, address) {
+        (Some(i), _) => println!("Removed peer with id \"{i}\""),
+        (_, Some(a)) => println!("Removed peer with address \"{a}\""),
+        _ => {}
     }
-    serde_json::from_str(&reply.body).map_err(|e| {
-        eprintln!("Error {what}: unexpected answer: {e}");
-        1
-    })
+    0
 }
 
 async fn autopilot(action: AutopilotAction) -> u8 {
     match action {
         AutopilotAction::GetConfig { http } => {
-            let v = match get_json(
-                &http,
-                "/v1/operator/autopilot/configuration",
-                "querying Autopilot configuration",
-            )
-            .await
+            let v: Value = match http
+                .client()
+                .get_json("/v1/operator/autopilot/configuration")
+                .await
             {
                 Ok(v) => v,
-                Err(code) => return code,
+                Err(failure) => return failure.report("Error querying Autopilot configuration"),
             };
             for key in [
                 "CleanupDeadServers",
@@ -290,35 +254,20 @@ async fn autopilot(action: AutopilotAction) -> u8 {
                 return 1;
             }
             let bytes = Value::Object(body).to_string().into_bytes();
-            match http
+            let reply = http
                 .client()
                 .put_body("/v1/operator/autopilot/configuration", bytes)
-                .await
-            {
-                Err(e) => {
-                    eprintln!("{e}");
-                    1
-                }
-                Ok(r) if r.status.is_success() => {
-                    println!("Configuration updated!");
-                    0
-                }
-                Ok(r) => {
-                    eprintln!("Error setting Autopilot configuration: {}", r.body.trim());
-                    1
-                }
+                .await;
+            if let Err(code) = succeeded(reply, "Error setting Autopilot configuration") {
+                return code;
             }
+            println!("Configuration updated!");
+            0
         }
         AutopilotAction::State { http } => {
-            let v = match get_json(
-                &http,
-                "/v1/operator/autopilot/state",
-                "querying Autopilot state",
-            )
-            .await
-            {
+            let v: Value = match http.client().get_json("/v1/operator/autopilot/state").await {
                 Ok(v) => v,
-                Err(code) => return code,
+                Err(failure) => return failure.report("Error querying Autopilot state"),
             };
             println!("Healthy: {}", v["Healthy"]);
             println!("Failure Tolerance: {}", v["FailureTolerance"]);

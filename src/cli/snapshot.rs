@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::client::HttpArgs;
+use super::client::{succeeded, HttpArgs};
 
 #[derive(Debug, Args)]
 pub struct SnapshotCmd {
@@ -71,19 +71,13 @@ pub async fn run(cmd: SnapshotCmd) -> u8 {
                 eprintln!("Error verifying snapshot file {}: {e}", file.display());
                 return 1;
             }
-            match http.client().put_body("/v1/snapshot", bytes).await {
-                Ok(r) if r.status.is_success() => {
+            let reply = http.client().put_body("/v1/snapshot", bytes).await;
+            match succeeded(reply, "Error restoring snapshot") {
+                Ok(_) => {
                     println!("Restored snapshot");
                     0
                 }
-                Ok(r) => {
-                    eprintln!("Error restoring snapshot: {}", r.body.trim());
-                    1
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    1
-                }
+                Err(code) => code,
             }
         }
     }

@@ -25,7 +25,7 @@ pub fn run(cmd: ValidateCmd) -> u8 {
             return 1;
         }
     }
-    match config::build(&flags) {
+    match config::build(&flags, &crate::join::registry()) {
         Ok(built) => {
             for w in &built.warnings {
                 eprintln!("warning: {w}");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ConfigError, PartialConfig, Ports};
+use super::{ConfigError, LegacyCloud, PartialConfig, Ports};
 
 /// Top-level keys, exactly as Consul names them.
 pub const TOP_LEVEL_KEYS: &[&str] = &[
@@ -384,15 +384,17 @@ impl FileModel {
             server: self.server,
             skip_leave_on_interrupt: self.skip_leave_on_interrupt,
             start_join: self.start_join,
-            ec2_region: ec2.region,
-            ec2_tag_key: ec2.tag_key,
-            ec2_tag_value: ec2.tag_value,
-            ec2_access_key_id: ec2.access_key_id,
-            ec2_secret_access_key: ec2.secret_access_key,
-            gce_project_name: gce.project_name,
-            gce_zone_pattern: gce.zone_pattern,
-            gce_tag_value: gce.tag_value,
-            gce_credentials_file: gce.credentials_file,
+            legacy_cloud: LegacyCloud {
+                ec2_region: ec2.region,
+                ec2_tag_key: ec2.tag_key,
+                ec2_tag_value: ec2.tag_value,
+                ec2_access_key_id: ec2.access_key_id,
+                ec2_secret_access_key: ec2.secret_access_key,
+                gce_project_name: gce.project_name,
+                gce_zone_pattern: gce.zone_pattern,
+                gce_tag_value: gce.tag_value,
+                gce_credentials_file: gce.credentials_file,
+            },
             raft_multiplier: self.performance.and_then(|p| p.raft_multiplier),
             ap_cleanup_dead_servers: ap.cleanup_dead_servers,
             ap_last_contact_threshold: ap.last_contact_threshold,

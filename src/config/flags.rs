@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{PartialConfig, Ports};
+use super::{LegacyCloud, PartialConfig, Ports};
 
 /// Flags of `muster agent`. Each mirrors a Consul flag of the same name.
 #[derive(Debug, Default, Args, Clone)]
@@ -156,15 +156,17 @@ impl AgentFlags {
             server: self.server,
             skip_leave_on_interrupt: None,
             start_join: self.join.clone(),
-            ec2_region: self.ec2_region.clone(),
-            ec2_tag_key: self.ec2_tag_key.clone(),
-            ec2_tag_value: self.ec2_tag_value.clone(),
-            ec2_access_key_id: None,
-            ec2_secret_access_key: None,
-            gce_project_name: self.gce_project_name.clone(),
-            gce_zone_pattern: self.gce_zone_pattern.clone(),
-            gce_tag_value: self.gce_tag_value.clone(),
-            gce_credentials_file: self.gce_credentials_file.clone(),
+            legacy_cloud: LegacyCloud {
+                ec2_region: self.ec2_region.clone(),
+                ec2_tag_key: self.ec2_tag_key.clone(),
+                ec2_tag_value: self.ec2_tag_value.clone(),
+                ec2_access_key_id: None,
+                ec2_secret_access_key: None,
+                gce_project_name: self.gce_project_name.clone(),
+                gce_zone_pattern: self.gce_zone_pattern.clone(),
+                gce_tag_value: self.gce_tag_value.clone(),
+                gce_credentials_file: self.gce_credentials_file.clone(),
+            },
             raft_multiplier: self.raft_multiplier,
             // Consul has no autopilot flags: the config file's block or `operator autopilot`.
             ap_cleanup_dead_servers: None,

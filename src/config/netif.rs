@@ -36,8 +36,27 @@ pub fn is_private(ip: Ipv4Addr) -> bool {
     ip.is_private() || (o[0] == 100 && (64..128).contains(&o[1]))
 }
 
+/// Why the host has no single private IPv4 address to advertise. Either way the operator must
+/// say which address to advertise (`-advertise`), or bind to a single IP (`-bind`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdvertiseError {
+    /// No interface that is up has a private IPv4 address.
+    #[error("no private IPv4 address found on this host")]
+    NoPrivateAddress,
+    /// Several do, and muster will not guess which one the others can reach.
+    #[error("several private IPv4 addresses found ({})", list(.0))]
+    SeveralPrivateAddresses(Vec<Ipv4Addr>),
+}
+
+fn list(ips: &[Ipv4Addr]) -> String {
+    ips.iter()
+        .map(|ip| ip.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The single private IPv4 address of the host, or why there is not exactly one.
-pub fn single_private_ipv4(candidates: &[Ipv4Addr]) -> Result<Ipv4Addr, String> {
+pub fn single_private_ipv4(candidates: &[Ipv4Addr]) -> Result<Ipv4Addr, AdvertiseError> {
     let mut private: Vec<Ipv4Addr> = candidates
         .iter()
         .copied()
@@ -46,14 +65,8 @@ pub fn single_private_ipv4(candidates: &[Ipv4Addr]) -> Result<Ipv4Addr, String> 
     private.dedup();
     match private.as_slice() {
         [one] => Ok(*one),
-        [] => Err("no private IPv4 address found on this host".into()),
-        many => Err(format!(
-            "several private IPv4 addresses found ({})",
-            many.iter()
-                .map(|ip| ip.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+        [] => Err(AdvertiseError::NoPrivateAddress),
+        many => Err(AdvertiseError::SeveralPrivateAddresses(many.to_vec())),
     }
 }
 
@@ -74,12 +87,16 @@ mod tests {
                 .to_string(),
             "10.1.2.3"
         );
-        assert!(single_private_ipv4(&ips(&["127.0.0.1"]))
-            .unwrap_err()
-            .contains("no private"));
-        assert!(single_private_ipv4(&ips(&["10.0.0.1", "192.168.1.1"]))
-            .unwrap_err()
-            .contains("several"));
+        assert_eq!(
+            single_private_ipv4(&ips(&["127.0.0.1"])),
+            Err(AdvertiseError::NoPrivateAddress)
+        );
+        assert_eq!(
+            single_private_ipv4(&ips(&["10.0.0.1", "192.168.1.1"]))
+                .unwrap_err()
+                .to_string(),
+            "several private IPv4 addresses found (10.0.0.1, 192.168.1.1)"
+        );
         assert!(is_private("100.64.0.1".parse().unwrap()));
         assert!(!interface_ipv4s().is_empty(), "loopback at least");
     }

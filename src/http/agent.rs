@@ -210,7 +210,7 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
             "EncryptKey": if c.encrypt.is_some() { "hidden" } else { "" },
             "RetryJoinLAN": c.retry_join.iter().map(|e| redact_provider(e)).collect::<Vec<_>>(),
             "StartJoinAddrsLAN": c.start_join,
-            "RetryJoinIntervalLAN": crate::config::format_go_duration(c.retry_interval),
+            "RetryJoinIntervalLAN": crate::duration::format_go_duration(c.retry_interval),
             "RetryJoinMaxAttemptsLAN": c.retry_max,
             "SerfPortLAN": c.ports.serf_lan,
             "ServerPort": c.ports.server,

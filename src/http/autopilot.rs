@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 
 use super::ApiError;
 use crate::agent::Agent;
-use crate::config::{format_go_duration, parse_go_duration};
+use crate::duration::{format_go_duration, parse_go_duration};
 use crate::server::autopilot::AutopilotConfig;
 use crate::server::state::StateCommand;
 

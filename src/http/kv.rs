@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::ApiError;
 use crate::agent::Agent;
-use crate::config::parse_go_duration;
+use crate::duration::parse_go_duration;
 use crate::server::api::{
     blocking_wait, ApiFailure, Consistency, KvAnswer, KvQuery, ReadMeta, ReadRequest,
 };

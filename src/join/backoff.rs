@@ -13,7 +13,7 @@
 //!
 //! Unlike Consul's fixed 30 s sleep, an agent that boots a little before its peers retries within
 //! a second, and a fleet that boots at the same second spreads its retries instead of striking
-//! in step (user-pains A14, A19). The floor of `first/2` keeps a retry storm from a zero sleep.
+//! in step. The floor of `first/2` keeps a retry storm from a zero sleep.
 
 use std::time::Duration;
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use muster_provider_core::{
-    is_provider_string, JoinAddr, Provider, ProviderArgs, ProviderError, Registry,
+    is_provider_string, EntryError, JoinAddr, Provider, ProviderArgs, ProviderError, Registry,
 };
 
 use crate::gossip::Gossip;
@@ -140,14 +140,13 @@ pub struct Discovered {
 }
 
 impl Discovery {
-    /// Parses the entries; a bad provider string is an error naming it (checked at start).
-    pub fn new(registry: &Registry, entries: &[String]) -> Result<Self, String> {
+    /// Parses the entries; a bad provider string is an error naming it (config checks the same
+    /// at start, so here it means a provider registered after the check refused it).
+    pub fn new(registry: &Registry, entries: &[String]) -> Result<Self, EntryError> {
         let mut out = Vec::new();
         for e in entries {
             if is_provider_string(e) {
-                let (provider, args) = registry
-                    .parse(e)
-                    .map_err(|err| format!("retry_join {:?}: {err}", redact(e)))?;
+                let (provider, args) = registry.parse_entry(e)?;
                 out.push(Entry::Provider {
                     text: args.to_string(),
                     provider,
@@ -247,25 +246,6 @@ impl Discovery {
         }
         d
     }
-}
-
-/// A provider string with the values of secret-looking keys hidden, for messages about a string
-/// that did not even parse.
-pub fn redact(entry: &str) -> String {
-    entry
-        .split(' ')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _))
-                if ["secret", "key_id", "credentials", "token", "password"]
-                    .iter()
-                    .any(|s| k.contains(s)) =>
-            {
-                format!("{k}=hidden")
-            }
-            _ => kv.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The outcome of one join attempt over a list of entries.

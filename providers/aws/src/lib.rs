@@ -1,14 +1,15 @@
 //! `provider=aws`: EC2 instances by tags, through aws-sdk-ec2 and aws-config.
 //!
 //! One `DescribeInstances` query (every page read) with a `tag:K=V` filter per tag (ANDed, unlike
-//! go-discover's single tag, user-pains A6) and `instance-state-name=running`. Credentials:
+//! go-discover's single tag) and `instance-state-name=running`. Credentials:
 //! `access_key_id` + `secret_access_key` if given, else the standard chain (environment, profile,
 //! web identity, ECS, IMDSv2). Region: `region`, else the SDK's chain (environment, profile,
 //! instance metadata). Answers stay fresh for 10 s, so a fleet's retry loops never query the API
-//! more than once per 10 s per agent, and throttling is reported as such (user-pains A14).
+//! more than once per 10 s per agent, and throttling is reported as such.
 
 use std::time::Duration;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::Filter;
 use futures::future::BoxFuture;
@@ -156,7 +157,7 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             let full = DisplayErrorContext(&e).to_string();
-            if full.contains("credentials") || full.contains("Credentials") {
+            if caused_by_credentials(&e) {
                 ProviderError::NoCredentials(format!("{context}: no credentials found: {full}"))
             } else {
                 ProviderError::Unreachable(format!("{context}: {full}"))
@@ -164,6 +165,20 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
         }
         _ => ProviderError::Other(format!("{context}: {}", DisplayErrorContext(&e))),
     }
+}
+
+/// Whether the SDK failed because the credential chain found or loaded no credentials: a
+/// [`CredentialsError`] somewhere in the error's source chain (the SDK wraps it in its dispatch
+/// failure). Decided on the error's type, never on its text.
+fn caused_by_credentials(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if c.downcast_ref::<CredentialsError>().is_some() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 impl Provider for Aws {

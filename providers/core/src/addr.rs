@@ -1,11 +1,11 @@
 //! Join addresses: what an operator may write after `-join`, `-retry-join` or `muster join`.
 //!
-//! Accepted forms, as memberlist accepts them for Consul (see consul-behaviour §1.3):
+//! Accepted forms, as memberlist accepts them for Consul (docs/reference/consul.md):
 //! `1.2.3.4`, `1.2.3.4:8301`, `::1`, `[::1]`, `[::1]:8301`, `host`, `host:8301`.
 //! A missing port means the local gossip port. Host names are resolved by the system resolver
 //! each time [`JoinAddr::resolve`] is called, and *every* A/AAAA record is used, so a name that
 //! moves (a Kubernetes headless service, a DNS round-robin) is followed instead of being cached
-//! forever (user-pains A7).
+//! forever.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -56,13 +56,11 @@ impl JoinAddr {
                 .map_err(|_| invalid("the part inside [] is not an IPv6 address"))?;
             let port = match after {
                 "" => None,
-                p => Some(
-                    parse_port(
-                        p.strip_prefix(':')
-                            .ok_or_else(|| invalid("expected ':' after ']'"))?,
-                    )
-                    .map_err(|r| invalid(&r))?,
-                ),
+                p => Some(parse_port(
+                    p.strip_prefix(':')
+                        .ok_or_else(|| invalid("expected ':' after ']'"))?,
+                    invalid,
+                )?),
             };
             return Ok(Self {
                 host: Host::Ip(IpAddr::V6(ip)),
@@ -80,7 +78,7 @@ impl JoinAddr {
             });
         }
         let (host, port) = match s.split_once(':') {
-            Some((h, p)) => (h, Some(parse_port(p).map_err(|r| invalid(&r))?)),
+            Some((h, p)) => (h, Some(parse_port(p, invalid)?)),
             None => (s, None),
         };
         if host.is_empty() {
@@ -153,11 +151,14 @@ impl JoinAddr {
     }
 }
 
-fn parse_port(p: &str) -> Result<u16, String> {
+/// The port part of an address; `invalid` turns the reason into the address's error.
+fn parse_port(p: &str, invalid: impl Fn(&str) -> AddrError) -> Result<u16, AddrError> {
     match p.parse::<u16>() {
-        Ok(0) => Err("port 0 is not a port one can join".into()),
+        Ok(0) => Err(invalid("port 0 is not a port one can join")),
         Ok(n) => Ok(n),
-        Err(_) => Err(format!("port {p:?} is not a number from 1 to 65535")),
+        Err(_) => Err(invalid(&format!(
+            "port {p:?} is not a number from 1 to 65535"
+        ))),
     }
 }
 

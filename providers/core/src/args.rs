@@ -29,6 +29,25 @@ pub fn is_provider_string(s: &str) -> bool {
     s.contains("provider=")
 }
 
+/// A provider string with the values of secret-looking keys hidden, for messages about a string
+/// that did not even parse (so its provider's key list cannot say which keys are secret).
+pub fn redact(entry: &str) -> String {
+    entry
+        .split(' ')
+        .map(|kv| match kv.split_once('=') {
+            Some((k, _))
+                if ["secret", "key_id", "credentials", "token", "password"]
+                    .iter()
+                    .any(|s| k.contains(s)) =>
+            {
+                format!("{k}=hidden")
+            }
+            _ => kv.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl ProviderArgs {
     /// Parses a provider string.
     pub fn parse(input: &str) -> Result<Self, ParseError> {

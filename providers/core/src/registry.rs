@@ -1,15 +1,26 @@
 //! Providers by name, and strict argument checking: an unknown provider lists the known ones, an
 //! unknown key names the nearest valid one, a missing required key says so. Nothing falls back
-//! silently (user-pains A11).
+//! silently.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::args::ProviderArgs;
+use crate::args::{redact, ProviderArgs};
 use crate::provider::{Provider, ProviderError};
 
 /// Providers muster knows of but that this build does not contain (cargo features).
 const NOT_COMPILED: &[(&str, &str)] = &[("aws", "aws"), ("gce", "gce")];
+
+/// A `retry_join` provider string that the registry refuses. Not retryable: the operator fixes
+/// the entry (the message names it, secrets hidden, and says why).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("retry_join {entry:?}: {source}")]
+pub struct EntryError {
+    /// The entry as written, with secret-looking values hidden ([`redact`]).
+    pub entry: String,
+    /// Why it is refused (always [`ProviderError::BadArgs`] from [`Registry::parse`]).
+    pub source: ProviderError,
+}
 
 /// A set of providers, keyed by name.
 #[derive(Clone, Default)]
@@ -96,6 +107,17 @@ impl Registry {
         Ok((p, args))
     }
 
+    /// [`Registry::parse`] for one `retry_join` entry: a refusal names the entry (redacted).
+    pub fn parse_entry(
+        &self,
+        entry: &str,
+    ) -> Result<(Arc<dyn Provider>, ProviderArgs), EntryError> {
+        self.parse(entry).map_err(|source| EntryError {
+            entry: redact(entry),
+            source,
+        })
+    }
+
     /// The help of one provider: every key, then its free text.
     pub fn help(&self, name: &str) -> Option<String> {
         let p = self.providers.get(name)?;
@@ -153,6 +175,17 @@ mod tests {
             .to_string();
         assert!(e.contains("not compiled into this build"), "{e}");
         assert!(r.parse("provider=dns name=localhost").is_ok());
+        let e = r
+            .parse_entry("provider=nope secret_key=S3CR3T")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "retry_join \"provider=nope secret_key=hidden\": bad arguments: unknown provider"
+            ),
+            "{e}"
+        );
         assert!(r.help("exec").unwrap().contains("command (required)"));
     }
 }

@@ -2,10 +2,10 @@
 //! google-cloud-compute-v1 and google-cloud-auth.
 //!
 //! One `instances.aggregatedList` call per attempt (every page read) rather than one `list` per
-//! zone: a project with 40 zones costs one request, not 40 (user-pains A14, A17). Zones are then
+//! zone: a project with 40 zones costs one request, not 40. Zones are then
 //! kept by `zone_pattern`, a regular expression searched in the zone name as go-discover does
 //! (`us-west1-.*`, `us-(west|east).*`). Only `RUNNING` instances count (go-discover also returns
-//! stopped ones, consul-behaviour §9). Credentials: `credentials_file` (a service-account key),
+//! stopped ones, docs/reference/consul.md). Credentials: `credentials_file` (a service-account key),
 //! else Application Default Credentials, the metadata server included (`GCE_METADATA_HOST`
 //! honoured). Project: `project_name`, else the metadata server's project id.
 //!
@@ -20,6 +20,7 @@ use futures::FutureExt;
 use google_cloud_compute_v1::client::Instances;
 use google_cloud_compute_v1::model::instance::Status;
 use google_cloud_compute_v1::model::Instance;
+use google_cloud_gax::error::rpc::Code;
 use muster_provider_core::{Candidates, KeySpec, Provider, ProviderArgs, ProviderError};
 
 /// The Compute Engine provider.
@@ -174,17 +175,16 @@ async fn credentials(
 fn classify(e: &google_cloud_compute_v1::Error, project: &str) -> ProviderError {
     let context = format!("compute.instances.aggregatedList in project {project}");
     let code = e.http_status_code();
-    let status = e
-        .status()
-        .map(|s| format!("{:?}", s.code))
-        .unwrap_or_default();
-    if code == Some(429) || status.contains("ResourceExhausted") {
+    // The loop's decision (slow down, wait for a grant, retry) follows the typed status code,
+    // never the error's text.
+    let status = e.status().map(|s| s.code);
+    if code == Some(429) || status == Some(Code::ResourceExhausted) {
         ProviderError::Throttled(format!("{context}: rate limited (429): {e}"))
-    } else if code == Some(403) || status.contains("PermissionDenied") {
+    } else if code == Some(403) || status == Some(Code::PermissionDenied) {
         ProviderError::PermissionDenied(format!(
             "{context}: the credentials lack compute.instances.list (roles/compute.viewer): {e}"
         ))
-    } else if code == Some(401) || status.contains("Unauthenticated") || e.is_authentication() {
+    } else if code == Some(401) || status == Some(Code::Unauthenticated) || e.is_authentication() {
         ProviderError::NoCredentials(format!("{context}: the credentials were refused: {e}"))
     } else if code == Some(404) {
         ProviderError::Other(format!(

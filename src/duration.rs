@@ -1,15 +1,31 @@
-//! Durations written the way Go's `time.ParseDuration` reads them, because Consul config files and
-//! command lines carry them in that form: `30s`, `1m30s`, `500ms`, `1.5h`, `250us`.
+//! Durations written the way Go's `time.ParseDuration` reads them, because Consul config files,
+//! command lines and HTTP bodies carry them in that form: `30s`, `1m30s`, `500ms`, `1.5h`, `250us`.
+//!
+//! A module of its own because two layers read and write them: the configuration (files and
+//! flags) and the HTTP API (`?wait=`, autopilot settings, `/v1/agent/self`); neither should have
+//! to import the other for it.
 
 use std::time::Duration;
 
+/// A text that is not a Go duration. The caller cannot retry: the operator or client must send
+/// another value (the message says what was wrong and shows valid forms).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{input:?} is not a duration: {why} (write a number with a unit, e.g. 500ms, 30s, 1m30s)")]
+pub struct DurationError {
+    /// The text as given.
+    pub input: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
 /// Parses a Go-style duration. A bare `0` is accepted (as Go does); any other number needs a unit.
-pub fn parse_go_duration(input: &str) -> Result<Duration, String> {
+pub fn parse_go_duration(input: &str) -> Result<Duration, DurationError> {
     let s = input.trim();
     let fail = |why: &str| {
-        Err(format!(
-            "{input:?} is not a duration: {why} (write a number with a unit, e.g. 500ms, 30s, 1m30s)"
-        ))
+        Err(DurationError {
+            input: input.to_string(),
+            why: why.to_string(),
+        })
     };
     if s.is_empty() {
         return fail("it is empty");
@@ -115,7 +131,7 @@ mod tests {
     #[test]
     fn rejects_with_reason() {
         for s in ["", "30", "-1s", "5 parsecs", "s", "1x"] {
-            let e = parse_go_duration(s).unwrap_err();
+            let e = parse_go_duration(s).unwrap_err().to_string();
             assert!(e.contains("is not a duration"), "{s}: {e}");
         }
     }

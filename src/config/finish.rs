@@ -1,0 +1,473 @@
+//! From the merged layers to one [`RuntimeConfig`]: defaults and every rule, one named step per
+//! concern. Each step records what is wrong in [`Findings`] and goes on with a stand-in value, so
+//! that every problem is reported at once, in the order the steps run (the order operators have
+//! always seen them in).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use muster_provider_core::{is_provider_string, JoinAddr, Registry};
+use uuid::Uuid;
+
+use super::{
+    netif, AutopilotSettings, Built, ConfigError, ConfigErrors, GossipKey, LogLevel, PartialConfig,
+    Ports, RuntimeConfig, DEFAULT_HTTP_PORT, DEFAULT_RETRY_INTERVAL, DEFAULT_SERF_LAN_PORT,
+    DEFAULT_SERVER_PORT,
+};
+use crate::duration::parse_go_duration;
+
+/// Turns the merged layers into a [`RuntimeConfig`], applying defaults and every rule.
+///
+/// `providers` are the discovery providers of this build: provider strings in `retry_join` are
+/// checked against them now, so that a typo stops the agent before it binds anything.
+pub fn finish(
+    p: PartialConfig,
+    warnings: Vec<String>,
+    providers: &Registry,
+) -> Result<Built, ConfigErrors> {
+    let mut f = Findings {
+        errors: Vec::new(),
+        warnings,
+    };
+    let mode = f.mode(&p);
+    let (datacenter, node_name, node_id) = f.identity(&p);
+    let data_dir = f.data_dir(&p, mode.dev);
+    let (bind_addr, advertise_addr, client_addr) = f.addresses(&p, mode.dev);
+    let ports = f.ports(&p.ports);
+    let (retry_interval, retry_max) = f.retry_pace(&p);
+    let encrypt = f.encrypt(&p);
+    let log_level = f.log_level(&p);
+    f.join_entries(&p);
+    let retry_join = f.retry_join(&p, providers);
+    let raft_multiplier = f.raft_multiplier(&p);
+    let autopilot = f.autopilot(&p);
+    let leave_on_terminate = p.leave_on_terminate.unwrap_or(!mode.server);
+    let skip_leave_on_interrupt = p.skip_leave_on_interrupt.unwrap_or(mode.server);
+
+    let Findings {
+        errors,
+        mut warnings,
+    } = f;
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    if mode.bootstrap && !mode.dev {
+        warnings.push("bootstrap = true: this server elects itself without waiting for others; do not enable unless necessary".into());
+    }
+    Ok(Built {
+        config: RuntimeConfig {
+            server: mode.server,
+            bootstrap: mode.bootstrap,
+            bootstrap_expect: mode.expect,
+            dev: mode.dev,
+            datacenter,
+            node_name,
+            node_id,
+            data_dir,
+            bind_addr,
+            advertise_addr,
+            client_addr,
+            ports,
+            start_join: p.start_join,
+            retry_join,
+            retry_interval,
+            retry_max,
+            encrypt,
+            log_level,
+            log_json: p.log_json.unwrap_or(false),
+            leave_on_terminate,
+            skip_leave_on_interrupt,
+            raft_multiplier,
+            autopilot,
+        },
+        warnings,
+    })
+}
+
+/// What the steps found so far: every error, every warning, in the order found.
+struct Findings {
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+}
+
+/// Server, bootstrap and dev mode, after Consul's rules.
+struct Mode {
+    dev: bool,
+    server: bool,
+    bootstrap: bool,
+    /// `bootstrap_expect`; 0 when not in expect mode (or when 1 became `bootstrap`).
+    expect: u32,
+}
+
+impl Findings {
+    fn error(&mut self, message: impl Into<String>) {
+        self.errors.push(ConfigError::new(message));
+    }
+
+    fn warn(&mut self, message: impl Into<String>) {
+        self.warnings.push(message.into());
+    }
+
+    /// `server`, `bootstrap`, `bootstrap_expect` and `dev`, and the rules between them.
+    fn mode(&mut self, p: &PartialConfig) -> Mode {
+        let dev = p.dev.unwrap_or(false);
+        let server = p.server.unwrap_or(false) || dev;
+        let mut bootstrap = p.bootstrap.unwrap_or(false) || dev;
+        let mut expect: u32 = 0;
+        match p.bootstrap_expect {
+            None => {}
+            Some(n) if n < 0 => self.error(format!(
+                "bootstrap_expect cannot be {n}: it must be 0 or more (the number of servers to wait for)"
+            )),
+            Some(n) if n > 64 => self.error(format!(
+                "bootstrap_expect = {n} is not a sensible server count; use 3 or 5 (at most 64)"
+            )),
+            Some(n) => expect = n as u32,
+        }
+        if expect > 0 && dev {
+            self.error(
+                "'bootstrap_expect > 0' not allowed in dev mode: drop -bootstrap-expect or -dev",
+            );
+        }
+        if p.bootstrap == Some(true) && !p.server.unwrap_or(false) && !dev {
+            self.error("'bootstrap = true' requires 'server = true': add -server");
+        }
+        if expect > 0 && !p.server.unwrap_or(false) && !dev {
+            self.error(
+                "'bootstrap_expect > 0' requires 'server = true': add -server (clients never vote)",
+            );
+        }
+        if expect > 0 && p.bootstrap == Some(true) {
+            self.error("'bootstrap_expect > 0' and 'bootstrap = true' are mutually exclusive: keep -bootstrap-expect");
+        }
+        if expect == 1 && p.bootstrap != Some(true) {
+            self.warn(
+                "bootstrap_expect = 1 is the same as -bootstrap: this server will elect itself at once",
+            );
+            bootstrap = true;
+            expect = 0;
+        } else if expect == 2 {
+            self.warn("bootstrap_expect = 2: a cluster with 2 servers tolerates no failure; use 3");
+        } else if expect > 2 && expect % 2 == 0 {
+            self.warn(format!(
+                "bootstrap_expect = {expect} is even: an even number of servers does not add fault tolerance; use {}",
+                expect - 1
+            ));
+        }
+        if !server {
+            bootstrap = false;
+        }
+        Mode {
+            dev,
+            server,
+            bootstrap,
+            expect,
+        }
+    }
+
+    /// Datacenter (lower-cased), node name (the host name by default) and node id.
+    fn identity(&mut self, p: &PartialConfig) -> (String, String, Option<Uuid>) {
+        let datacenter = p.datacenter.clone().unwrap_or_else(|| "dc1".into());
+        if let Err(why) = check_label(&datacenter) {
+            self.error(format!("datacenter {datacenter:?}: {why}"));
+        }
+        let datacenter = datacenter.to_ascii_lowercase();
+        let node_name = p.node_name.clone().unwrap_or_else(hostname);
+        if let Err(why) = check_label(&node_name) {
+            self.error(format!("node_name {node_name:?}: {why}; set -node"));
+        }
+        let node_id = match &p.node_id {
+            None => None,
+            Some(s) => match Uuid::parse_str(s) {
+                Ok(u) => Some(u),
+                Err(_) => {
+                    self.error(format!(
+                        "node_id {s:?} is not a UUID (e.g. 2c8a7a36-6a53-4e7b-9a1c-7b1f0e5a0d41)"
+                    ));
+                    None
+                }
+            },
+        };
+        (datacenter, node_name, node_id)
+    }
+
+    /// `data_dir`: required outside dev mode, and a directory if it exists.
+    fn data_dir(&mut self, p: &PartialConfig, dev: bool) -> Option<PathBuf> {
+        let data_dir = p.data_dir.clone();
+        if data_dir.is_none() && !dev {
+            self.error(
+                "data_dir is required: set -data-dir PATH or data_dir in a config file (or use -dev)",
+            );
+        }
+        if let Some(d) = &data_dir {
+            if d.as_os_str().is_empty() {
+                self.error("data_dir is empty: give a directory path");
+            } else if d.exists() && !d.is_dir() {
+                self.error(format!(
+                    "data_dir {} exists and is not a directory",
+                    d.display()
+                ));
+            }
+        }
+        data_dir
+    }
+
+    /// One address key, or its default; a stand-in (127.0.0.1) when it is not an IP.
+    fn addr(&mut self, key: &str, v: Option<&String>, default: &str) -> IpAddr {
+        let s = v.map(String::as_str).unwrap_or(default);
+        match s.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => {
+                self.error(format!(
+                    "{key}: {s:?} is not an IP address (e.g. 10.0.0.5 or ::1)"
+                ));
+                IpAddr::from([127, 0, 0, 1])
+            }
+        }
+    }
+
+    /// Bind, advertise and client addresses (in that order). Bound to every address and not
+    /// told what to advertise, the agent advertises the host's one private IPv4, as Consul does.
+    fn addresses(&mut self, p: &PartialConfig, dev: bool) -> (IpAddr, IpAddr, IpAddr) {
+        let default_bind = if dev { "127.0.0.1" } else { "0.0.0.0" };
+        let bind_addr = self.addr("bind_addr", p.bind_addr.as_ref(), default_bind);
+        let client_addr = self.addr("client_addr", p.client_addr.as_ref(), "127.0.0.1");
+        let advertise_given = p.advertise_addr.is_some();
+        let mut advertise_addr = self.addr(
+            "advertise_addr",
+            p.advertise_addr.as_ref(),
+            &bind_addr.to_string(),
+        );
+        if advertise_given && advertise_addr.is_unspecified() {
+            self.error(format!(
+                "advertise_addr {advertise_addr} cannot be advertised: give this host's reachable IP"
+            ));
+        }
+        if !advertise_given && bind_addr.is_unspecified() {
+            match netif::single_private_ipv4(&netif::interface_ipv4s()) {
+                Ok(ip) => advertise_addr = IpAddr::V4(ip),
+                Err(why) => self.error(format!(
+                    "bind_addr is {bind_addr} and {why}, so muster cannot tell other agents where to reach \
+                     this one: set -advertise to this host's IP (or -bind to a single IP)"
+                )),
+            }
+        }
+        (bind_addr, advertise_addr, client_addr)
+    }
+
+    /// One port key, or its default when unset or out of range.
+    fn port(&mut self, key: &str, v: Option<i64>, default: u16) -> u16 {
+        match v {
+            None => default,
+            Some(n) if (1..=65535).contains(&n) => n as u16,
+            Some(n) => {
+                self.error(format!("ports.{key} = {n} is not a port: use 1 to 65535"));
+                default
+            }
+        }
+    }
+
+    fn ports(&mut self, p: &Ports) -> Ports<u16> {
+        Ports {
+            http: self.port("http", p.http, DEFAULT_HTTP_PORT),
+            serf_lan: self.port("serf_lan", p.serf_lan, DEFAULT_SERF_LAN_PORT),
+            server: self.port("server", p.server, DEFAULT_SERVER_PORT),
+        }
+    }
+
+    /// `retry_interval` (at least 100 ms) and `retry_max` (0 = forever).
+    fn retry_pace(&mut self, p: &PartialConfig) -> (Duration, u32) {
+        let retry_interval = match &p.retry_interval {
+            None => DEFAULT_RETRY_INTERVAL,
+            Some(s) => match parse_go_duration(s) {
+                Ok(d) if d < Duration::from_millis(100) => {
+                    self.error(format!(
+                        "retry_interval {s:?} is too short: use at least 100ms"
+                    ));
+                    DEFAULT_RETRY_INTERVAL
+                }
+                Ok(d) => d,
+                Err(why) => {
+                    self.error(format!("retry_interval: {why}"));
+                    DEFAULT_RETRY_INTERVAL
+                }
+            },
+        };
+        let retry_max = match p.retry_max {
+            None => 0,
+            Some(n) if n < 0 => {
+                self.error(format!(
+                    "retry_max = {n}: use 0 (retry forever) or a positive count"
+                ));
+                0
+            }
+            Some(n) => n.min(u32::MAX as i64) as u32,
+        };
+        (retry_interval, retry_max)
+    }
+
+    fn encrypt(&mut self, p: &PartialConfig) -> Option<GossipKey> {
+        match &p.encrypt {
+            None => None,
+            Some(s) => match GossipKey::from_base64(s) {
+                Ok(k) => Some(k),
+                Err(why) => {
+                    self.error(why);
+                    None
+                }
+            },
+        }
+    }
+
+    fn log_level(&mut self, p: &PartialConfig) -> LogLevel {
+        match &p.log_level {
+            None => LogLevel::Info,
+            Some(s) => LogLevel::parse(s).unwrap_or_else(|why| {
+                self.errors.push(why);
+                LogLevel::Info
+            }),
+        }
+    }
+
+    /// Every literal `start_join` and `retry_join` entry is an address; provider strings
+    /// belong in `retry_join` only.
+    fn join_entries(&mut self, p: &PartialConfig) {
+        for (key, entries) in [("start_join", &p.start_join), ("retry_join", &p.retry_join)] {
+            for e in entries.iter() {
+                if is_provider_string(e) {
+                    if key == "start_join" {
+                        self.error(format!(
+                            "start_join {e:?}: provider strings belong in retry_join (-retry-join)"
+                        ));
+                    }
+                    continue;
+                }
+                if let Err(why) = JoinAddr::parse(e) {
+                    self.error(format!("{key}: {why}"));
+                }
+            }
+        }
+    }
+
+    /// `retry_join` with the legacy cloud blocks translated and appended, its provider strings
+    /// checked against `providers` (the first refused one is reported).
+    fn retry_join(&mut self, p: &PartialConfig, providers: &Registry) -> Vec<String> {
+        let mut retry_join = p.retry_join.clone();
+        retry_join.extend(
+            p.legacy_cloud
+                .provider_strings(&mut self.warnings, &mut self.errors),
+        );
+        if let Some(refused) = retry_join
+            .iter()
+            .filter(|e| is_provider_string(e))
+            .find_map(|e| providers.parse_entry(e).err())
+        {
+            self.error(refused.to_string());
+        }
+        retry_join
+    }
+
+    /// `performance.raft_multiplier`: 1 to 10.
+    fn raft_multiplier(&mut self, p: &PartialConfig) -> u32 {
+        match p.raft_multiplier {
+            None => 1,
+            Some(n) if (1..=10).contains(&n) => n as u32,
+            Some(n) => {
+                self.error(format!(
+                    "performance.raft_multiplier = {n}: use 1 (LAN, the default) to 10 (slow networks)"
+                ));
+                1
+            }
+        }
+    }
+
+    /// The `autopilot { }` block, each key checked; unset keys stay unset.
+    fn autopilot(&mut self, p: &PartialConfig) -> AutopilotSettings {
+        let mut autopilot = AutopilotSettings {
+            cleanup_dead_servers: p.ap_cleanup_dead_servers,
+            ..AutopilotSettings::default()
+        };
+        for (key, value, slot) in [
+            (
+                "autopilot.last_contact_threshold",
+                &p.ap_last_contact_threshold,
+                &mut autopilot.last_contact_threshold,
+            ),
+            (
+                "autopilot.server_stabilization_time",
+                &p.ap_server_stabilization_time,
+                &mut autopilot.server_stabilization_time,
+            ),
+        ] {
+            if let Some(v) = value {
+                match parse_go_duration(v) {
+                    Ok(d) => *slot = Some(d),
+                    Err(why) => self.error(format!("{key}: {why}")),
+                }
+            }
+        }
+        match p.ap_max_trailing_logs {
+            Some(n) if n >= 0 => autopilot.max_trailing_logs = Some(n as u64),
+            Some(n) => self.error(format!(
+                "autopilot.max_trailing_logs = {n}: use a count of log entries, 0 or more"
+            )),
+            None => {}
+        }
+        match p.ap_min_quorum {
+            Some(n) if (0..=i64::from(u16::MAX)).contains(&n) => {
+                autopilot.min_quorum = Some(n as u32)
+            }
+            Some(n) => self.error(format!(
+                "autopilot.min_quorum = {n}: use a number of voters, 0 (no floor) or more"
+            )),
+            None => {}
+        }
+        autopilot
+    }
+}
+
+/// Why a node or datacenter name is refused; each becomes a [`ConfigError`] naming the key, and
+/// the operator must choose another name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum LabelError {
+    /// No name at all.
+    #[error("it is empty")]
+    Empty,
+    /// Longer than gossip and DNS-like uses allow.
+    #[error("it is longer than 128 characters")]
+    TooLong,
+    /// A character outside letters, digits, `-`, `_` and `.`.
+    #[error("character {0:?} is not allowed (letters, digits, '-', '_', '.')")]
+    Character(char),
+}
+
+/// Node and datacenter names travel in gossip and appear in DNS-like places: letters, digits,
+/// `-`, `_` and `.`, 1 to 128 characters.
+fn check_label(s: &str) -> Result<(), LabelError> {
+    if s.is_empty() {
+        return Err(LabelError::Empty);
+    }
+    if s.len() > 128 {
+        return Err(LabelError::TooLong);
+    }
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(LabelError::Character(c));
+    }
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "muster".into())
+}
+
+#[cfg(test)]
+#[path = "finish_tests.rs"]
+mod tests;

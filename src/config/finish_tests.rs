@@ -1,0 +1,168 @@
+//! Tests of [`super::finish`]: defaults, Consul's rules, warnings, autopilot keys and the
+//! provider check, through the providers of this build.
+
+use super::*;
+
+fn base() -> PartialConfig {
+    PartialConfig {
+        data_dir: Some("/tmp/x".into()),
+        bind_addr: Some("127.0.0.1".into()),
+        node_name: Some("n1".into()),
+        ..Default::default()
+    }
+}
+
+/// The providers of this build, as the CLI passes them.
+fn built(p: PartialConfig) -> Result<Built, ConfigErrors> {
+    finish(p, vec![], &crate::join::registry())
+}
+
+fn errors_of(p: PartialConfig) -> String {
+    built(p).unwrap_err().to_string()
+}
+
+#[test]
+fn defaults_follow_consul() {
+    let c = built(base()).unwrap().config;
+    assert!(!c.server && c.leave_on_terminate && !c.skip_leave_on_interrupt);
+    assert_eq!(
+        c.ports,
+        Ports {
+            http: 8500,
+            serf_lan: 8301,
+            server: 8300
+        }
+    );
+    assert_eq!(c.retry_interval, Duration::from_secs(30));
+    assert_eq!(c.datacenter, "dc1");
+    assert_eq!(c.autopilot, AutopilotSettings::default());
+    let s = built(PartialConfig {
+        server: Some(true),
+        ..base()
+    })
+    .unwrap()
+    .config;
+    assert!(!s.leave_on_terminate && s.skip_leave_on_interrupt);
+}
+
+#[test]
+fn consul_rules_are_errors() {
+    assert!(errors_of(PartialConfig {
+        bootstrap_expect: Some(3),
+        ..base()
+    })
+    .contains("requires 'server = true'"));
+    let both = PartialConfig {
+        server: Some(true),
+        bootstrap: Some(true),
+        bootstrap_expect: Some(3),
+        ..base()
+    };
+    assert!(errors_of(both).contains("mutually exclusive"));
+    assert!(errors_of(PartialConfig {
+        data_dir: None,
+        ..base()
+    })
+    .contains("data_dir is required"));
+    assert!(errors_of(PartialConfig {
+        retry_interval: Some("30".into()),
+        ..base()
+    })
+    .contains("retry_interval"));
+    assert!(errors_of(PartialConfig {
+        bind_addr: Some("1.2.3".into()),
+        ..base()
+    })
+    .contains("bind_addr"));
+    assert!(errors_of(PartialConfig {
+        encrypt: Some("abc".into()),
+        ..base()
+    })
+    .contains("encrypt"));
+    assert!(errors_of(PartialConfig {
+        node_name: Some("a b".into()),
+        ..base()
+    })
+    .contains("node_name \"a b\": character ' ' is not allowed"));
+}
+
+#[test]
+fn expect_one_and_even_warn() {
+    let one = built(PartialConfig {
+        server: Some(true),
+        bootstrap_expect: Some(1),
+        ..base()
+    })
+    .unwrap();
+    assert!(one.config.bootstrap && one.config.bootstrap_expect == 0);
+    assert!(one
+        .warnings
+        .iter()
+        .any(|w| w.contains("bootstrap_expect = 1")));
+    let four = built(PartialConfig {
+        server: Some(true),
+        bootstrap_expect: Some(4),
+        ..base()
+    })
+    .unwrap();
+    assert!(four.warnings.iter().any(|w| w.contains("even")));
+}
+
+#[test]
+fn autopilot_keys_are_checked_and_kept_as_given() {
+    let c = built(PartialConfig {
+        ap_cleanup_dead_servers: Some(false),
+        ap_last_contact_threshold: Some("1s".into()),
+        ap_min_quorum: Some(3),
+        ..base()
+    })
+    .unwrap()
+    .config;
+    assert_eq!(
+        c.autopilot,
+        AutopilotSettings {
+            cleanup_dead_servers: Some(false),
+            last_contact_threshold: Some(Duration::from_secs(1)),
+            min_quorum: Some(3),
+            ..AutopilotSettings::default()
+        }
+    );
+    let e = errors_of(PartialConfig {
+        ap_server_stabilization_time: Some("soon".into()),
+        ap_max_trailing_logs: Some(-1),
+        ..base()
+    });
+    assert!(
+        e.contains("autopilot.server_stabilization_time: \"soon\" is not a duration")
+            && e.contains("autopilot.max_trailing_logs = -1"),
+        "{e}"
+    );
+}
+
+/// A translated legacy entry meets the registry: accepted where the provider is compiled
+/// in, refused with the reason where it is not.
+#[test]
+fn legacy_entries_are_checked_against_the_providers_of_this_build() {
+    use super::super::legacy::LegacyCloud;
+    let p = PartialConfig {
+        legacy_cloud: LegacyCloud {
+            ec2_tag_key: Some("role".into()),
+            ec2_tag_value: Some("consul".into()),
+            ..Default::default()
+        },
+        ..base()
+    };
+    assert_eq!(built(p).is_ok(), cfg!(feature = "aws"));
+    let g = PartialConfig {
+        legacy_cloud: LegacyCloud {
+            gce_tag_value: Some("consul".into()),
+            ..Default::default()
+        },
+        ..base()
+    };
+    if cfg!(feature = "gce") {
+        assert!(built(g).is_ok());
+    } else {
+        assert!(errors_of(g).contains("provider \"gce\" is not compiled into this build"));
+    }
+}
