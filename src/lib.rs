@@ -10,6 +10,7 @@
 //! - [`client`]: reaching the cluster from any agent: own Raft state or forwarding with failover.
 //! - [`http`]: the Consul-shaped HTTP API on 127.0.0.1:8500.
 //! - [`cli`]: one module per subcommand; every command but `agent` talks to the agent over HTTP.
+//! - [`frame`]: the length-prefixed frames of both TCP protocols (gossip sync, server RPC).
 //! - [`node_id`]: the node's UUID, created once and kept in data_dir.
 //!
 //! See docs/architecture.md for how these fit together.
@@ -18,6 +19,7 @@ pub mod agent;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod frame;
 pub mod gossip;
 pub mod http;
 pub mod join;

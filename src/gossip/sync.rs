@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use foca::Member as SwimMember;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,6 +20,7 @@ use super::identity::NodeIdentity;
 use super::meta::MemberMeta;
 use super::stats::Stats;
 use super::{Command, Input};
+use crate::frame::{read_frame, write_frame};
 
 /// Largest frame accepted: a full state of a few thousand members fits with room to spare.
 pub const MAX_FRAME: usize = 4 << 20;
@@ -50,29 +50,6 @@ pub enum SyncError {
     Protocol(String),
     #[error("this agent is shutting down")]
     Closed,
-}
-
-async fn write_frame(stream: &mut TcpStream, frame: &[u8]) -> std::io::Result<()> {
-    stream
-        .write_all(&(frame.len() as u32).to_be_bytes())
-        .await?;
-    stream.write_all(frame).await?;
-    stream.flush().await
-}
-
-async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"),
-        ));
-    }
-    let mut buf = vec![0u8; len];
-    stream.read_exact(&mut buf).await?;
-    Ok(buf)
 }
 
 /// The part of the gossip layer that talks TCP; cheap to clone.
@@ -107,7 +84,7 @@ impl Syncer {
             write_frame(&mut stream, &frame)
                 .await
                 .map_err(|e| SyncError::Io(e.to_string()))?;
-            read_frame(&mut stream)
+            read_frame(&mut stream, MAX_FRAME)
                 .await
                 .map_err(|e| SyncError::Io(e.to_string()))
         };
@@ -177,7 +154,7 @@ impl Syncer {
     }
 
     async fn answer(&self, mut stream: TcpStream, peer: SocketAddr) {
-        let frame = match read_frame(&mut stream).await {
+        let frame = match read_frame(&mut stream, MAX_FRAME).await {
             Ok(f) => f,
             Err(e) => {
                 self.stats.dropped_malformed.fetch_add(1, Ordering::Relaxed);
