@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`identity`]: what a member is called and how foca tells incarnations apart.
+//! - [`key`]: the `-encrypt` key and its parsing.
 //! - [`envelope`]: framing, datacenter check and AES-256-GCM around every message.
 //! - [`meta`]: tags and leave intents, versioned and spread with SWIM's messages.
 //! - [`members`]: the member list operators see.
@@ -16,6 +17,7 @@
 mod core;
 pub mod envelope;
 pub mod identity;
+pub mod key;
 pub mod members;
 pub mod meta;
 pub mod stats;
@@ -32,6 +34,7 @@ use tokio::task::JoinHandle;
 
 pub use envelope::OpenError;
 pub use identity::NodeIdentity;
+pub use key::{GossipKey, KeyError};
 pub use members::{Member, MemberStatus};
 pub use meta::Tags;
 pub use sync::SyncError;
@@ -86,7 +89,7 @@ impl Default for Timings {
 pub struct GossipConfig {
     pub identity: NodeIdentity,
     pub datacenter: String,
-    pub key: Option<crate::config::GossipKey>,
+    pub key: Option<GossipKey>,
     pub tags: Tags,
     pub timings: Timings,
 }
