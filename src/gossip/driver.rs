@@ -214,3 +214,30 @@ impl Driver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timers_come_out_by_deadline_then_in_the_order_asked() {
+        let t0 = Instant::now();
+        let mut q = TimerQueue::default();
+        q.push(t0 + Duration::from_millis(20), Timer::AntiEntropy);
+        let probe = |n| Timer::Swim(foca::Timer::ProbeRandomMember(n));
+        q.push(t0 + Duration::from_millis(10), probe(1));
+        q.push(t0 + Duration::from_millis(10), probe(2));
+        assert_eq!(q.next_deadline(), Some(t0 + Duration::from_millis(10)));
+        assert_eq!(q.pop_due(t0), None, "nothing is due yet");
+        let now = t0 + Duration::from_millis(15);
+        assert_eq!(q.pop_due(now), Some(probe(1)));
+        assert_eq!(q.pop_due(now), Some(probe(2)));
+        assert_eq!(q.pop_due(now), None);
+        assert_eq!(
+            q.pop_due(t0 + Duration::from_millis(20)),
+            Some(Timer::AntiEntropy)
+        );
+        assert_eq!(q.next_deadline(), None);
+    }
+}

@@ -10,6 +10,8 @@
 //! - `table.rs`: the member table and metadata records, how they react to SWIM and syncs.
 
 mod table;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
