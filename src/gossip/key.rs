@@ -5,7 +5,8 @@ use std::fmt;
 
 use base64::Engine;
 
-/// The gossip encryption key: 16, 24 or 32 bytes (AES-128, -192 or -256, as Consul accepts).
+/// The gossip encryption key: 16, 24 or 32 bytes (AES-128, -192 or -256, as Consul accepts;
+/// docs/reference/consul.md).
 /// Its `Debug` never shows the key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct GossipKey(pub Vec<u8>);

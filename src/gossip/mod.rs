@@ -57,15 +57,17 @@ pub const MAX_DATAGRAM: usize = MAX_SWIM_PACKET + MAX_OVERHEAD;
 /// Protocol timings. The defaults are tuned for a LAN (and loopback tests); see docs/gossip.md.
 #[derive(Debug, Clone)]
 pub struct Timings {
-    /// How often each member probes one other member. Consul: 1s.
+    /// How often each member probes one other member. Consul: 1s (docs/reference/consul.md).
     pub probe_period: Duration,
-    /// How long a direct probe waits before asking others to probe indirectly. Consul: 500ms.
+    /// How long a direct probe waits before asking others to probe indirectly. Consul: 500ms
+    /// (docs/reference/consul.md).
     pub probe_rtt: Duration,
     /// Suspicion lasts `suspicion_mult × max(1, log10 n) × probe_period` before "failed".
     pub suspicion_mult: f64,
     /// How often pending updates are pushed to 3 random members.
     pub gossip_interval: Duration,
-    /// How often full state is exchanged with one random member over TCP. Consul: 30s.
+    /// How often full state is exchanged with one random member over TCP. Consul: 30s
+    /// (docs/reference/consul.md).
     pub anti_entropy_interval: Duration,
     /// Deadline of one TCP sync (connect, send, answer).
     pub sync_timeout: Duration,

@@ -1,4 +1,5 @@
-//! Full-state exchange over TCP: the join handshake and periodic anti-entropy (Serf's push/pull).
+//! Full-state exchange over TCP: the join handshake and periodic anti-entropy (Serf's push/pull,
+//! docs/reference/consul.md).
 //!
 //! A joiner connects to a member's gossip port, sends its [`SyncState`] and receives the member's
 //! in return; both merge. This is where a join is *accepted or refused* — a duplicate node name,

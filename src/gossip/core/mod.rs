@@ -137,7 +137,8 @@ fn foca_config(t: &Timings, cluster_size: usize) -> foca::Config {
     let mut c = foca::Config::new_lan(NonZeroU32::new(n as u32).expect("n >= 1"));
     c.probe_period = t.probe_period;
     c.probe_rtt = t.probe_rtt;
-    // Consul's suspicion timeout: mult × max(1, log10 n) × probe interval (memberlist util.go).
+    // Consul's suspicion timeout: mult × max(1, log10 n) × probe interval
+    // (docs/reference/consul.md).
     let scale = (n as f64).log10().max(1.0);
     c.suspect_to_down_after = t.probe_period.mul_f64(t.suspicion_mult * scale);
     // foca's default, 4 × log10(n + 1), sends an update only once or twice in small clusters;
