@@ -7,10 +7,12 @@
 //! - [`gossip`]: SWIM membership (foca) with our UDP/TCP transport, tags, encryption.
 //! - [`agent`]: wires gossip, joining and the HTTP API; start-up and graceful shutdown.
 //! - [`join`]: join-address resolution, `-join` and the retry-join loop with its backoff.
+//! - [`server`]: Raft (openraft, redb), the server RPC port, the bootstrap gate, the leader's duties, KV and catalog.
 //! - [`client`]: reaching the cluster from any agent: own Raft state or forwarding with failover.
 //! - [`http`]: the Consul-shaped HTTP API on 127.0.0.1:8500.
 //! - [`cli`]: one module per subcommand; every command but `agent` talks to the agent over HTTP.
 //! - [`duration`]: Go-style durations (`30s`, `1m30s`), read and written by config and http alike.
+//! - [`frame`]: the length-prefixed frames of both TCP protocols (gossip sync, server RPC).
 //! - [`node_id`]: the node's UUID, created once and kept in data_dir.
 //!
 //! See docs/architecture.md for how these fit together.
@@ -20,6 +22,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod duration;
+pub mod frame;
 pub mod gossip;
 pub mod http;
 pub mod join;

@@ -313,7 +313,7 @@ impl Findings {
             Some(s) => match GossipKey::from_base64(s) {
                 Ok(k) => Some(k),
                 Err(why) => {
-                    self.error(why);
+                    self.error(why.to_string());
                     None
                 }
             },

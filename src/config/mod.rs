@@ -18,10 +18,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use base64::Engine;
 use muster_provider_core::Registry;
 use uuid::Uuid;
 
+pub use crate::gossip::GossipKey;
 pub use finish::finish;
 pub use flags::AgentFlags;
 pub use legacy::LegacyCloud;
@@ -62,35 +62,6 @@ impl fmt::Display for ConfigErrors {
             write!(f, "{e}")?;
         }
         Ok(())
-    }
-}
-/// The gossip encryption key: 16, 24 or 32 bytes (AES-128, -192 or -256, as Consul accepts).
-/// Its `Debug` never shows the key.
-#[derive(Clone, PartialEq, Eq)]
-pub struct GossipKey(pub Vec<u8>);
-
-impl fmt::Debug for GossipKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("GossipKey(hidden)")
-    }
-}
-
-impl GossipKey {
-    /// Decodes `-encrypt`: standard base64 of 16, 24 or 32 bytes; `muster keygen` makes 32.
-    pub fn from_base64(s: &str) -> Result<Self, String> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(s.trim())
-            .map_err(|_| {
-                "encrypt: the key is not valid base64; generate one with `muster keygen`"
-                    .to_string()
-            })?;
-        if ![16, 24, 32].contains(&bytes.len()) {
-            return Err(format!(
-                "encrypt: the key decodes to {} bytes but must be 32 (or 16 or 24, as Consul accepts); generate one with `muster keygen`",
-                bytes.len()
-            ));
-        }
-        Ok(Self(bytes))
     }
 }
 
@@ -218,14 +189,4 @@ pub fn build(flags: &AgentFlags, providers: &Registry) -> Result<Built, ConfigEr
         return Err(ConfigErrors(errors));
     }
     finish(merged, warnings, providers)
-}
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn debug_never_shows_the_key() {
-        let k = GossipKey(vec![7; 32]);
-        assert_eq!(format!("{k:?}"), "GossipKey(hidden)");
-    }
 }

@@ -18,7 +18,7 @@ use aes_gcm::aes::Aes192;
 use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm, Nonce};
 use rand::Rng;
 
-use crate::config::GossipKey;
+use super::key::GossipKey;
 
 const MAGIC: &[u8; 2] = b"MU";
 const VERSION: u8 = 1;

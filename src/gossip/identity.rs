@@ -1,6 +1,7 @@
 //! The identity a member carries in every SWIM message.
 //!
-//! foca keys members by [`foca::Identity::addr`]; muster keys them by **node name**, as Serf does,
+//! foca keys members by [`foca::Identity::addr`]; muster keys them by **node name**, as Serf does
+//! (docs/reference/consul.md),
 //! so that a restarted node (same name, new process) replaces its previous incarnation instead of
 //! appearing twice. `generation` tells the two apart: it is the start time of the process in
 //! milliseconds, bumped when foca asks us to [`renew`](foca::Identity::renew) after being declared

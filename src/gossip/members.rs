@@ -8,7 +8,8 @@ use uuid::Uuid;
 use super::identity::NodeIdentity;
 use super::meta::Tags;
 
-/// A member's status, numbered as Serf numbers them in Consul's HTTP API.
+/// A member's status, numbered as Serf numbers them in Consul's HTTP API
+/// (docs/reference/consul.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum MemberStatus {
     Alive = 1,

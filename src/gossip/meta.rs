@@ -5,7 +5,8 @@
 //! records of one name, a newer one replaces an older one everywhere, and foca stops spreading a
 //! record as soon as a newer one for the same name is known. A graceful leave is a record with
 //! `leaving = true` sent *before* the member declares itself down, which is how everyone tells a
-//! leave from a failure (Serf's "leave intent").
+//! leave from a failure (Serf's "leave intent",
+//! docs/reference/consul.md).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

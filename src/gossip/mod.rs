@@ -3,26 +3,29 @@
 //!
 //! # Layout
 //! - [`identity`]: what a member is called and how foca tells incarnations apart.
+//! - [`key`]: the `-encrypt` key and its parsing.
 //! - [`envelope`]: framing, datacenter check and AES-256-GCM around every message.
 //! - [`meta`]: tags and leave intents, versioned and spread with SWIM's messages.
 //! - [`members`]: the member list operators see.
 //! - [`sync`]: the TCP join handshake and anti-entropy.
-//! - `core`: the one task that owns foca.
+//! - `core`: the sans-io state machine around foca: inputs in, effects out, no I/O.
+//! - `driver`: the one task that owns the core, the UDP socket and the timer queue.
 //! - [`stats`]: the counters of sent, received and dropped messages.
 //!
 //! Sockets are bound by the caller and passed in (so tests bind their own 127.0.0.x addresses);
 //! [`Gossip::start`] spawns the tasks and returns a cheap, cloneable [`Gossip`] handle.
 
 mod core;
+mod driver;
 pub mod envelope;
 pub mod identity;
+pub mod key;
 pub mod members;
 pub mod meta;
 pub mod stats;
 pub mod sync;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,15 +33,18 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+pub use core::ForceLeaveError;
 pub use envelope::OpenError;
 pub use identity::NodeIdentity;
+pub use key::{GossipKey, KeyError};
 pub use members::{Member, MemberStatus};
 pub use meta::Tags;
-pub use sync::SyncError;
+pub use sync::{Refusal, SyncError};
 
-use envelope::{Kind, Sealer, MAX_OVERHEAD};
+use driver::{Command, Driver};
+use envelope::{Sealer, MAX_OVERHEAD};
 use stats::Stats;
-use sync::{SyncState, Syncer};
+use sync::Syncer;
 
 /// Largest SWIM payload foca may put in one datagram. Encrypted, the datagram is at most
 /// 1434 bytes plus the datacenter name: within a 1500-byte Ethernet MTU (IPv4 and UDP headers
@@ -51,15 +57,17 @@ pub const MAX_DATAGRAM: usize = MAX_SWIM_PACKET + MAX_OVERHEAD;
 /// Protocol timings. The defaults are tuned for a LAN (and loopback tests); see docs/gossip.md.
 #[derive(Debug, Clone)]
 pub struct Timings {
-    /// How often each member probes one other member. Consul: 1s.
+    /// How often each member probes one other member. Consul: 1s (docs/reference/consul.md).
     pub probe_period: Duration,
-    /// How long a direct probe waits before asking others to probe indirectly. Consul: 500ms.
+    /// How long a direct probe waits before asking others to probe indirectly. Consul: 500ms
+    /// (docs/reference/consul.md).
     pub probe_rtt: Duration,
     /// Suspicion lasts `suspicion_mult × max(1, log10 n) × probe_period` before "failed".
     pub suspicion_mult: f64,
     /// How often pending updates are pushed to 3 random members.
     pub gossip_interval: Duration,
-    /// How often full state is exchanged with one random member over TCP. Consul: 30s.
+    /// How often full state is exchanged with one random member over TCP. Consul: 30s
+    /// (docs/reference/consul.md).
     pub anti_entropy_interval: Duration,
     /// Deadline of one TCP sync (connect, send, answer).
     pub sync_timeout: Duration,
@@ -86,43 +94,15 @@ impl Default for Timings {
 pub struct GossipConfig {
     pub identity: NodeIdentity,
     pub datacenter: String,
-    pub key: Option<crate::config::GossipKey>,
+    pub key: Option<GossipKey>,
     pub tags: Tags,
     pub timings: Timings,
-}
-
-pub(crate) enum Input {
-    Swim(Vec<u8>, SocketAddr),
-    Timer(foca::Timer<NodeIdentity>),
-    Cmd(Command),
-}
-
-pub(crate) enum Command {
-    Snapshot(oneshot::Sender<SyncState>),
-    MergeRequest {
-        state: SyncState,
-        reply: oneshot::Sender<Result<SyncState, String>>,
-    },
-    MergeReply {
-        state: SyncState,
-        reply: oneshot::Sender<Result<usize, String>>,
-    },
-    SetTags(Tags),
-    StartLeave,
-    PushLeave(oneshot::Sender<usize>),
-    FinishLeave(oneshot::Sender<()>),
-    ForceLeave {
-        name: String,
-        prune: bool,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    Shutdown,
 }
 
 /// A handle on the running gossip layer. Clones share it.
 #[derive(Clone)]
 pub struct Gossip {
-    input: mpsc::Sender<Input>,
+    commands: mpsc::Sender<Command>,
     members: watch::Receiver<Arc<Vec<Member>>>,
     stats: Arc<Stats>,
     syncer: Syncer,
@@ -138,38 +118,36 @@ impl Gossip {
         let sealer = Arc::new(Sealer::new(&config.datacenter, config.key.as_ref()));
         let stats = Arc::new(Stats::default());
         let udp = Arc::new(udp);
-        let (input_tx, input_rx) = mpsc::channel::<Input>(4096);
+        let (commands_tx, commands_rx) = mpsc::channel::<Command>(4096);
         let (members_tx, members_rx) = watch::channel(Arc::new(Vec::new()));
         let syncer = Syncer {
-            input: input_tx.clone(),
+            commands: commands_tx.clone(),
             sealer: sealer.clone(),
             stats: stats.clone(),
             timeout: config.timings.sync_timeout,
             bind_ip: tcp.local_addr().ok().map(|a| a.ip()),
         };
-        let core = core::Core::new(
-            config.identity.clone(),
-            config.tags,
-            config.timings.clone(),
-            sealer.clone(),
-            udp.clone(),
-            stats.clone(),
-            input_tx.clone(),
-            members_tx,
-            syncer.clone(),
-        );
+        let core = core::Core::new(core::CoreParts {
+            identity: config.identity.clone(),
+            tags: config.tags,
+            timings: config.timings.clone(),
+            sealer: sealer.clone(),
+            stats: stats.clone(),
+            rng: rand::make_rng(),
+        });
+        let driver = Driver {
+            core,
+            udp,
+            stats: stats.clone(),
+            syncer: syncer.clone(),
+            members: members_tx,
+        };
         let tasks = vec![
-            tokio::spawn(core.run(input_rx)),
-            tokio::spawn(receive_datagrams(
-                udp,
-                sealer.clone(),
-                stats.clone(),
-                input_tx.clone(),
-            )),
+            tokio::spawn(driver.run(commands_rx)),
             tokio::spawn(syncer.clone().serve(tcp)),
         ];
         Gossip {
-            input: input_tx,
+            commands: commands_tx,
             members: members_rx,
             stats,
             syncer,
@@ -235,18 +213,13 @@ impl Gossip {
 
     /// Replaces this agent's tags; the change spreads to every member.
     pub async fn set_tags(&self, tags: Tags) {
-        let _ = self.input.send(Input::Cmd(Command::SetTags(tags))).await;
+        let _ = self.commands.send(Command::SetTags(tags)).await;
     }
 
     /// Leaves gracefully: announces the leave, waits (at most the configured propagation time)
     /// for the announcement to be sent around, then declares itself down.
     pub async fn leave(&self) {
-        if self
-            .input
-            .send(Input::Cmd(Command::StartLeave))
-            .await
-            .is_err()
-        {
+        if self.commands.send(Command::StartLeave).await.is_err() {
             return;
         }
         let deadline = Instant::now() + self.leave_propagate;
@@ -257,12 +230,7 @@ impl Gossip {
         while others_alive && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let (tx, rx) = oneshot::channel();
-            if self
-                .input
-                .send(Input::Cmd(Command::PushLeave(tx)))
-                .await
-                .is_err()
-            {
+            if self.commands.send(Command::PushLeave(tx)).await.is_err() {
                 return;
             }
             match rx.await {
@@ -271,12 +239,7 @@ impl Gossip {
             }
         }
         let (tx, rx) = oneshot::channel();
-        if self
-            .input
-            .send(Input::Cmd(Command::FinishLeave(tx)))
-            .await
-            .is_ok()
-        {
+        if self.commands.send(Command::FinishLeave(tx)).await.is_ok() {
             let _ = rx.await;
         }
         // Let the final "down" datagrams leave the socket buffer.
@@ -284,78 +247,23 @@ impl Gossip {
     }
 
     /// Marks a failed member as left (and with `prune`, forgets it).
-    pub async fn force_leave(&self, name: &str, prune: bool) -> Result<(), String> {
+    pub async fn force_leave(&self, name: &str, prune: bool) -> Result<(), ForceLeaveError> {
         let (tx, rx) = oneshot::channel();
-        self.input
-            .send(Input::Cmd(Command::ForceLeave {
+        self.commands
+            .send(Command::ForceLeave {
                 name: name.to_string(),
                 prune,
                 reply: tx,
-            }))
+            })
             .await
-            .map_err(|_| "the gossip layer has stopped".to_string())?;
-        rx.await
-            .map_err(|_| "the gossip layer has stopped".to_string())?
+            .map_err(|_| ForceLeaveError::Stopped)?;
+        rx.await.map_err(|_| ForceLeaveError::Stopped)?
     }
 
     /// Stops every gossip task. Does not announce anything: call [`Gossip::leave`] first for that.
     pub async fn shutdown(&self) {
-        let _ = self.input.send(Input::Cmd(Command::Shutdown)).await;
         for t in self.tasks.iter() {
             t.abort();
-        }
-    }
-}
-
-/// Reads datagrams, drops what is not ours to read, passes SWIM payloads to the core.
-async fn receive_datagrams(
-    udp: Arc<UdpSocket>,
-    sealer: Arc<Sealer>,
-    stats: Arc<Stats>,
-    input: mpsc::Sender<Input>,
-) {
-    // One byte more than the limit, so an oversized datagram is seen as such, not truncated.
-    let mut buf = vec![0u8; MAX_DATAGRAM + 1];
-    loop {
-        let (len, from) = match udp.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                // ICMP "port unreachable" surfaces here on Linux; it is not fatal.
-                tracing::trace!(error = %e, "gossip UDP receive error");
-                continue;
-            }
-        };
-        stats.packets_received.fetch_add(1, Ordering::Relaxed);
-        stats
-            .bytes_received
-            .fetch_add(len as u64, Ordering::Relaxed);
-        if len > MAX_DATAGRAM {
-            stats.dropped_oversized.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%from, len, "dropped oversized gossip packet");
-            continue;
-        }
-        match sealer.open(&buf[..len]) {
-            Ok((Kind::Swim, payload)) => {
-                if input.send(Input::Swim(payload, from)).await.is_err() {
-                    return;
-                }
-            }
-            Ok((kind, _)) => {
-                stats.dropped_malformed.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(%from, ?kind, "dropped gossip datagram of a TCP-only kind");
-            }
-            Err(e) => {
-                stats.count_drop(&e);
-                let key_problem = matches!(
-                    e,
-                    OpenError::Unencrypted | OpenError::UnexpectedEncrypted | OpenError::Decrypt
-                );
-                if key_problem && stats.should_warn_key() {
-                    tracing::warn!(%from, reason = %e, "dropping gossip from an agent with different encryption settings");
-                } else {
-                    tracing::debug!(%from, reason = %e, "dropped gossip packet");
-                }
-            }
         }
     }
 }

@@ -41,7 +41,7 @@ impl Stats {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// True at most once per [`KEY_WARNING_EVERY`]: a key mismatch floods, its log must not.
+    /// True at most once per `KEY_WARNING_EVERY` (10 s): a key mismatch floods, its log must not.
     pub fn should_warn_key(&self) -> bool {
         let mut last = self.last_key_warning.lock().expect("stats lock");
         let now = Instant::now();

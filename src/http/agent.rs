@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::ApiError;
 use crate::agent::Agent;
-use crate::gossip::{Member, MemberStatus};
+use crate::gossip::{ForceLeaveError, Member, MemberStatus};
 
 pub fn routes() -> Router<Arc<Agent>> {
     Router::new()
@@ -118,12 +118,12 @@ async fn force_leave(
         .prune
         .is_some_and(|v| v.is_empty() || v == "true" || v == "1");
     agent.gossip.force_leave(&node, prune).await.map_err(|e| {
-        let status = if e.starts_with("no member") {
+        let status = if matches!(e, ForceLeaveError::NoSuchMember(_)) {
             StatusCode::NOT_FOUND
         } else {
             StatusCode::BAD_REQUEST
         };
-        ApiError(status, e)
+        ApiError(status, e.to_string())
     })?;
     Ok(StatusCode::OK)
 }

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::types::{NodeId, ServerNode, TypeConfig};
+use crate::frame::FrameError;
 
 /// Largest frame accepted (a snapshot chunk or a large append fits well below).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -119,8 +120,7 @@ async fn pump_frames<W: AsyncWriteExt + Unpin>(mut rx: mpsc::Receiver<Vec<u8>>, 
     while let Some(first) = rx.recv().await {
         let mut frame = Some(first);
         while let Some(f) = frame.take() {
-            buf.extend_from_slice(&(f.len() as u32).to_be_bytes());
-            buf.extend_from_slice(&f);
+            crate::frame::put_frame(&mut buf, &f);
             if buf.len() < BURST {
                 frame = rx.try_recv().ok();
             }
@@ -138,19 +138,9 @@ async fn pump_frames<W: AsyncWriteExt + Unpin>(mut rx: mpsc::Receiver<Vec<u8>>, 
 /// Read buffer of a connection: many small frames arrive per read.
 const READ_BUFFER: usize = 64 << 10;
 
-async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 4];
-    r.read_exact(&mut len).await?;
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes is over the limit"),
-        ));
-    }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    Ok(buf)
+/// Reads one frame of at most [`MAX_FRAME`] bytes.
+async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> Result<Vec<u8>, FrameError> {
+    crate::frame::read_frame(r, MAX_FRAME).await
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
