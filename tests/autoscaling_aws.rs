@@ -107,7 +107,7 @@ fn an_autoscaling_group_replaces_every_server_and_the_cluster_heals_on_its_own()
 
 #[test]
 fn fifty_agents_booting_at_once_ask_ec2_about_once_each() {
-    // The thundering herd of an autoscaling group's first boot (user-pains A14): 50 agents, one
+    // The thundering herd of an autoscaling group's first boot (docs/reference/user-pains.md A14): 50 agents, one
     // provider line, started in the same instant against one EC2 API. Budget
     // (docs/performance.md): at most one DescribeInstances per agent per 10 s (the provider's
     // cache), so at most 2 per agent for a boot that converges within 20 s.

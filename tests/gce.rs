@@ -219,7 +219,7 @@ fn a_throttled_compute_api_slows_the_loop_down_and_it_still_joins() {
 
 #[test]
 fn consul_legacy_gce_flags_become_a_gce_provider_string() {
-    // Consul's -retry-join-gce-* flags turn into `provider=gce …` (consul-behaviour §2.3). A
+    // Consul's -retry-join-gce-* flags turn into `provider=gce …` (docs/reference/consul.md §2.3). A
     // missing key file stops the attempt before any network call, so the test reaches no cloud.
     let a = Agent::start(
         "legacy",

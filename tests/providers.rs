@@ -124,7 +124,7 @@ fn an_agent_joins_through_a_provider() {
     let b = Block::JoinThroughProvider;
     let a = Agent::start("p1", &b.ip(1), &[]);
     a.wait_ready();
-    // The provider fails on its first call (user-pains A9: one provider error must not end the
+    // The provider fails on its first call (docs/reference/user-pains.md A9: one provider error must not end the
     // retries), then answers.
     let d = tempfile::tempdir().unwrap();
     let flag = d.path().join("called-once");
