@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
+use crate::client::Client;
 use crate::config::RuntimeConfig;
 use crate::gossip::{Gossip, GossipConfig, NodeIdentity, Tags, Timings};
 use crate::join::{self, backoff::Schedule};
@@ -62,8 +63,8 @@ pub struct Agent {
     pub gossip: Gossip,
     /// Raft and the bootstrap gate, in server mode.
     pub server: Option<Arc<Server>>,
-    /// Connections to servers' RPC ports (clients ask servers for status through them).
-    pub rpc: Arc<RpcClient>,
+    /// The way to the replicated state: through this agent's server, or a live one.
+    pub client: Client,
     pub node_id: uuid::Uuid,
     pub data_dir: PathBuf,
     pub started: Instant,
@@ -204,7 +205,7 @@ impl Agent {
                     Ok(s) => Some(s),
                     Err(e) => {
                         gossip.shutdown().await;
-                        return Err(AgentError::DataDir(e));
+                        return Err(AgentError::DataDir(e.to_string()));
                     }
                 }
             }
@@ -214,12 +215,13 @@ impl Agent {
         } else {
             Some(config.bind_addr)
         };
+        let client = Client::new(gossip.clone(), server.clone(), RpcClient::new(rpc_source));
         let (stop_tx, _) = watch::channel(StopReason::Running);
         let agent = Arc::new(Agent {
             config,
             gossip,
             server,
-            rpc: RpcClient::new(rpc_source),
+            client,
             node_id,
             data_dir,
             started: Instant::now(),

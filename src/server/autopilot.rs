@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::types::NodeId;
+use super::id::NodeId;
 
 /// Autopilot settings, replicated through Raft once an operator sets them
 /// (`muster operator autopilot set-config`); until then every server uses its own

@@ -4,39 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use uuid::Uuid;
-
-use super::rpc::PeerStatus;
+use super::protocol::{PeerStatus, ServerView};
 use super::types::{NodeId, ServerNode};
 
 /// How long a bootstrap promise holds if the proposer goes quiet.
 pub const PROMISE_TTL: Duration = Duration::from_secs(10);
-
-/// A server as gossip shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerView {
-    pub id: NodeId,
-    pub name: String,
-    /// `ip:port` of its RPC listener.
-    pub rpc_addr: String,
-    pub alive: bool,
-    pub datacenter: String,
-    /// Its `expect` tag, if it has one.
-    pub expect: Option<u32>,
-    /// It runs with `-bootstrap`.
-    pub bootstrap_mode: bool,
-    /// Its `cluster` tag: it belongs to a formed cluster.
-    pub cluster_id: Option<Uuid>,
-}
-
-impl ServerView {
-    pub fn node(&self) -> ServerNode {
-        ServerNode {
-            addr: self.rpc_addr.clone(),
-            name: self.name.clone(),
-        }
-    }
-}
 
 /// What the gate concludes from one look at gossip.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +23,28 @@ pub enum Decision {
     WaitForProposer { proposer: String, seen: Vec<String> },
     /// Enough servers and this one proposes: probe them, then propose.
     Propose(Vec<ServerView>),
+}
+
+/// The line the gate logs and `muster info` shows while it waits: why, and for whom.
+/// `Done` and `Propose` end the wait; their text is the reason itself, or the proposal's outcome.
+pub fn explain_wait(decision: &Decision, expect: u32) -> String {
+    match decision {
+        Decision::Wait { need, seen } => format!(
+            "waiting for {need} more server{} (expect={expect}, seen: {})",
+            if *need == 1 { "" } else { "s" },
+            seen.join(", ")
+        ),
+        Decision::WaitForProposer { proposer, seen } => format!(
+            "{} servers seen ({}); waiting for {proposer} (lowest node id) to propose the bootstrap",
+            seen.len(),
+            seen.join(", ")
+        ),
+        Decision::Conflict(why) | Decision::Done(why) => why.clone(),
+        Decision::Propose(servers) => format!(
+            "proposing the bootstrap to {}",
+            servers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 /// Looks at the servers gossip shows and decides.
@@ -184,6 +178,7 @@ impl Promise {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     fn s(id: NodeId, expect: Option<u32>) -> ServerView {
         ServerView {

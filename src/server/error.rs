@@ -1,0 +1,68 @@
+//! Why a server could not start, or could not carry out an operation, and what the caller
+//! should do about it. The HTTP layer turns these into status codes and one line of text.
+
+use std::time::Duration;
+
+use uuid::Uuid;
+
+use super::rpc::RpcError;
+
+/// Why a server could not start. Each of these stops the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data directory could not be recovered or opened (a bad `peers.json`, a
+    /// `raft.redb` in use or unreadable). The operator fixes the directory, then restarts.
+    #[error("{0}")]
+    DataDir(String),
+    /// The Raft timings derived from `raft_multiplier` are invalid. Fix the configuration.
+    #[error("{0}")]
+    Config(String),
+    /// openraft refused to start on the stored state. Report it; restarting will not help.
+    #[error("cannot start Raft: {0}")]
+    Raft(String),
+}
+
+/// Why a membership change, an operator request or a request for the leader failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// This server is not (or no longer) the leader. Send the request to `leader` (its RPC
+    /// address) when known; otherwise retry shortly, once a leader is elected.
+    #[error("this server is not the leader{}", leader_suffix(.leader))]
+    NotLeader { leader: Option<String> },
+    /// No leader is known now: an election is under way, or quorum is lost. Retry after a
+    /// short wait. `needs` says what needed a leader.
+    #[error("there is no leader; {needs}")]
+    NoLeader { needs: &'static str },
+    /// A leader is known but not its address. Retry shortly: gossip catches up.
+    #[error("the leader's address is unknown")]
+    LeaderAddressUnknown,
+    /// The leader could not be reached, or did not answer in time. Back off, then retry.
+    #[error("cannot reach the leader: {0}")]
+    Unreachable(#[source] RpcError),
+    /// A membership change did not commit in time because too many voters are unreachable.
+    /// Do not retry in a loop: the operator brings voters back, or recovers (docs/servers.md).
+    #[error(
+        "the change did not commit within {after:?}: the Raft configuration has lost its quorum \
+         (too many voters unreachable); see docs/servers.md"
+    )]
+    QuorumLost { after: Duration },
+    /// The change did not commit within `after`. Retry later (the leader's next round does).
+    #[error("not committed within {after:?}")]
+    Timeout { after: Duration },
+    /// The server named is not in the Raft configuration. Stop: check the id or address.
+    #[error("id {:?} was not found in the Raft configuration", .id.to_string())]
+    NotInConfiguration { id: Uuid },
+    /// Raft refused or failed the change for another reason, in its words. Report it.
+    #[error("{0}")]
+    Raft(String),
+    /// The leader refused the request, in its words (the text crossed the RPC port). Report it.
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn leader_suffix(leader: &Option<String>) -> String {
+    leader
+        .as_ref()
+        .map(|l| format!(" (leader: {l})"))
+        .unwrap_or_default()
+}
