@@ -1,4 +1,4 @@
-//! `/v1/kv/*`: Consul's KV API (consul-behaviour §6.1, §6.2; docs/state.md).
+//! `/v1/kv/*`: Consul's KV API (docs/reference/consul.md, docs/state.md).
 
 use std::collections::HashMap;
 use std::sync::Arc;

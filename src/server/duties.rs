@@ -180,7 +180,8 @@ impl Server {
             }
         }
         // A server back with its data on a new IP keeps its seat; only its address changes
-        // (consul-behaviour §4.2: same ID, new address → re-add keeping voter status).
+        // (as Consul does: same ID, new address → re-add keeping voter status;
+        // docs/reference/consul.md).
         let moved: BTreeMap<NodeId, ServerNode> = views
             .iter()
             .filter(|v| v.alive)
@@ -256,7 +257,7 @@ impl Server {
 
     /// Brings the catalog in line with gossip: every member registered with its address,
     /// tags and status; members that left (or were forgotten) deregistered, as Consul's leader
-    /// does (consul-behaviour §4.2).
+    /// does (docs/reference/consul.md).
     pub(super) async fn reconcile_catalog(&self, members: &[Member]) {
         let current = self.sm.state.read().expect("sm lock").data.catalog.clone();
         let mut writes = Vec::new();

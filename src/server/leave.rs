@@ -62,7 +62,7 @@ impl Server {
     }
 
     /// Before a graceful leave, this server leaves the Raft configuration while it can still
-    /// vote on its own removal (Consul's server leave, consul-behaviour §4.4): a leader removes
+    /// vote on its own removal (as Consul's server leave does, docs/reference/consul.md): a leader removes
     /// itself (the remaining voters elect a successor at once), a follower asks the leader.
     /// Waiting until gossip shows it `left` would be too late in a two-voter cluster, where the
     /// removal needs the leaving server's vote.
@@ -78,7 +78,7 @@ impl Server {
             return Vec::new();
         }
         let mut warnings = Vec::new();
-        // The arithmetic, said out loud (user-pains A21): removing this server first keeps
+        // The arithmetic, said out loud: removing this server first keeps
         // the others' quorum whenever that is possible at all.
         let views = server_views(&self.gossip.members());
         let alive = |id: NodeId| views.iter().any(|v| v.id == id && v.alive);

@@ -48,7 +48,7 @@ fn entries_that_fit(entries: &[Entry]) -> Option<usize> {
 
 /// The address each server is reached at now, by node id, as gossip last saw it.
 ///
-/// Raft membership is keyed by node id (user-pains A1: Consul keyed it by address, and a server
+/// Raft membership is keyed by node id (Consul keyed it by address, docs/reference/consul.md, and a server
 /// back with a new IP became a phantom peer). The address stored in the membership is only a
 /// hint written when the server was added: a server restarted with its data on a new IP, or a
 /// whole cluster cold-started on new IPs, must be reachable before any leader exists to rewrite

@@ -46,7 +46,7 @@ impl ServerView {
     }
 }
 
-/// This member as a server, from its tags (consul-behaviour §3.1): `role=consul`, an `id` and a
+/// This member as a server, from its tags, Consul's names (docs/reference/consul.md): `role=consul`, an `id` and a
 /// `port`; `None` when it is not a server.
 pub fn server_view(m: &Member) -> Option<ServerView> {
     if m.tags.get("role").map(String::as_str) != Some("consul") {

@@ -5,7 +5,7 @@
 //! - `muster operator raft recover -data-dir DIR -peers-file FILE`, with the agent stopped:
 //!   applied at once, and it prints what it replaced;
 //! - Consul's way: a `peers.json` in `<data_dir>/raft/` is applied when the server starts, then
-//!   deleted (consul-behaviour §3.5), so that runbooks written for Consul work.
+//!   deleted (docs/reference/consul.md), so that runbooks written for Consul work.
 //!
 //! The file is Consul's peers.json for Raft protocol 3: a JSON array of
 //! `{"id": UUID, "address": "ip:port", "non_voter": false}`, with an optional `"name"`.
