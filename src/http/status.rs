@@ -112,8 +112,6 @@ async fn remove_peer(
             }
         },
     };
-    s.remove_peer(id)
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    s.remove_peer(id).await?;
     Ok(StatusCode::OK)
 }

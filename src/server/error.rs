@@ -10,10 +10,13 @@ use super::rpc::RpcError;
 /// Why a server could not start. Each of these stops the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The data directory could not be recovered or opened (a bad `peers.json`, a
-    /// `raft.redb` in use or unreadable). The operator fixes the directory, then restarts.
+    /// A `peers.json` in the data directory could not be applied (docs/operations.md). The
+    /// operator fixes or removes it, then restarts.
     #[error("{0}")]
     DataDir(String),
+    /// The Raft store could not be opened; the variant says why and what to fix.
+    #[error(transparent)]
+    Store(#[from] super::store::OpenError),
     /// The Raft timings derived from `raft_multiplier` are invalid. Fix the configuration.
     #[error("{0}")]
     Config(String),

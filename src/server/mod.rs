@@ -154,7 +154,7 @@ impl Server {
         {
             tracing::warn!("{summary}");
         }
-        let (log, sm) = store::open(&cfg.data_dir.join("raft")).map_err(StartError::DataDir)?;
+        let (log, sm) = store::open(&cfg.data_dir.join("raft"))?;
         let id = node_id(cfg.node_id);
         let rpc = RpcClient::new(listener.local_addr().ok().map(|a| a.ip()));
         let raft_cfg = Arc::new(raft_config(cfg.raft_multiplier)?);

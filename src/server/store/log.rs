@@ -178,14 +178,14 @@ pub struct LogStore {
 
 impl LogStore {
     /// The log store over `db`, with its writer thread started.
-    pub(super) fn start(db: Arc<Database>) -> std::result::Result<LogStore, String> {
+    pub(super) fn start(db: Arc<Database>) -> std::result::Result<LogStore, super::OpenError> {
         let pending: Pending = Arc::new(Mutex::new(BTreeMap::new()));
         let (tx, rx) = std::sync::mpsc::channel::<WriteOp>();
         let (wdb, wpending) = (db.clone(), pending.clone());
         std::thread::Builder::new()
             .name("raft-log-writer".into())
             .spawn(move || log_writer(wdb, wpending, rx))
-            .map_err(|e| format!("cannot start the log writer thread: {e}"))?;
+            .map_err(super::OpenError::WriterThread)?;
         Ok(LogStore {
             db,
             pending,

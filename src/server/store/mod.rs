@@ -20,7 +20,7 @@
 // openraft's StorageError (320 bytes) is the error type its storage traits require.
 #![allow(clippy::result_large_err)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageIOError};
@@ -70,11 +70,45 @@ fn decode<T: for<'a> Deserialize<'a>>(b: &[u8]) -> Result<T> {
     postcard::from_bytes(b).rd()
 }
 
+/// Why the store could not be opened. Each stops the server: the operator fixes the data
+/// directory (or stops the agent that holds it), then starts again.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The directory could not be created: check its path and permissions.
+    #[error("cannot create {}: {source}", .path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// `raft.redb` could not be opened: another agent holds it (stop that one first), or it is
+    /// not a redb file.
+    #[error("cannot open {}: {source}", .path.display())]
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    /// The tables could not be created or read: check the disk.
+    #[error("cannot initialise {}: {source}", .path.display())]
+    Initialise { path: PathBuf, source: redb::Error },
+    /// The stored state machine could not be read: the file is damaged; restore a snapshot.
+    #[error("cannot read the state machine in {}: {source}", .path.display())]
+    StateMachine { path: PathBuf, source: redb::Error },
+    /// The log writer thread could not be started: the process is out of resources.
+    #[error("cannot start the log writer thread: {0}")]
+    WriterThread(std::io::Error),
+}
+
 /// Opens (creating if needed) `<dir>/raft.redb` and returns the two halves openraft needs.
-pub fn open(dir: &Path) -> std::result::Result<(LogStore, StateMachineStore), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+pub fn open(dir: &Path) -> std::result::Result<(LogStore, StateMachineStore), OpenError> {
+    std::fs::create_dir_all(dir).map_err(|source| OpenError::Create {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let path = dir.join("raft.redb");
-    let db = Database::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    let db = Database::create(&path).map_err(|source| OpenError::Open {
+        path: path.clone(),
+        source,
+    })?;
     let init = || -> std::result::Result<(), redb::Error> {
         let txn = db.begin_write()?;
         txn.open_table(LOG)?;
@@ -83,10 +117,13 @@ pub fn open(dir: &Path) -> std::result::Result<(LogStore, StateMachineStore), St
         txn.commit()?;
         Ok(())
     };
-    init().map_err(|e| format!("cannot initialise {}: {e}", path.display()))?;
+    init().map_err(|source| OpenError::Initialise {
+        path: path.clone(),
+        source,
+    })?;
     let db = Arc::new(db);
     let sm = StateMachineStore::load(db.clone())
-        .map_err(|e| format!("cannot read the state machine in {}: {e}", path.display()))?;
+        .map_err(|source| OpenError::StateMachine { path, source })?;
     Ok((LogStore::start(db)?, sm))
 }
 
@@ -127,7 +164,10 @@ mod tests {
         let (mut log, _sm) = loop {
             match open(dir.path()) {
                 Ok(x) => break x,
-                Err(e) if std::time::Instant::now() < deadline && e.contains("already open") => {
+                Err(e)
+                    if std::time::Instant::now() < deadline
+                        && e.to_string().contains("already open") =>
+                {
                     tokio::task::yield_now().await;
                 }
                 Err(e) => panic!("{e}"),
