@@ -7,11 +7,11 @@
 //! - [`state`]: the replicated state (KV store, catalog) and how commands change it.
 //! - [`rpc`]: framing, connection pool and listener of the server port.
 //! - [`network`]: openraft's network over [`rpc`].
-//! - [`gate`]: the bootstrap gate, a pure state machine; [`bootstrap`] runs it.
-//! - [`autopilot`]: autopilot's rules, pure; [`health`] tracks the servers and applies them.
-//! - [`duties`]: the duty loop (address book, advertisement, quorum log, the leader's round).
-//! - [`leave`]: leaving the Raft configuration, removing a peer, handing over leadership.
-//! - [`status`]: what a server reports (info, configuration, quorum, leader address).
+//! - [`gate`]: the bootstrap gate, a pure state machine; `bootstrap` runs it.
+//! - [`autopilot`]: autopilot's rules, pure; `health` tracks the servers and applies them.
+//! - `duties`: the duty loop (address book, advertisement, quorum log, the leader's round).
+//! - `leave`: leaving the Raft configuration, removing a peer, handing over leadership.
+//! - `status`: what a server reports (info, configuration, quorum, leader address).
 //! - [`api`]: KV, catalog and snapshot requests with Consul's consistency modes.
 //! - [`batch`]: the leader's group commit of concurrent writes.
 //! - [`recovery`]: outage recovery (`peers.json`, `muster operator raft recover`).
