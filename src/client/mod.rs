@@ -56,7 +56,7 @@ impl Client {
         req: impl Fn() -> Request,
     ) -> Result<A, ApiFailure> {
         let deadline = Instant::now() + HOLD;
-        let mut last = ApiFailure::Unavailable(
+        let mut last = ApiFailure::Unreachable(
             "No known Consul servers: this agent has not joined any server yet".into(),
         );
         loop {
@@ -75,7 +75,7 @@ impl Client {
                     }
                     Err(e) => {
                         tracing::debug!(server = %s.name, error = %e, "server unreachable; trying the next one");
-                        last = ApiFailure::Unavailable(format!(
+                        last = ApiFailure::Unreachable(format!(
                             "no server answered (last: {}: {e})",
                             s.name
                         ));
@@ -179,7 +179,7 @@ impl Client {
                 Err(e) => last_err = e.to_string(),
             }
         }
-        Err(ApiFailure::Unavailable(format!(
+        Err(ApiFailure::Unreachable(format!(
             "No known Consul servers: {last_err}"
         )))
     }
@@ -194,9 +194,13 @@ where
     let deadline = Instant::now() + HOLD;
     loop {
         match op().await {
-            Err(ApiFailure::NoLeader) | Err(ApiFailure::Unavailable(_))
-                if Instant::now() < deadline =>
-            {
+            // Every failure is one of these today; a refusal added later must not be retried.
+            Err(
+                ApiFailure::NoLeader
+                | ApiFailure::Unreachable(_)
+                | ApiFailure::Unconfirmed(_)
+                | ApiFailure::Unavailable(_),
+            ) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             other => return other,

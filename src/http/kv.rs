@@ -85,11 +85,9 @@ fn consistency(q: &Params) -> Result<Consistency, ApiError> {
     }
 }
 
+/// A request the cluster could not serve: a 500 with the failure's one line.
 pub fn failure(e: ApiFailure) -> ApiError {
-    match e {
-        ApiFailure::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, m),
-        other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-    }
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
 /// Sets `X-Consul-Index`, `X-Consul-KnownLeader` and `X-Consul-LastContact`.

@@ -112,7 +112,7 @@ impl Server {
         match self.on_leader("the API needs one", request, deadline).await {
             Ok(answer) => answer,
             Err(ServerError::NoLeader { .. }) => Err(ApiFailure::NoLeader),
-            Err(e) => Err(ApiFailure::Unavailable(e.to_string())),
+            Err(e) => Err(ApiFailure::Unreachable(e.to_string())),
         }
     }
 
@@ -168,7 +168,7 @@ impl Server {
         match tokio::time::timeout(Duration::from_secs(5), self.raft.ensure_linearizable()).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(ApiFailure::NoLeader),
-            Err(_) => Err(ApiFailure::Unavailable(
+            Err(_) => Err(ApiFailure::Unconfirmed(
                 "leadership could not be confirmed with a quorum within 5 s".into(),
             )),
         }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use openraft::error::{InitializeError, RaftError};
 use rand::RngExt;
 
-use super::gate::{self, Decision};
+use super::error::BootstrapError;
+use super::gate::{self, Decision, Refusal};
 use super::protocol::{server_views, Request, ServerView};
 use super::types::{NodeId, ServerNode};
 use super::{Server, CALL_TIMEOUT};
@@ -52,15 +53,13 @@ impl Server {
         &self,
         proposer: NodeId,
         servers: &[(NodeId, ServerNode)],
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
+        let name = || self.cfg.name.clone();
         if self.has_state() {
-            return Err(format!(
-                "{} holds Raft state and will not bootstrap again",
-                self.cfg.name
-            ));
+            return Err(Refusal::HasState { name: name() });
         }
         if !servers.iter().any(|(id, _)| *id == self.id) {
-            return Err(format!("the proposal does not include {}", self.cfg.name));
+            return Err(Refusal::NotIncluded { name: name() });
         }
         let views = server_views(&self.gossip.members());
         self.promise
@@ -75,7 +74,7 @@ impl Server {
     pub(super) async fn initialize(
         &self,
         servers: Vec<(NodeId, ServerNode)>,
-    ) -> Result<(), String> {
+    ) -> Result<(), BootstrapError> {
         let members: BTreeMap<NodeId, ServerNode> = servers.into_iter().collect();
         match self.raft.initialize(members.clone()).await {
             Ok(()) => Ok(()),
@@ -90,13 +89,15 @@ impl Server {
                 if current == members || current.is_empty() {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "{} is already initialised with another membership",
-                        self.cfg.name
-                    ))
+                    Err(BootstrapError::OtherMembership {
+                        name: self.cfg.name.clone(),
+                    })
                 }
             }
-            Err(e) => Err(format!("initialise failed on {}: {e}", self.cfg.name)),
+            Err(e) => Err(BootstrapError::Initialise {
+                name: self.cfg.name.clone(),
+                reason: e.to_string(),
+            }),
         }
     }
 
@@ -159,7 +160,10 @@ impl Server {
     }
 
     /// Probe, propose, commit (docs/servers.md). `Ok` ends the gate, with its final status.
-    pub(super) async fn try_bootstrap(&self, servers: &[ServerView]) -> Result<String, String> {
+    pub(super) async fn try_bootstrap(
+        &self,
+        servers: &[ServerView],
+    ) -> Result<String, BootstrapError> {
         // 1. Probe: does any of them hold Raft state or belong to a cluster?
         let mut statuses = Vec::new();
         for s in servers {
@@ -169,7 +173,10 @@ impl Server {
                 self.rpc
                     .ask(&s.rpc_addr, Request::PeerStatus, CALL_TIMEOUT)
                     .await
-                    .map_err(|e| format!("cannot confirm the status of {}: {e}", s.name))?
+                    .map_err(|source| BootstrapError::Probe {
+                        name: s.name.clone(),
+                        source,
+                    })?
             };
             statuses.push((s.name.clone(), st));
         }
@@ -198,7 +205,7 @@ impl Server {
         });
         let results = futures::future::join_all(calls).await;
         if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-            return Err(format!("proposal refused: {e}"));
+            return Err(BootstrapError::Refused(e));
         }
         // 3. Initialise here with the canonical membership and stand for election at once. The
         //    others are bound by their promise and receive the same membership from the new

@@ -13,7 +13,7 @@ pub enum StartError {
     /// A `peers.json` in the data directory could not be applied (docs/operations.md). The
     /// operator fixes or removes it, then restarts.
     #[error("{0}")]
-    DataDir(String),
+    PeersFile(String),
     /// The Raft store could not be opened; the variant says why and what to fix.
     #[error(transparent)]
     Store(#[from] super::store::OpenError),
@@ -23,6 +23,28 @@ pub enum StartError {
     /// openraft refused to start on the stored state. Report it; restarting will not help.
     #[error("cannot start Raft: {0}")]
     Raft(String),
+}
+
+/// Why a bootstrap attempt failed. The gate pauses for a random moment and tries again.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// A server's status could not be confirmed: it may hold Raft state. Retry.
+    #[error("cannot confirm the status of {name}: {source}")]
+    Probe {
+        name: String,
+        #[source]
+        source: RpcError,
+    },
+    /// A server refused the proposal or did not answer it (which, and why). Retry.
+    #[error("proposal refused: {0}")]
+    Refused(String),
+    /// This server was initialised with another membership meanwhile. Retrying is harmless:
+    /// the gate sees the state and stops.
+    #[error("{name} is already initialised with another membership")]
+    OtherMembership { name: String },
+    /// openraft refused to initialise, in its words. Retry.
+    #[error("initialise failed on {name}: {reason}")]
+    Initialise { name: String, reason: String },
 }
 
 /// Why a membership change, an operator request or a request for the leader failed.

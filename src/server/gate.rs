@@ -147,6 +147,22 @@ pub fn canonical_membership(servers: &[ServerView]) -> Vec<(NodeId, ServerNode)>
 }
 
 /// The acceptor side of phase 1: at most one proposer at a time.
+/// Why a server refuses a bootstrap proposal. The proposer pauses and tries again; the text
+/// crosses the RPC port as the answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// It holds Raft state: it belongs to a cluster and never bootstraps again. The proposer
+    /// waits for that cluster's leader to add it.
+    #[error("{name} holds Raft state and will not bootstrap again")]
+    HasState { name: String },
+    /// The proposal leaves it out: the proposer's view of gossip is behind. Retry.
+    #[error("the proposal does not include {name}")]
+    NotIncluded { name: String },
+    /// It promised another live proposer. Retry once that promise lapses ([`PROMISE_TTL`]).
+    #[error("already promised to bootstrap with server {holder}; retry later")]
+    Promised { holder: uuid::Uuid },
+}
+
 #[derive(Debug, Default)]
 pub struct Promise {
     held: Option<(NodeId, Instant)>,
@@ -160,14 +176,13 @@ impl Promise {
         proposer: NodeId,
         now: Instant,
         holder_alive: impl Fn(NodeId) -> bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         if let Some((holder, since)) = self.held {
             let lapsed = now.duration_since(since) > PROMISE_TTL || !holder_alive(holder);
             if holder != proposer && !lapsed {
-                return Err(format!(
-                    "already promised to bootstrap with server {}; retry later",
-                    super::types::node_uuid(holder)
-                ));
+                return Err(Refusal::Promised {
+                    holder: super::types::node_uuid(holder),
+                });
             }
         }
         self.held = Some((proposer, now));

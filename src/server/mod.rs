@@ -150,7 +150,7 @@ impl Server {
         base_tags: Tags,
     ) -> Result<Arc<Server>, StartError> {
         if let Some(summary) =
-            recovery::recover_at_start(&cfg.data_dir).map_err(StartError::DataDir)?
+            recovery::recover_at_start(&cfg.data_dir).map_err(StartError::PeersFile)?
         {
             tracing::warn!("{summary}");
         }
@@ -213,6 +213,7 @@ impl Server {
         Ok(server)
     }
 
+    /// What the RPC port answers: each request goes to the room that owns it.
     async fn handle(self: Arc<Self>, req: Request) -> Response {
         match req {
             Request::AppendEntries(r) => {
@@ -229,9 +230,10 @@ impl Server {
                 Response::InstallSnapshot(res)
             }
             Request::PeerStatus => Response::PeerStatus(self.status()),
-            Request::BootstrapPropose { proposer, servers } => {
-                Response::Done(self.accept_proposal(proposer, &servers))
-            }
+            Request::BootstrapPropose { proposer, servers } => Response::Done(
+                self.accept_proposal(proposer, &servers)
+                    .map_err(|e| e.to_string()),
+            ),
             Request::RemovePeer { id } => {
                 Response::Done(self.remove_peer_here(id).await.map_err(|e| e.to_string()))
             }

@@ -136,15 +136,24 @@ pub struct SavedSnapshot {
     pub data: Vec<u8>,
 }
 
-/// Why a request could not be served. `NoLeader` and `Unavailable` are worth retrying later.
+/// Why a KV, catalog or snapshot request could not be served. Every one is worth retrying
+/// for a while ([`crate::client::HOLD`] does); the HTTP API answers each with a 500.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ApiFailure {
+    /// No leader is known: an election is under way, or quorum is lost. Retry shortly.
     #[error("No cluster leader")]
     NoLeader,
+    /// No server (or not the leader) answered: the text names the last one tried. Back off,
+    /// then retry; another server may answer.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The leader could not confirm its leadership with a quorum in time (`?consistent`).
+    /// Retry shortly; if it lasts, quorum is lost.
+    #[error("{0}")]
+    Unconfirmed(String),
+    /// Raft refused or failed the write, in its words. Retry shortly; if it lasts, report it.
     #[error("{0}")]
     Unavailable(String),
-    #[error("{0}")]
-    Invalid(String),
 }
 
 /// A request on the server port.

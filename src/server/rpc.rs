@@ -32,10 +32,13 @@ struct Frame<T> {
 /// another server, or the same one later.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RpcError {
+    /// No connection could be made. Back off: the server is down or not listening.
     #[error("cannot connect to {addr}: {reason}")]
     Unreachable { addr: String, reason: String },
+    /// Connected, but no answer in time. Retry when it suits: the server may be busy.
     #[error("no answer from {addr} within {timeout:?}")]
     Timeout { addr: String, timeout: Duration },
+    /// The connection broke before the answer came. Retry: the next call dials again.
     #[error("connection to {addr} closed: {reason}")]
     Closed { addr: String, reason: String },
     /// The server answered with another kind of answer than the request calls for: it runs
