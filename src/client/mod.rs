@@ -14,13 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::gossip::Gossip;
-use crate::server::id::NodeId;
 use crate::server::protocol::{
-    server_views, Answer, ApiFailure, Consistency, KvAnswer, PeerStatus, ReadMeta, ReadRequest,
-    Request, SavedSnapshot, WriteOutcome,
+    server_views, Answer, ApiFailure, CatalogNode, Consistency, KvAnswer, NodeId, PeerStatus,
+    ReadMeta, ReadRequest, Request, SavedSnapshot, StateCommand, WriteOutcome,
 };
 use crate::server::rpc::RpcClient;
-use crate::server::state::{CatalogNode, StateCommand};
 use crate::server::Server;
 
 /// How long a request keeps retrying while the cluster has no leader or no server answers.

@@ -3,7 +3,13 @@
 //!
 //! Both sides use this module: servers answer these requests, and clients (src/client) send
 //! them without reaching into the server's internals. It holds data only; the transport is
-//! [`super::rpc`], the handling [`super::Server`].
+//! [`super::rpc`], the handling [`super::Server`]. The state's own types that travel in it
+//! (commands, catalog nodes, KV entries, autopilot's report) stay beside the code that applies
+//! or builds them and are re-exported here, so a client names everything through this module.
+//!
+//! It lives under `server/` rather than at the top of the crate because every type it carries
+//! is defined by the server (the Raft type configuration, the state machine's commands); a
+//! top-level module would still import them from here, and the layering would read no truer.
 
 use std::net::SocketAddr;
 
@@ -15,9 +21,11 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::autopilot::AutopilotReport;
-use super::state::{CatalogNode, KvEntry, StateCommand};
-use super::types::{node_id, NodeId, ServerNode, TypeConfig};
+pub use super::autopilot::AutopilotReport;
+use super::id::node_id;
+pub use super::id::NodeId;
+pub use super::state::{CatalogNode, KvEntry, StateCommand};
+use super::types::{ServerNode, TypeConfig};
 use crate::gossip::{Member, MemberStatus};
 
 /// A server as gossip shows it.
