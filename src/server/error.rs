@@ -1,6 +1,7 @@
 //! Why a server could not start, or could not carry out an operation, and what the caller
 //! should do about it. The HTTP layer turns these into status codes and one line of text.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -10,10 +11,9 @@ use super::rpc::RpcError;
 /// Why a server could not start. Each of these stops the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A `peers.json` in the data directory could not be applied (docs/operations.md). The
-    /// operator fixes or removes it, then restarts.
-    #[error("{0}")]
-    PeersFile(String),
+    /// A `peers.json` in the data directory could not be applied; the variant says why.
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
     /// The Raft store could not be opened; the variant says why and what to fix.
     #[error(transparent)]
     Store(#[from] super::store::OpenError),
@@ -23,6 +23,35 @@ pub enum StartError {
     /// openraft refused to start on the stored state. Report it; restarting will not help.
     #[error("cannot start Raft: {0}")]
     Raft(String),
+}
+
+/// Why a recovery from a peers file could not be applied (docs/operations.md). The operator
+/// fixes what the variant names and runs it again.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    /// The peers file is not valid: the text names the entry and what is wrong. Fix the file.
+    #[error("{0}")]
+    PeersFile(String),
+    /// The directory is not a stopped muster server's data directory (no node id, no Raft
+    /// state, or an agent still holds it). Point at the right one, or stop the agent first.
+    #[error("{0}")]
+    DataDir(String),
+    /// `raft.redb` could not be read or written, or is damaged. Check the disk.
+    #[error("{0}")]
+    Storage(String),
+    /// `peers.json` exists but could not be read. Check its permissions.
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The recovery was applied, but `peers.json` could not be deleted: delete it by hand
+    /// before the next start, or it is applied again.
+    #[error("recovered, but cannot delete {}: {source}; delete it before the next start", .path.display())]
+    NotDeleted {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Why a bootstrap attempt failed. The gate pauses for a random moment and tries again.

@@ -149,9 +149,7 @@ impl Server {
         listener: TcpListener,
         base_tags: Tags,
     ) -> Result<Arc<Server>, StartError> {
-        if let Some(summary) =
-            recovery::recover_at_start(&cfg.data_dir).map_err(StartError::PeersFile)?
-        {
+        if let Some(summary) = recovery::recover_at_start(&cfg.data_dir)? {
             tracing::warn!("{summary}");
         }
         let (log, sm) = store::open(&cfg.data_dir.join("raft"))?;

@@ -6,6 +6,7 @@ use openraft::EntryPayload;
 use redb::{Database, ReadableTable};
 
 use super::{LOG, META};
+use crate::server::error::RecoveryError;
 use crate::server::types::{Entry, LogId, Vote};
 
 /// What `muster operator raft recover` did to one data directory.
@@ -35,63 +36,68 @@ pub fn recover(
         crate::server::types::ServerNode,
     >,
     voters: std::collections::BTreeSet<crate::server::types::NodeId>,
-) -> std::result::Result<Recovered, String> {
+) -> std::result::Result<Recovered, RecoveryError> {
     use crate::server::types::ServerNode;
     let path = dir.join("raft.redb");
     if !path.exists() {
-        return Err(format!(
+        return Err(RecoveryError::DataDir(format!(
             "{} does not exist: this data directory holds no Raft state to recover",
             path.display()
-        ));
+        )));
     }
     let db = Database::open(&path).map_err(|e| match e {
-        redb::DatabaseError::DatabaseAlreadyOpen => format!(
+        redb::DatabaseError::DatabaseAlreadyOpen => RecoveryError::DataDir(format!(
             "{} is in use: stop the muster agent on this data directory first",
             path.display()
-        ),
-        other => format!("cannot open {}: {other}", path.display()),
+        )),
+        other => RecoveryError::Storage(format!("cannot open {}: {other}", path.display())),
     })?;
-    let io = |e: redb::Error| format!("{}: {e}", path.display());
+    let io = |e: redb::Error| RecoveryError::Storage(format!("{}: {e}", path.display()));
     let txn = db.begin_write().map_err(|e| io(e.into()))?;
     let (recovered, entry, vote) = {
         let meta = txn.open_table(META).map_err(|e| io(e.into()))?;
         let log = txn.open_table(LOG).map_err(|e| io(e.into()))?;
-        let get = |key: &str| -> std::result::Result<Option<Vec<u8>>, String> {
+        let get = |key: &str| -> std::result::Result<Option<Vec<u8>>, RecoveryError> {
             Ok(meta
                 .get(key)
                 .map_err(|e| io(e.into()))?
                 .map(|v| v.value().to_vec()))
         };
         let vote: Option<Vote> = match get("vote")? {
-            Some(b) => Some(postcard::from_bytes(&b).map_err(|e| format!("corrupt vote: {e}"))?),
+            Some(b) => Some(
+                postcard::from_bytes(&b)
+                    .map_err(|e| RecoveryError::Storage(format!("corrupt vote: {e}")))?,
+            ),
             None => None,
         };
         let purged: Option<LogId> = match get("last_purged")? {
-            Some(b) => {
-                Some(postcard::from_bytes(&b).map_err(|e| format!("corrupt purge mark: {e}"))?)
-            }
+            Some(b) => Some(
+                postcard::from_bytes(&b)
+                    .map_err(|e| RecoveryError::Storage(format!("corrupt purge mark: {e}")))?,
+            ),
             None => None,
         };
         let last_entry: Option<Entry> = match log.last().map_err(|e| io(e.into()))? {
             Some((_, v)) => Some(
-                postcard::from_bytes(v.value()).map_err(|e| format!("corrupt log entry: {e}"))?,
+                postcard::from_bytes(v.value())
+                    .map_err(|e| RecoveryError::Storage(format!("corrupt log entry: {e}")))?,
             ),
             None => None,
         };
         let last = last_entry.as_ref().map(|e| e.log_id).or(purged);
         if last.is_none() && vote.is_none() {
-            return Err(format!(
+            return Err(RecoveryError::DataDir(format!(
                 "{} holds no Raft state: a new server needs no recovery, it joins",
                 path.display()
-            ));
+            )));
         }
         // The configuration it replaces: the last membership entry in the log, else the
         // snapshot's.
         let mut previous: Vec<ServerNode> = Vec::new();
         for item in log.iter().map_err(|e| io(e.into()))?.rev() {
             let (_, v) = item.map_err(|e| io(e.into()))?;
-            let e: Entry =
-                postcard::from_bytes(v.value()).map_err(|e| format!("corrupt log entry: {e}"))?;
+            let e: Entry = postcard::from_bytes(v.value())
+                .map_err(|e| RecoveryError::Storage(format!("corrupt log entry: {e}")))?;
             if let EntryPayload::Membership(m) = e.payload {
                 for (id, n) in m.nodes() {
                     // peers.json has no names: keep the ones this server knew.
@@ -133,11 +139,13 @@ pub fn recover(
     };
     {
         let mut log = txn.open_table(LOG).map_err(|e| io(e.into()))?;
-        let bytes = postcard::to_allocvec(&entry).map_err(|e| e.to_string())?;
+        let bytes =
+            postcard::to_allocvec(&entry).map_err(|e| RecoveryError::Storage(e.to_string()))?;
         log.insert(entry.log_id.index, bytes.as_slice())
             .map_err(|e| io(e.into()))?;
         let mut meta = txn.open_table(META).map_err(|e| io(e.into()))?;
-        let bytes = postcard::to_allocvec(&vote).map_err(|e| e.to_string())?;
+        let bytes =
+            postcard::to_allocvec(&vote).map_err(|e| RecoveryError::Storage(e.to_string()))?;
         meta.insert("vote", bytes.as_slice())
             .map_err(|e| io(e.into()))?;
     }
