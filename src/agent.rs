@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
+use crate::client::Client;
 use crate::config::RuntimeConfig;
 use crate::gossip::{Gossip, GossipConfig, NodeIdentity, Tags, Timings};
 use crate::join::{self, backoff::Schedule};
@@ -48,8 +49,8 @@ pub enum AgentError {
     /// The server part could not start: its Raft store, a pending outage recovery, or Raft
     /// itself failed (the message says which). Retrying does not help; the operator must fix
     /// what is named. Exit 2.
-    #[error("{0}")]
-    Server(String),
+    #[error(transparent)]
+    Server(#[from] crate::server::StartError),
     /// `-join` reached no one; nothing was joined. Exit 1, like Consul.
     #[error("could not join any of the -join addresses: {0}")]
     StartJoin(String),
@@ -192,8 +193,8 @@ pub struct Agent {
     pub gossip: Gossip,
     /// Raft and the bootstrap gate, in server mode.
     pub server: Option<Arc<Server>>,
-    /// Connections to servers' RPC ports (clients ask servers for status through them).
-    pub rpc: Arc<RpcClient>,
+    /// The way to the replicated state: through this agent's server, or a live one.
+    pub client: Client,
     pub node_id: uuid::Uuid,
     pub data_dir: PathBuf,
     pub started: Instant,
@@ -309,7 +310,7 @@ impl Agent {
                     Ok(s) => Some(s),
                     Err(e) => {
                         gossip.shutdown().await;
-                        return Err(AgentError::Server(e.to_string()));
+                        return Err(AgentError::Server(e));
                     }
                 }
             }
@@ -319,12 +320,13 @@ impl Agent {
         } else {
             Some(config.bind_addr)
         };
+        let client = Client::new(gossip.clone(), server.clone(), RpcClient::new(rpc_source));
         let (stop_tx, _) = watch::channel(StopReason::Running);
         let agent = Arc::new(Agent {
             config,
             gossip,
             server,
-            rpc: RpcClient::new(rpc_source),
+            client,
             node_id,
             data_dir,
             started: Instant::now(),

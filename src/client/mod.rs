@@ -1,20 +1,25 @@
 //! Reaching the cluster from any agent: a server answers through its own Raft state, a client
 //! forwards to a live server learned from gossip and fails over to the next one.
 //!
-//! Both retry for up to [`HOLD`] (Consul's `rpc_hold_timeout`, 7 s) while there is no leader
-//! or no reachable server, so an election or one dead server is invisible to callers beyond a
-//! short delay.
+//! Both retry for up to [`HOLD`] (Consul's `rpc_hold_timeout`, 7 s, docs/reference/consul.md)
+//! while there is no leader or no reachable server, so an election or one dead server is
+//! invisible to callers beyond a short delay.
+//!
+//! [`Client`] holds only the handles this needs (gossip, the agent's own server if it is one,
+//! the RPC connections), not the agent, and speaks [`crate::server::protocol`].
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::agent::Agent;
-use crate::server::api::{
-    ApiFailure, Consistency, KvAnswer, ReadMeta, ReadRequest, SavedSnapshot, WriteOutcome,
+use crate::gossip::Gossip;
+use crate::server::protocol::{
+    server_views, Answer, ApiFailure, CatalogNode, Consistency, KvAnswer, NodeId, PeerStatus,
+    ReadMeta, ReadRequest, Request, SavedSnapshot, StateCommand, WriteOutcome,
 };
-use crate::server::rpc::{Request, Response};
-use crate::server::server_views;
-use crate::server::state::{CatalogNode, StateCommand};
+use crate::server::rpc::RpcClient;
+use crate::server::Server;
 
 /// How long a request keeps retrying while the cluster has no leader or no server answers.
 pub const HOLD: Duration = Duration::from_secs(7);
@@ -22,83 +27,89 @@ pub const HOLD: Duration = Duration::from_secs(7);
 /// Which server a client tried last; it starts there next time.
 static NEXT_SERVER: AtomicUsize = AtomicUsize::new(0);
 
-/// Sends `req` (made fresh for each attempt) to a live server, failing over between them.
-async fn forward(
-    agent: &Agent,
-    timeout: Duration,
-    req: impl Fn() -> Request,
-) -> Result<Response, ApiFailure> {
-    let deadline = Instant::now() + HOLD;
-    let mut last = ApiFailure::Unavailable(
-        "No known Consul servers: this agent has not joined any server yet".into(),
-    );
-    loop {
-        let mut servers: Vec<_> = server_views(&agent.gossip.members())
-            .into_iter()
-            .filter(|s| s.alive)
-            .collect();
-        servers.sort_by_key(|s| s.id);
-        let start = NEXT_SERVER.load(Ordering::Relaxed);
-        for k in 0..servers.len() {
-            let s = &servers[(start + k) % servers.len()];
-            match agent.rpc.call(&s.rpc_addr, req(), timeout).await {
-                Ok(resp) => {
-                    NEXT_SERVER.store((start + k) % servers.len(), Ordering::Relaxed);
-                    return Ok(resp);
-                }
-                Err(e) => {
-                    tracing::debug!(server = %s.name, error = %e, "server unreachable; trying the next one");
-                    last = ApiFailure::Unavailable(format!(
-                        "no server answered (last: {}: {e})",
-                        s.name
-                    ));
-                }
-            }
-        }
-        NEXT_SERVER.store(start.wrapping_add(1), Ordering::Relaxed);
-        if Instant::now() >= deadline {
-            return Err(last);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+/// An agent's way to the replicated state: through its own server, or through any live one.
+#[derive(Clone)]
+pub struct Client {
+    /// Which servers exist and are alive (their `role=consul` tags).
+    gossip: Gossip,
+    /// This agent's own server, in server mode: requests go to it directly.
+    server: Option<Arc<Server>>,
+    /// Connections to servers' RPC ports, for a client agent's requests.
+    rpc: Arc<RpcClient>,
 }
 
-/// Retries `op` while it fails for want of a leader, up to [`HOLD`].
-async fn hold<T, F, Fut>(op: F) -> Result<T, ApiFailure>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ApiFailure>>,
-{
-    let deadline = Instant::now() + HOLD;
-    loop {
-        match op().await {
-            Err(ApiFailure::NoLeader) | Err(ApiFailure::Unavailable(_))
-                if Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => return other,
+impl Client {
+    pub fn new(gossip: Gossip, server: Option<Arc<Server>>, rpc: Arc<RpcClient>) -> Self {
+        Client {
+            gossip,
+            server,
+            rpc,
         }
     }
-}
 
-fn unexpected<T>() -> Result<T, ApiFailure> {
-    Err(ApiFailure::Unavailable(
-        "unexpected answer from the server".into(),
-    ))
-}
+    /// Sends `req` (made fresh for each attempt) to a live server, failing over between them.
+    async fn forward<A: Answer>(
+        &self,
+        timeout: Duration,
+        req: impl Fn() -> Request,
+    ) -> Result<A, ApiFailure> {
+        let deadline = Instant::now() + HOLD;
+        let mut last = ApiFailure::Unreachable(
+            "No known Consul servers: this agent has not joined any server yet".into(),
+        );
+        loop {
+            let mut servers: Vec<_> = server_views(&self.gossip.members())
+                .into_iter()
+                .filter(|s| s.alive)
+                .collect();
+            servers.sort_by_key(|s| s.id);
+            let start = NEXT_SERVER.load(Ordering::Relaxed);
+            for k in 0..servers.len() {
+                let s = &servers[(start + k) % servers.len()];
+                match self.rpc.ask(&s.rpc_addr, req(), timeout).await {
+                    Ok(answer) => {
+                        NEXT_SERVER.store((start + k) % servers.len(), Ordering::Relaxed);
+                        return Ok(answer);
+                    }
+                    Err(e) => {
+                        tracing::debug!(server = %s.name, error = %e, "server unreachable; trying the next one");
+                        last = ApiFailure::Unreachable(format!(
+                            "no server answered (last: {}: {e})",
+                            s.name
+                        ));
+                    }
+                }
+            }
+            NEXT_SERVER.store(start.wrapping_add(1), Ordering::Relaxed);
+            if Instant::now() >= deadline {
+                return Err(last);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 
-impl Agent {
+    /// A forwarded request whose answer carries its own [`ApiFailure`].
+    async fn forward_api<T>(
+        &self,
+        timeout: Duration,
+        req: impl Fn() -> Request,
+    ) -> Result<T, ApiFailure>
+    where
+        Result<T, ApiFailure>: Answer,
+    {
+        self.forward(timeout, req).await?
+    }
+
     /// A KV read, from this server or through one.
     pub async fn kv_read(&self, req: ReadRequest) -> Result<(KvAnswer, ReadMeta), ApiFailure> {
         let timeout = Duration::from_millis(req.wait_ms) + Duration::from_secs(10);
         hold(|| async {
             match &self.server {
                 Some(s) => s.kv_read(req.clone()).await,
-                None => match forward(self, timeout, || Request::KvRead(req.clone())).await? {
-                    Response::KvRead(r) => r,
-                    _ => unexpected(),
-                },
+                None => {
+                    self.forward_api(timeout, || Request::KvRead(req.clone()))
+                        .await
+                }
             }
         })
         .await
@@ -109,14 +120,10 @@ impl Agent {
         hold(|| async {
             match &self.server {
                 Some(s) => s.write(cmd.clone()).await,
-                None => match forward(self, Duration::from_secs(10), || {
-                    Request::Write(cmd.clone())
-                })
-                .await?
-                {
-                    Response::Write(r) => r,
-                    _ => unexpected(),
-                },
+                None => {
+                    self.forward_api(Duration::from_secs(10), || Request::Write(cmd.clone()))
+                        .await
+                }
             }
         })
         .await
@@ -130,12 +137,10 @@ impl Agent {
         hold(|| async {
             match &self.server {
                 Some(s) => s.catalog_nodes(c).await,
-                None => match forward(self, Duration::from_secs(10), || Request::CatalogNodes(c))
-                    .await?
-                {
-                    Response::CatalogNodes(r) => r,
-                    _ => unexpected(),
-                },
+                None => {
+                    self.forward_api(Duration::from_secs(10), || Request::CatalogNodes(c))
+                        .await
+                }
             }
         })
         .await
@@ -147,13 +152,56 @@ impl Agent {
             match &self.server {
                 Some(s) => s.snapshot_save().await,
                 None => {
-                    match forward(self, Duration::from_secs(30), || Request::SnapshotSave).await? {
-                        Response::SnapshotSave(r) => r,
-                        _ => unexpected(),
-                    }
+                    self.forward_api(Duration::from_secs(30), || Request::SnapshotSave)
+                        .await
                 }
             }
         })
         .await
+    }
+
+    /// A client's view through a live server: its status, and the id → address map of the
+    /// servers gossip shows. Asks each alive server once, in gossip's order.
+    pub async fn server_status(&self) -> Result<(PeerStatus, HashMap<NodeId, String>), ApiFailure> {
+        let views = server_views(&self.gossip.members());
+        let addrs: HashMap<NodeId, String> =
+            views.iter().map(|v| (v.id, v.rpc_addr.clone())).collect();
+        let mut last_err = "no alive server is known to this agent (join one first)".to_string();
+        for v in views.iter().filter(|v| v.alive) {
+            match self
+                .rpc
+                .ask(&v.rpc_addr, Request::PeerStatus, Duration::from_secs(2))
+                .await
+            {
+                Ok(st) => return Ok((st, addrs)),
+                Err(e) => last_err = e.to_string(),
+            }
+        }
+        Err(ApiFailure::Unreachable(format!(
+            "No known Consul servers: {last_err}"
+        )))
+    }
+}
+
+/// Retries `op` while it fails for want of a leader, up to [`HOLD`].
+async fn hold<T, F, Fut>(op: F) -> Result<T, ApiFailure>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiFailure>>,
+{
+    let deadline = Instant::now() + HOLD;
+    loop {
+        match op().await {
+            // Every failure is one of these today; a refusal added later must not be retried.
+            Err(
+                ApiFailure::NoLeader
+                | ApiFailure::Unreachable(_)
+                | ApiFailure::Unconfirmed(_)
+                | ApiFailure::Unavailable(_),
+            ) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
     }
 }

@@ -130,6 +130,7 @@ async fn set_config(
     let (mut c, _) = s.autopilot_config();
     apply_fields(&mut c, &fields).map_err(bad)?;
     agent
+        .client
         .write(StateCommand::AutopilotSet(c))
         .await
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
@@ -138,9 +139,7 @@ async fn set_config(
 
 async fn report(agent: &Agent) -> Result<crate::server::autopilot::AutopilotReport, ApiError> {
     let s = server_only(agent)?;
-    s.autopilot_state()
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))
+    Ok(s.autopilot_state().await?)
 }
 
 fn server_json(s: &crate::server::autopilot::ServerReport) -> Value {

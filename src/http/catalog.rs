@@ -13,7 +13,7 @@ use serde_json::json;
 use super::kv::{failure, meta_headers};
 use super::ApiError;
 use crate::agent::Agent;
-use crate::server::api::Consistency;
+use crate::server::protocol::Consistency;
 
 pub fn routes() -> Router<Arc<Agent>> {
     Router::new().route("/v1/catalog/nodes", get(nodes))
@@ -30,7 +30,7 @@ async fn nodes(
     } else {
         Consistency::Default
     };
-    let (nodes, meta) = agent.catalog_nodes(c).await.map_err(failure)?;
+    let (nodes, meta) = agent.client.catalog_nodes(c).await.map_err(failure)?;
     let out: Vec<_> = nodes
         .iter()
         .map(|n| {

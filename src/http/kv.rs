@@ -1,4 +1,4 @@
-//! `/v1/kv/*`: Consul's KV API (consul-behaviour §6.1, §6.2; docs/state.md).
+//! `/v1/kv/*`: Consul's KV API (docs/reference/consul.md, docs/state.md).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,9 +15,8 @@ use serde_json::json;
 use super::ApiError;
 use crate::agent::Agent;
 use crate::duration::parse_go_duration;
-use crate::server::api::{
-    blocking_wait, ApiFailure, Consistency, KvAnswer, KvQuery, ReadMeta, ReadRequest,
-};
+use crate::server::api::blocking_wait;
+use crate::server::protocol::{ApiFailure, Consistency, KvAnswer, KvQuery, ReadMeta, ReadRequest};
 use crate::server::state::{check_sizes, StateCommand, MAX_VALUE};
 
 pub fn routes() -> Router<Arc<Agent>> {
@@ -86,11 +85,9 @@ fn consistency(q: &Params) -> Result<Consistency, ApiError> {
     }
 }
 
+/// A request the cluster could not serve: a 500 with the failure's one line.
 pub fn failure(e: ApiFailure) -> ApiError {
-    match e {
-        ApiFailure::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, m),
-        other => ApiError(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
-    }
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
 /// Sets `X-Consul-Index`, `X-Consul-KnownLeader` and `X-Consul-LastContact`.
@@ -149,7 +146,7 @@ async fn get(agent: &Agent, key: String, q: &Params) -> Result<Response, ApiErro
         min_index,
         wait_ms,
     };
-    let (answer, meta) = agent.kv_read(req).await.map_err(failure)?;
+    let (answer, meta) = agent.client.kv_read(req).await.map_err(failure)?;
     let mut headers = HeaderMap::new();
     meta_headers(&mut headers, &meta);
     let resp = match answer {
@@ -224,6 +221,7 @@ async fn put(agent: &Agent, key: String, q: &Params, body: Body) -> Result<Respo
     let flags = number(q, "flags")?.unwrap_or(0);
     let cas = number(q, "cas")?;
     let outcome = agent
+        .client
         .write(StateCommand::KvSet {
             key,
             value: value.to_vec(),
@@ -248,6 +246,7 @@ async fn delete(agent: &Agent, key: String, q: &Params) -> Result<Response, ApiE
         return Err(ApiError(StatusCode::BAD_REQUEST, "Missing key name".into()));
     }
     let outcome = agent
+        .client
         .write(StateCommand::KvDelete { key, recurse, cas })
         .await
         .map_err(failure)?;

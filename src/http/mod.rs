@@ -31,6 +31,14 @@ use crate::agent::Agent;
 #[derive(Debug)]
 pub struct ApiError(pub StatusCode, pub String);
 
+/// A server operation that failed (remove a peer, autopilot's report): the agent could not
+/// do it, so a 500 with the error's one line.
+impl From<crate::server::ServerError> for ApiError {
+    fn from(e: crate::server::ServerError) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, format!("{}\n", self.1)).into_response()

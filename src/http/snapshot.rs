@@ -38,7 +38,7 @@ pub fn routes() -> Router<Arc<Agent>> {
 }
 
 async fn save(State(agent): State<Arc<Agent>>) -> Result<Response, ApiError> {
-    let snap = agent.snapshot_save().await.map_err(failure)?;
+    let snap = agent.client.snapshot_save().await.map_err(failure)?;
     let header = Header {
         index: snap.index,
         term: snap.term,
@@ -89,6 +89,7 @@ async fn restore(State(agent): State<Arc<Agent>>, body: Body) -> Result<Response
     let file = read_body(body, MAX_RESTORE + 4096).await?;
     let (_, data) = verify(&file).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
     let outcome = agent
+        .client
         .write(StateCommand::Restore(data.to_vec()))
         .await
         .map_err(failure)?;

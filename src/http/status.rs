@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 
 use super::ApiError;
 use crate::agent::Agent;
-use crate::server::rpc::{PeerStatus, Request, Response};
-use crate::server::{server_views, types::node_id};
+use crate::server::id::{node_id, NodeId};
+use crate::server::protocol::PeerStatus;
 
 pub fn routes() -> Router<Arc<Agent>> {
     Router::new()
@@ -27,29 +27,12 @@ pub fn routes() -> Router<Arc<Agent>> {
 }
 
 /// A client's view through a live server: its status, and the id → address map of servers.
-async fn ask_a_server(agent: &Agent) -> Result<(PeerStatus, HashMap<u128, String>), ApiError> {
-    let views = server_views(&agent.gossip.members());
-    let addrs: HashMap<u128, String> = views.iter().map(|v| (v.id, v.rpc_addr.clone())).collect();
-    let mut last_err = "no alive server is known to this agent (join one first)".to_string();
-    for v in views.iter().filter(|v| v.alive) {
-        match agent
-            .rpc
-            .call(
-                &v.rpc_addr,
-                Request::PeerStatus,
-                std::time::Duration::from_secs(2),
-            )
-            .await
-        {
-            Ok(Response::PeerStatus(st)) => return Ok((st, addrs)),
-            Ok(_) => last_err = format!("{} gave an unexpected answer", v.name),
-            Err(e) => last_err = e.to_string(),
-        }
-    }
-    Err(ApiError(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("No known Consul servers: {last_err}"),
-    ))
+async fn ask_a_server(agent: &Agent) -> Result<(PeerStatus, HashMap<NodeId, String>), ApiError> {
+    agent
+        .client
+        .server_status()
+        .await
+        .map_err(super::kv::failure)
 }
 
 async fn leader(State(agent): State<Arc<Agent>>) -> Result<Json<String>, ApiError> {
@@ -92,14 +75,7 @@ fn server_only(agent: &Agent) -> Result<&Arc<crate::server::Server>, ApiError> {
 async fn configuration(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiError> {
     let s = server_only(&agent)?;
     let servers = s.configuration();
-    let index = s
-        .raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .log_id()
-        .map(|l| l.index)
-        .unwrap_or(0);
+    let index = s.membership_index();
     Ok(Json(json!({ "Servers": servers, "Index": index })))
 }
 
@@ -136,8 +112,6 @@ async fn remove_peer(
             }
         },
     };
-    s.remove_peer(id)
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    s.remove_peer(id).await?;
     Ok(StatusCode::OK)
 }

@@ -6,97 +6,15 @@ use std::time::{Duration, Instant};
 
 use openraft::ServerState;
 use rand::RngExt;
-use serde::{Deserialize, Serialize};
 
 use super::batch::BatchError;
-use super::rpc::{Request, Response};
-use super::state::{CatalogNode, KvEntry, KvScope, StateCommand};
+use super::error::ServerError;
+use super::protocol::{
+    Answer, ApiFailure, Consistency, KvAnswer, KvQuery, ReadMeta, ReadRequest, Request,
+    SavedSnapshot, WriteOutcome,
+};
+use super::state::{CatalogNode, KvScope, StateCommand};
 use super::Server;
-
-/// Consul's read modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Consistency {
-    /// The leader answers from its state.
-    Default,
-    /// Any server answers from its own state.
-    Stale,
-    /// The leader answers after confirming its leadership with a quorum.
-    Consistent,
-}
-
-/// What a KV read asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KvQuery {
-    Get(String),
-    Recurse(String),
-    Keys {
-        prefix: String,
-        separator: Option<String>,
-    },
-}
-
-impl KvQuery {
-    fn scope(&self) -> KvScope {
-        match self {
-            KvQuery::Get(k) => KvScope::Key(k.clone()),
-            KvQuery::Recurse(p) | KvQuery::Keys { prefix: p, .. } => KvScope::Prefix(p.clone()),
-        }
-    }
-}
-
-/// A KV read with its consistency and blocking parameters.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReadRequest {
-    pub query: KvQuery,
-    pub consistency: Consistency,
-    /// Block until the watched index passes this (0: answer at once).
-    pub min_index: u64,
-    /// Longest wait of a blocking query, jitter included.
-    pub wait_ms: u64,
-}
-
-/// The data of a KV read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KvAnswer {
-    Entries(Vec<(String, KvEntry)>),
-    Keys(Vec<String>),
-}
-
-/// Consul's read metadata, sent back as `X-Consul-*` headers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReadMeta {
-    pub index: u64,
-    pub known_leader: bool,
-    pub last_contact_ms: u64,
-}
-
-/// The outcome of a write: whether it took effect (CAS), and its index.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WriteOutcome {
-    pub ok: bool,
-    pub index: u64,
-}
-
-/// An operator snapshot: the state machine at `index`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SavedSnapshot {
-    pub index: u64,
-    pub term: u64,
-    pub cluster_id: Option<uuid::Uuid>,
-    #[serde(with = "serde_bytes")]
-    pub data: Vec<u8>,
-}
-
-/// Why a request could not be served. `NoLeader` and `Unavailable` are worth retrying later.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-pub enum ApiFailure {
-    #[error("No cluster leader")]
-    NoLeader,
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Invalid(String),
-}
 
 /// Longest blocking wait (Consul's max_query_time).
 pub const MAX_WAIT: Duration = Duration::from_secs(600);
@@ -115,6 +33,14 @@ pub fn blocking_wait(wait: Option<Duration>) -> Duration {
     } else {
         0
     })
+}
+
+/// The part of the state a query watches.
+fn scope(query: &KvQuery) -> KvScope {
+    match query {
+        KvQuery::Get(k) => KvScope::Key(k.clone()),
+        KvQuery::Recurse(p) | KvQuery::Keys { prefix: p, .. } => KvScope::Prefix(p.clone()),
+    }
 }
 
 /// Counts a blocking query for as long as it waits (`muster info`: consul.blocking_queries).
@@ -163,30 +89,43 @@ impl Server {
         }
     }
 
-    /// Sends `req` to the leader and returns its answer.
-    async fn to_leader(&self, req: Request, timeout: Duration) -> Result<Response, ApiFailure> {
-        let addr = self.leader_addr().ok_or(ApiFailure::NoLeader)?;
+    /// Sends `request` to the leader and returns its answer, of the kind the caller expects:
+    /// for requests only the leader answers. `needs` completes "there is no leader; …".
+    pub(crate) async fn on_leader<A: Answer>(
+        &self,
+        needs: &'static str,
+        request: Request,
+        deadline: Duration,
+    ) -> Result<A, ServerError> {
+        let addr = self.leader_addr().ok_or(ServerError::NoLeader { needs })?;
         self.rpc
-            .call(&addr, req, timeout)
+            .ask(&addr, request, deadline)
             .await
-            .map_err(|e| ApiFailure::Unavailable(format!("cannot reach the leader: {e}")))
+            .map_err(ServerError::Unreachable)
+    }
+
+    /// [`Self::on_leader`] for the HTTP API's requests, whose answers carry an [`ApiFailure`].
+    async fn forward<T>(&self, request: Request, deadline: Duration) -> Result<T, ApiFailure>
+    where
+        Result<T, ApiFailure>: Answer,
+    {
+        match self.on_leader("the API needs one", request, deadline).await {
+            Ok(answer) => answer,
+            Err(ServerError::NoLeader { .. }) => Err(ApiFailure::NoLeader),
+            Err(e) => Err(ApiFailure::Unreachable(e.to_string())),
+        }
     }
 
     /// A KV read under Consul's consistency modes, blocking if asked.
     pub async fn kv_read(&self, req: ReadRequest) -> Result<(KvAnswer, ReadMeta), ApiFailure> {
         if req.consistency != Consistency::Stale && !self.is_leader() {
             let timeout = Duration::from_millis(req.wait_ms) + FORWARD_SLACK;
-            return match self.to_leader(Request::KvRead(req), timeout).await? {
-                Response::KvRead(r) => r,
-                _ => Err(ApiFailure::Unavailable(
-                    "unexpected answer from the leader".into(),
-                )),
-            };
+            return self.forward(Request::KvRead(req), timeout).await;
         }
         if req.consistency == Consistency::Consistent {
             self.confirm_leadership().await?;
         }
-        let scope = req.query.scope();
+        let scope = scope(&req.query);
         if req.min_index > 0 {
             let _waiting = WaiterGuard::enter(&self.blocking_queries);
             let deadline = Instant::now() + Duration::from_millis(req.wait_ms);
@@ -229,7 +168,7 @@ impl Server {
         match tokio::time::timeout(Duration::from_secs(5), self.raft.ensure_linearizable()).await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(ApiFailure::NoLeader),
-            Err(_) => Err(ApiFailure::Unavailable(
+            Err(_) => Err(ApiFailure::Unconfirmed(
                 "leadership could not be confirmed with a quorum within 5 s".into(),
             )),
         }
@@ -240,15 +179,9 @@ impl Server {
         // Leadership can move between the check and the write: retry once through the new one.
         for _ in 0..2 {
             if !self.is_leader() {
-                return match self
-                    .to_leader(Request::Write(cmd), Duration::from_secs(10))
-                    .await?
-                {
-                    Response::Write(r) => r,
-                    _ => Err(ApiFailure::Unavailable(
-                        "unexpected answer from the leader".into(),
-                    )),
-                };
+                return self
+                    .forward(Request::Write(cmd), Duration::from_secs(10))
+                    .await;
             }
             match self.batcher.write(cmd.clone()).await {
                 Ok(outcome) => return Ok(outcome),
@@ -265,15 +198,9 @@ impl Server {
         consistency: Consistency,
     ) -> Result<(Vec<CatalogNode>, ReadMeta), ApiFailure> {
         if consistency != Consistency::Stale && !self.is_leader() {
-            return match self
-                .to_leader(Request::CatalogNodes(consistency), FORWARD_SLACK)
-                .await?
-            {
-                Response::CatalogNodes(r) => r,
-                _ => Err(ApiFailure::Unavailable(
-                    "unexpected answer from the leader".into(),
-                )),
-            };
+            return self
+                .forward(Request::CatalogNodes(consistency), FORWARD_SLACK)
+                .await;
         }
         if consistency == Consistency::Consistent {
             self.confirm_leadership().await?;
@@ -288,15 +215,9 @@ impl Server {
     /// The state machine as the leader has applied it, for `muster snapshot save`.
     pub async fn snapshot_save(&self) -> Result<SavedSnapshot, ApiFailure> {
         if !self.is_leader() {
-            return match self
-                .to_leader(Request::SnapshotSave, Duration::from_secs(30))
-                .await?
-            {
-                Response::SnapshotSave(r) => r,
-                _ => Err(ApiFailure::Unavailable(
-                    "unexpected answer from the leader".into(),
-                )),
-            };
+            return self
+                .forward(Request::SnapshotSave, Duration::from_secs(30))
+                .await;
         }
         let (last, data) = self.sm.snapshot_body();
         let cluster_id = self.cluster_id();

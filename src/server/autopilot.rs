@@ -1,8 +1,8 @@
 //! Autopilot: the leader's rules for promoting new servers and removing dead ones, as a pure
 //! function of what the leader sees (no I/O, tested on its own). See docs/operations.md.
 //!
-//! The rules follow Consul's autopilot (consul-behaviour §4.1–§4.3) with the changes users asked
-//! for (user-pains A2, A3, A21):
+//! The rules follow Consul's autopilot (docs/reference/consul.md) with the changes users asked
+//! for:
 //! - `min_quorum` defaults to `bootstrap_expect`, not 0, so cleanup never shrinks the voter count
 //!   below the size the cluster was built for. With three voters and one dead, the dead one stays
 //!   until a replacement has been promoted (four voters), and is removed in the next round: the
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::types::NodeId;
+use super::id::NodeId;
 
 /// Autopilot settings, replicated through Raft once an operator sets them
 /// (`muster operator autopilot set-config`); until then every server uses its own
@@ -36,7 +36,7 @@ pub struct AutopilotConfig {
 }
 
 impl AutopilotConfig {
-    /// muster's defaults. Consul's, except `min_quorum` (= `bootstrap_expect`, user-pains A3)
+    /// muster's defaults. Consul's, except `min_quorum` (= `bootstrap_expect`)
     /// and `server_stabilization_time`: 2 s × `raft_multiplier` rather than 10 s, because
     /// muster's heartbeat is 40 ms (Consul's LAN default is 1 s × multiplier 5), so 2 s is still
     /// fifty consecutive healthy heartbeats, and a replacement regains redundancy sooner.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::api::WriteOutcome;
+use super::protocol::WriteOutcome;
 use super::state::StateCommand;
 use super::types::{Command, Raft};
 

@@ -4,39 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use uuid::Uuid;
-
-use super::rpc::PeerStatus;
+use super::protocol::{PeerStatus, ServerView};
 use super::types::{NodeId, ServerNode};
 
 /// How long a bootstrap promise holds if the proposer goes quiet.
 pub const PROMISE_TTL: Duration = Duration::from_secs(10);
-
-/// A server as gossip shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerView {
-    pub id: NodeId,
-    pub name: String,
-    /// `ip:port` of its RPC listener.
-    pub rpc_addr: String,
-    pub alive: bool,
-    pub datacenter: String,
-    /// Its `expect` tag, if it has one.
-    pub expect: Option<u32>,
-    /// It runs with `-bootstrap`.
-    pub bootstrap_mode: bool,
-    /// Its `cluster` tag: it belongs to a formed cluster.
-    pub cluster_id: Option<Uuid>,
-}
-
-impl ServerView {
-    pub fn node(&self) -> ServerNode {
-        ServerNode {
-            addr: self.rpc_addr.clone(),
-            name: self.name.clone(),
-        }
-    }
-}
 
 /// What the gate concludes from one look at gossip.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +23,28 @@ pub enum Decision {
     WaitForProposer { proposer: String, seen: Vec<String> },
     /// Enough servers and this one proposes: probe them, then propose.
     Propose(Vec<ServerView>),
+}
+
+/// The line the gate logs and `muster info` shows while it waits: why, and for whom.
+/// `Done` and `Propose` end the wait; their text is the reason itself, or the proposal's outcome.
+pub fn explain_wait(decision: &Decision, expect: u32) -> String {
+    match decision {
+        Decision::Wait { need, seen } => format!(
+            "waiting for {need} more server{} (expect={expect}, seen: {})",
+            if *need == 1 { "" } else { "s" },
+            seen.join(", ")
+        ),
+        Decision::WaitForProposer { proposer, seen } => format!(
+            "{} servers seen ({}); waiting for {proposer} (lowest node id) to propose the bootstrap",
+            seen.len(),
+            seen.join(", ")
+        ),
+        Decision::Conflict(why) | Decision::Done(why) => why.clone(),
+        Decision::Propose(servers) => format!(
+            "proposing the bootstrap to {}",
+            servers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 /// Looks at the servers gossip shows and decides.
@@ -153,6 +147,22 @@ pub fn canonical_membership(servers: &[ServerView]) -> Vec<(NodeId, ServerNode)>
 }
 
 /// The acceptor side of phase 1: at most one proposer at a time.
+/// Why a server refuses a bootstrap proposal. The proposer pauses and tries again; the text
+/// crosses the RPC port as the answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// It holds Raft state: it belongs to a cluster and never bootstraps again. The proposer
+    /// waits for that cluster's leader to add it.
+    #[error("{name} holds Raft state and will not bootstrap again")]
+    HasState { name: String },
+    /// The proposal leaves it out: the proposer's view of gossip is behind. Retry.
+    #[error("the proposal does not include {name}")]
+    NotIncluded { name: String },
+    /// It promised another live proposer. Retry once that promise lapses ([`PROMISE_TTL`]).
+    #[error("already promised to bootstrap with server {holder}; retry later")]
+    Promised { holder: uuid::Uuid },
+}
+
 #[derive(Debug, Default)]
 pub struct Promise {
     held: Option<(NodeId, Instant)>,
@@ -166,14 +176,13 @@ impl Promise {
         proposer: NodeId,
         now: Instant,
         holder_alive: impl Fn(NodeId) -> bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         if let Some((holder, since)) = self.held {
             let lapsed = now.duration_since(since) > PROMISE_TTL || !holder_alive(holder);
             if holder != proposer && !lapsed {
-                return Err(format!(
-                    "already promised to bootstrap with server {}; retry later",
-                    super::types::node_uuid(holder)
-                ));
+                return Err(Refusal::Promised {
+                    holder: super::types::node_uuid(holder),
+                });
             }
         }
         self.held = Some((proposer, now));
@@ -184,6 +193,7 @@ impl Promise {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     fn s(id: NodeId, expect: Option<u32>) -> ServerView {
         ServerView {

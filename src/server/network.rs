@@ -12,10 +12,10 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::AnyError;
 use openraft::EntryPayload;
 
-use super::rpc::{Request, Response, RpcClient, RpcError};
+use super::protocol::Request;
+use super::rpc::{RpcClient, RpcError};
 use super::types::{Command, Entry, NodeId, ServerNode, TypeConfig};
 
 /// Most bytes of entries in one AppendEntries. openraft 0.9 gives an AppendEntries
@@ -48,7 +48,7 @@ fn entries_that_fit(entries: &[Entry]) -> Option<usize> {
 
 /// The address each server is reached at now, by node id, as gossip last saw it.
 ///
-/// Raft membership is keyed by node id (user-pains A1: Consul keyed it by address, and a server
+/// Raft membership is keyed by node id (Consul keyed it by address, docs/reference/consul.md, and a server
 /// back with a new IP became a phantom peer). The address stored in the membership is only a
 /// hint written when the server was added: a server restarted with its data on a new IP, or a
 /// whole cluster cold-started on new IPs, must be reachable before any leader exists to rewrite
@@ -148,15 +148,10 @@ impl PeerClient {
                 target: self.target,
                 timeout,
             }),
-            RpcError::Closed { .. } => RPCError::Network(NetworkError::new(&e)),
+            RpcError::Closed { .. } | RpcError::UnexpectedAnswer { .. } => {
+                RPCError::Network(NetworkError::new(&e))
+            }
         }
-    }
-
-    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, ServerNode, E> {
-        RPCError::Network(NetworkError::new(&AnyError::error(format!(
-            "unexpected answer from {}",
-            self.addr()
-        ))))
     }
 }
 
@@ -172,21 +167,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                 PayloadTooLarge::new_entries_hint(fit as u64),
             ));
         }
-        match self
+        let answer: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> = self
             .rpc
-            .call(&self.addr(), Request::AppendEntries(rpc), option.hard_ttl())
+            .ask(&self.addr(), Request::AppendEntries(rpc), option.hard_ttl())
             .await
-        {
-            Ok(Response::AppendEntries(Ok(r))) => {
-                self.contacts.record(self.target);
-                Ok(r)
-            }
-            Ok(Response::AppendEntries(Err(e))) => {
-                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
-            Ok(_) => Err(self.unexpected()),
-            Err(e) => Err(self.failure(e, RPCTypes::AppendEntries)),
-        }
+            .map_err(|e| self.failure(e, RPCTypes::AppendEntries))?;
+        let r = answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))?;
+        self.contacts.record(self.target);
+        Ok(r)
     }
 
     async fn install_snapshot(
@@ -194,22 +182,19 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: InstallSnapshotRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
-        match self
+        let answer: Result<
+            InstallSnapshotResponse<NodeId>,
+            RaftError<NodeId, InstallSnapshotError>,
+        > = self
             .rpc
-            .call(
+            .ask(
                 &self.addr(),
                 Request::InstallSnapshot(rpc),
                 option.hard_ttl(),
             )
             .await
-        {
-            Ok(Response::InstallSnapshot(Ok(r))) => Ok(r),
-            Ok(Response::InstallSnapshot(Err(e))) => {
-                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
-            Ok(_) => Err(self.unexpected()),
-            Err(e) => Err(self.failure(e, RPCTypes::InstallSnapshot)),
-        }
+            .map_err(|e| self.failure(e, RPCTypes::InstallSnapshot))?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
     async fn vote(
@@ -217,18 +202,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>> {
-        match self
+        let answer: Result<VoteResponse<NodeId>, RaftError<NodeId>> = self
             .rpc
-            .call(&self.addr(), Request::Vote(rpc), option.hard_ttl())
+            .ask(&self.addr(), Request::Vote(rpc), option.hard_ttl())
             .await
-        {
-            Ok(Response::Vote(Ok(r))) => Ok(r),
-            Ok(Response::Vote(Err(e))) => {
-                Err(RPCError::RemoteError(RemoteError::new(self.target, e)))
-            }
-            Ok(_) => Err(self.unexpected()),
-            Err(e) => Err(self.failure(e, RPCTypes::Vote)),
-        }
+            .map_err(|e| self.failure(e, RPCTypes::Vote))?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
 

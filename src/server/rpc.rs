@@ -11,87 +11,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openraft::error::{InstallSnapshotError, RaftError};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
-};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
-use super::types::{NodeId, ServerNode, TypeConfig};
+use super::protocol::{Answer, Request, Response};
 use crate::frame::FrameError;
 
 /// Largest frame accepted (a snapshot chunk or a large append fits well below).
 pub const MAX_FRAME: usize = 64 << 20;
-
-/// A request on the server port.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Request {
-    AppendEntries(AppendEntriesRequest<TypeConfig>),
-    Vote(VoteRequest<NodeId>),
-    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
-    /// What the bootstrap gate asks every server before forming a cluster.
-    PeerStatus,
-    /// Bootstrap phase 1: promise not to bootstrap with anyone else for a while.
-    BootstrapPropose {
-        proposer: NodeId,
-        servers: Vec<(NodeId, ServerNode)>,
-    },
-    /// Remove a server from the Raft configuration (sent to the leader).
-    RemovePeer {
-        id: NodeId,
-    },
-    /// A KV read, answered by this server or forwarded to the leader (docs/state.md).
-    KvRead(super::api::ReadRequest),
-    /// A change to the replicated state, carried out by the leader.
-    Write(super::state::StateCommand),
-    /// The catalog's nodes.
-    CatalogNodes(super::api::Consistency),
-    /// An operator snapshot of the state machine (leader).
-    SnapshotSave,
-    /// Autopilot's view of every server (leader).
-    AutopilotState,
-    /// The leader is leaving: stand for election as soon as its lease has run out.
-    TimeoutNow,
-}
-
-/// A server's answer to `PeerStatus`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerStatus {
-    pub node_id: NodeId,
-    pub name: String,
-    /// It holds a vote or log entries: it belongs (or belonged) to a cluster.
-    pub has_state: bool,
-    pub cluster_id: Option<Uuid>,
-    /// The leader it knows, if any.
-    pub leader: Option<NodeId>,
-    /// Servers of its current Raft configuration.
-    pub members: Vec<NodeId>,
-}
-
-/// An answer on the server port.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum Response {
-    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
-    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
-    InstallSnapshot(
-        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
-    ),
-    PeerStatus(PeerStatus),
-    /// Answer to the bootstrap and operator requests: done, or why not.
-    Done(Result<(), String>),
-    KvRead(Result<(super::api::KvAnswer, super::api::ReadMeta), super::api::ApiFailure>),
-    Write(Result<super::api::WriteOutcome, super::api::ApiFailure>),
-    CatalogNodes(
-        Result<(Vec<super::state::CatalogNode>, super::api::ReadMeta), super::api::ApiFailure>,
-    ),
-    SnapshotSave(Result<super::api::SavedSnapshot, super::api::ApiFailure>),
-    AutopilotState(Result<super::autopilot::AutopilotReport, String>),
-}
 
 #[derive(Serialize, Deserialize)]
 struct Frame<T> {
@@ -100,14 +29,23 @@ struct Frame<T> {
 }
 
 /// Why a call failed. `Unreachable` means "back off", the others "retry when it suits".
+/// Callers that forward requests see every variant as "the server did not answer": try
+/// another server, or the same one later.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum RpcError {
+    /// No connection could be made. Back off: the server is down or not listening.
     #[error("cannot connect to {addr}: {reason}")]
     Unreachable { addr: String, reason: String },
+    /// Connected, but no answer in time. Retry when it suits: the server may be busy.
     #[error("no answer from {addr} within {timeout:?}")]
     Timeout { addr: String, timeout: Duration },
+    /// The connection broke before the answer came. Retry: the next call dials again.
     #[error("connection to {addr} closed: {reason}")]
     Closed { addr: String, reason: String },
+    /// The server answered with another kind of answer than the request calls for: it runs
+    /// an incompatible version. Treat it as unreachable.
+    #[error("unexpected answer from {addr}")]
+    UnexpectedAnswer { addr: String },
 }
 
 /// Writes the frames queued on `rx` to `w` until either side closes. Frames waiting together
@@ -240,8 +178,20 @@ impl RpcClient {
         Ok(c)
     }
 
+    /// Sends `request` to the server at `addr` and waits at most `deadline` for its answer,
+    /// which must be of the kind `A` the caller expects.
+    pub async fn ask<A: Answer>(
+        &self,
+        addr: &str,
+        request: Request,
+        deadline: Duration,
+    ) -> Result<A, RpcError> {
+        let answer = self.call(addr, request, deadline).await?;
+        A::from_response(answer).ok_or_else(|| RpcError::UnexpectedAnswer { addr: addr.into() })
+    }
+
     /// Sends `req` to the server at `addr` and waits at most `timeout` for its answer.
-    pub async fn call(
+    async fn call(
         &self,
         addr: &str,
         req: Request,

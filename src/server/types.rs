@@ -6,8 +6,7 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A server's Raft id: its node UUID as a 128-bit integer (docs/servers.md).
-pub type NodeId = u128;
+pub use super::id::{node_id, node_uuid, NodeId};
 
 /// A server as Raft knows it: where its RPC port is, and its node name for display.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,13 +71,3 @@ pub type Entry = openraft::Entry<TypeConfig>;
 pub type StoredMembership = openraft::StoredMembership<NodeId, ServerNode>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, ServerNode>;
 pub type StorageError = openraft::StorageError<NodeId>;
-
-/// The node id of a UUID.
-pub fn node_id(u: Uuid) -> NodeId {
-    u.as_u128()
-}
-
-/// The UUID of a node id.
-pub fn node_uuid(id: NodeId) -> Uuid {
-    Uuid::from_u128(id)
-}

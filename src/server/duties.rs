@@ -1,0 +1,416 @@
+//! The leader's duties, run by one loop on every server: the address book, the cluster
+//! advertisement, quorum logging and, on the leader, naming the cluster, reconciling the Raft
+//! configuration and the catalog with gossip, and the membership changes that requires.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use uuid::Uuid;
+
+use super::error::ServerError;
+use super::health::REMOVED_HOLD;
+use super::protocol::{server_view, server_views, ServerView};
+use super::state;
+use super::types::{node_uuid, Command, NodeId, ServerNode};
+use super::Server;
+use crate::gossip::{Member, MemberStatus};
+
+/// Longest wait for a membership change to commit.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Server {
+    /// Leader duties and tag upkeep, every 500 ms and on gossip changes: one pass of named
+    /// steps, the leader's round last.
+    pub(super) async fn duty_loop(self: Arc<Self>) {
+        let mut members = self.gossip.subscribe();
+        let mut metrics = self.raft.metrics();
+        let mut leader_logged = false;
+        let mut advertised_cluster: Option<Uuid> = None;
+        let mut quorum_log = QuorumLog::new();
+        let mut last_shape = metrics_shape(&metrics.borrow());
+        loop {
+            tokio::select! {
+                _ = members.changed() => {}
+                _ = async {
+                    loop {
+                        if metrics.changed().await.is_err() {
+                            std::future::pending::<()>().await;
+                        }
+                        let now = metrics_shape(&metrics.borrow());
+                        if now != last_shape {
+                            last_shape = now;
+                            return;
+                        }
+                    }
+                } => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            self.update_address_book(&members.borrow());
+            self.advertise_cluster(&mut advertised_cluster).await;
+            let m = self.raft.metrics().borrow().clone();
+            if let Err(fatal) = &m.running_state {
+                tracing::error!(
+                    "Raft stopped: {fatal}; this server cannot take part until restarted"
+                );
+                return;
+            }
+            let quorum_ok = quorum_log.observe(self.quorum_problem());
+            if m.state != ServerState::Leader {
+                leader_logged = false;
+                continue;
+            }
+            if !leader_logged {
+                tracing::info!(term = m.current_term, "cluster leadership acquired");
+                leader_logged = true;
+            }
+            if !quorum_ok {
+                // Nothing a leader does can commit now; the waits would only block this loop.
+                continue;
+            }
+            self.leader_round(&m, &members).await;
+        }
+    }
+
+    /// Points the address book at where gossip shows each alive server now.
+    fn update_address_book(&self, members: &[Member]) {
+        self.book.replace(
+            server_views(members)
+                .into_iter()
+                .filter(|v| v.alive)
+                .map(|v| (v.id, v.rpc_addr))
+                .collect(),
+        );
+    }
+
+    /// Once the cluster is named, says so in this server's gossip tags (`cluster`), which
+    /// tells new servers not to bootstrap another one.
+    async fn advertise_cluster(&self, advertised: &mut Option<Uuid>) {
+        if let Some(c) = self.cluster_id() {
+            if *advertised != Some(c) {
+                let mut tags = self.base_tags.clone();
+                tags.insert("cluster".into(), c.to_string());
+                self.gossip.set_tags(tags).await;
+                *advertised = Some(c);
+            }
+        }
+    }
+
+    /// The leader's round, with its quorum: names the cluster, records the configuration
+    /// file's autopilot settings, reconciles the Raft configuration and the catalog.
+    async fn leader_round(
+        &self,
+        m: &openraft::RaftMetrics<NodeId, ServerNode>,
+        members: &tokio::sync::watch::Receiver<Arc<Vec<Member>>>,
+    ) {
+        if self.cluster_id().is_none() {
+            if let Err(e) = self.duty_write(Command::SetClusterId(Uuid::new_v4())).await {
+                tracing::debug!(error = %e, "naming the cluster failed; will retry");
+            }
+        }
+        // The configuration file's autopilot settings apply once, when the cluster is
+        // new (as Consul's); afterwards `muster operator autopilot set-config` changes them.
+        if self
+            .sm
+            .state
+            .read()
+            .expect("sm lock")
+            .data
+            .autopilot
+            .is_none()
+        {
+            let cmd = state::StateCommand::AutopilotSet(self.cfg.autopilot.clone());
+            if let Err(e) = self.duty_write(Command::State(cmd)).await {
+                tracing::debug!(error = %e, "recording the autopilot settings failed; will retry");
+            }
+        }
+        let views = server_views(&members.borrow());
+        self.reconcile(m, &views).await;
+        let all = members.borrow().clone();
+        self.reconcile_catalog(&all).await;
+    }
+
+    /// A write of the leader's own duties, bounded in time: a leader that has lost its quorum
+    /// must not block its duty loop on a write that cannot commit.
+    pub(super) async fn duty_write(&self, cmd: Command) -> Result<(), ServerError> {
+        let limit = self.lease * 10;
+        match tokio::time::timeout(limit, self.raft.client_write(cmd)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(ServerError::Raft(e.to_string())),
+            Err(_) => Err(ServerError::Timeout { after: limit }),
+        }
+    }
+
+    /// Adds new servers as learners, updates moved addresses, removes servers that left, then
+    /// runs an autopilot round.
+    pub(super) async fn reconcile(
+        &self,
+        m: &openraft::RaftMetrics<NodeId, ServerNode>,
+        views: &[ServerView],
+    ) {
+        let membership = m.membership_config.membership().clone();
+        let known: BTreeMap<NodeId, ServerNode> =
+            membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        let status_of = |id: NodeId| {
+            self.gossip
+                .members()
+                .iter()
+                .find(|mb| server_view(mb).is_some_and(|v| v.id == id))
+                .map(|mb| mb.status)
+        };
+        let held: BTreeSet<NodeId> = {
+            let mut trackers = self.trackers.lock().expect("trackers lock");
+            let removed = &mut trackers.removed_lately;
+            removed.retain(|id, at| {
+                at.elapsed() < REMOVED_HOLD && status_of(*id) == Some(MemberStatus::Alive)
+            });
+            removed.keys().copied().collect()
+        };
+        for v in views
+            .iter()
+            .filter(|v| v.alive && v.datacenter == self.cfg.datacenter)
+        {
+            if !known.contains_key(&v.id) && !held.contains(&v.id) {
+                tracing::info!(server = %v.name, addr = %v.rpc_addr, "adding server as a non-voter");
+                if let Err(e) = self.add_learner(v.id, v.node()).await {
+                    tracing::warn!(server = %v.name, error = %e, "adding server failed");
+                }
+            }
+        }
+        // A server back with its data on a new IP keeps its seat; only its address changes
+        // (as Consul does: same ID, new address → re-add keeping voter status;
+        // docs/reference/consul.md).
+        let moved: BTreeMap<NodeId, ServerNode> = views
+            .iter()
+            .filter(|v| v.alive)
+            .filter_map(|v| {
+                let have = known.get(&v.id)?;
+                (have.addr != v.rpc_addr).then(|| {
+                    tracing::info!(server = %v.name, from = %have.addr, to = %v.rpc_addr,
+                        "server moved: updating its address in the Raft configuration");
+                    (v.id, v.node())
+                })
+            })
+            .collect();
+        if !moved.is_empty() {
+            if let Err(e) = self
+                .change_membership(ChangeMembers::SetNodes(moved), true)
+                .await
+            {
+                tracing::warn!(error = %e, "updating server addresses failed; the next round retries");
+            }
+        }
+        for (id, node) in &known {
+            if *id != self.id && status_of(*id) == Some(MemberStatus::Left) {
+                tracing::info!(server = %node.name, "removing server that left from the Raft configuration");
+                if let Err(e) = self.remove_from_config(*id).await {
+                    tracing::warn!(server = %node.name, error = %e, "removal failed");
+                }
+            }
+        }
+        self.autopilot_round().await;
+    }
+
+    /// One membership change at a time, retried while a previous change is still settling.
+    pub(super) async fn change_membership(
+        &self,
+        change: ChangeMembers<NodeId, ServerNode>,
+        retain: bool,
+    ) -> Result<(), ServerError> {
+        let _turn = self.membership_lock.lock().await;
+        let attempt = async {
+            loop {
+                match self.raft.change_membership(change.clone(), retain).await {
+                    Ok(_) => return Ok(()),
+                    Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                        ChangeMembershipError::InProgress(_),
+                    ))) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err(e) => return Err(describe_write_error(e)),
+                }
+            }
+        };
+        tokio::time::timeout(MEMBERSHIP_TIMEOUT, attempt)
+            .await
+            .unwrap_or(Err(ServerError::Timeout {
+                after: MEMBERSHIP_TIMEOUT,
+            }))
+    }
+
+    pub(super) async fn add_learner(
+        &self,
+        id: NodeId,
+        node: ServerNode,
+    ) -> Result<(), ServerError> {
+        let _turn = self.membership_lock.lock().await;
+        match tokio::time::timeout(MEMBERSHIP_TIMEOUT, self.raft.add_learner(id, node, false)).await
+        {
+            Ok(r) => r.map(|_| ()).map_err(describe_write_error),
+            Err(_) => Err(ServerError::Timeout {
+                after: MEMBERSHIP_TIMEOUT,
+            }),
+        }
+    }
+
+    /// Brings the catalog in line with gossip: every member registered with its address,
+    /// tags and status; members that left (or were forgotten) deregistered, as Consul's leader
+    /// does (docs/reference/consul.md).
+    pub(super) async fn reconcile_catalog(&self, members: &[Member]) {
+        let current = self.sm.state.read().expect("sm lock").data.catalog.clone();
+        let mut writes = Vec::new();
+        for m in members {
+            if m.status == MemberStatus::Left {
+                if current.contains_key(&m.name) {
+                    writes.push(state::StateCommand::CatalogRemove(m.name.clone()));
+                }
+                continue;
+            }
+            let want = state::CatalogNode {
+                name: m.name.clone(),
+                id: m
+                    .tags
+                    .get("id")
+                    .and_then(|i| Uuid::parse_str(i).ok())
+                    .unwrap_or(m.node_id),
+                address: m.addr.ip().to_string(),
+                datacenter: m
+                    .tags
+                    .get("dc")
+                    .cloned()
+                    .unwrap_or_else(|| self.cfg.datacenter.clone()),
+                status: m.status.as_str().to_string(),
+                tags: m.tags.clone(),
+                create_index: 0,
+                modify_index: 0,
+            };
+            let same = current.get(&m.name).is_some_and(|have| {
+                have.id == want.id
+                    && have.address == want.address
+                    && have.status == want.status
+                    && have.tags == want.tags
+            });
+            if !same {
+                writes.push(state::StateCommand::CatalogUpsert(want));
+            }
+        }
+        for name in current.keys() {
+            if !members.iter().any(|m| &m.name == name) {
+                writes.push(state::StateCommand::CatalogRemove(name.clone()));
+            }
+        }
+        for w in writes {
+            if let Err(e) = self.duty_write(Command::State(w)).await {
+                tracing::debug!(error = %e, "catalog update failed; the next round retries");
+                return;
+            }
+        }
+    }
+
+    pub(super) async fn remove_from_config(&self, id: NodeId) -> Result<(), ServerError> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        if !membership.nodes().any(|(n, _)| *n == id) {
+            return Err(ServerError::NotInConfiguration { id: node_uuid(id) });
+        }
+        // Before the change commits, so that no reconcile round in between adds it back.
+        self.trackers.lock().expect("trackers lock").removed(id);
+        let change = if membership.voter_ids().any(|v| v == id) {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        // A change needs a quorum of the old configuration: say so instead of hanging.
+        let commit = |change| async move {
+            match tokio::time::timeout(MEMBERSHIP_TIMEOUT, self.change_membership(change, false))
+                .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(ServerError::QuorumLost {
+                    after: MEMBERSHIP_TIMEOUT,
+                }),
+            }
+        };
+        commit(change).await?;
+        if id == self.id {
+            // This server removed itself and stepped down (or will): nothing is left to do.
+            return Ok(());
+        }
+        // A removed voter stays a learner; drop it entirely.
+        let still = self.membership().nodes().any(|(n, _)| *n == id);
+        if still {
+            commit(ChangeMembers::RemoveNodes(BTreeSet::from([id]))).await?;
+        }
+        Ok(())
+    }
+}
+
+fn describe_write_error(e: RaftError<NodeId, ClientWriteError<NodeId, ServerNode>>) -> ServerError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => ServerError::NotLeader {
+            leader: Some(
+                f.leader_node
+                    .map(|n| n.addr)
+                    .unwrap_or_else(|| "unknown".into()),
+            ),
+        },
+        other => ServerError::Raft(other.to_string()),
+    }
+}
+
+/// What of Raft's metrics is news to the duty loop. Metrics change with every committed entry;
+/// only a change of role, leader or membership counts (reacting to every write would cost CPU
+/// per write).
+fn metrics_shape(
+    m: &openraft::RaftMetrics<NodeId, ServerNode>,
+) -> (ServerState, Option<NodeId>, Option<u64>) {
+    (
+        m.state,
+        m.current_leader,
+        m.membership_config.log_id().map(|l| l.index),
+    )
+}
+
+/// The log of quorum problems: one is said once it has lasted 5 s (a cold start, gossip still
+/// joining, is not news), then every 30 s while it lasts, and its end is said once.
+struct QuorumLog {
+    /// The problem last logged (`None`: quorum was fine), and when.
+    logged: (Option<String>, Instant),
+    /// Since when the current problem has lasted.
+    problem_since: Option<Instant>,
+}
+
+impl QuorumLog {
+    fn new() -> Self {
+        QuorumLog {
+            logged: (None, Instant::now()),
+            problem_since: None,
+        }
+    }
+
+    /// Takes this pass's problem (if any), logs what is due; returns whether quorum is fine.
+    fn observe(&mut self, problem: Option<String>) -> bool {
+        let quorum_ok = problem.is_none();
+        let since = match problem {
+            Some(_) => *self.problem_since.get_or_insert_with(Instant::now),
+            None => {
+                self.problem_since = None;
+                Instant::now()
+            }
+        };
+        let problem = problem.filter(|_| since.elapsed() >= Duration::from_secs(5));
+        let changed = problem.is_some() != self.logged.0.is_some();
+        let due = problem.is_some() && self.logged.1.elapsed() >= Duration::from_secs(30);
+        if changed || due {
+            match &problem {
+                Some(p) => tracing::warn!("{p}"),
+                None if self.logged.0.is_some() => tracing::info!("quorum regained"),
+                None => {}
+            }
+            self.logged = (problem, Instant::now());
+        }
+        quorum_ok
+    }
+}

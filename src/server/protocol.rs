@@ -1,0 +1,263 @@
+//! What agents say to each other about the replicated state: how a server shows itself in
+//! gossip, and the requests and answers of the server RPC port (docs/servers.md, docs/state.md).
+//!
+//! Both sides use this module: servers answer these requests, and clients (src/client) send
+//! them without reaching into the server's internals. It holds data only; the transport is
+//! [`super::rpc`], the handling [`super::Server`]. The state's own types that travel in it
+//! (commands, catalog nodes, KV entries, autopilot's report) stay beside the code that applies
+//! or builds them and are re-exported here, so a client names everything through this module.
+//!
+//! It lives under `server/` rather than at the top of the crate because every type it carries
+//! is defined by the server (the Raft type configuration, the state machine's commands); a
+//! top-level module would still import them from here, and the layering would read no truer.
+
+use std::net::SocketAddr;
+
+use openraft::error::{InstallSnapshotError, RaftError};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use super::autopilot::AutopilotReport;
+use super::id::node_id;
+pub use super::id::NodeId;
+pub use super::state::{CatalogNode, KvEntry, StateCommand};
+use super::types::{ServerNode, TypeConfig};
+use crate::gossip::{Member, MemberStatus};
+
+/// A server as gossip shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerView {
+    pub id: NodeId,
+    pub name: String,
+    /// `ip:port` of its RPC listener.
+    pub rpc_addr: String,
+    pub alive: bool,
+    pub datacenter: String,
+    /// Its `expect` tag, if it has one.
+    pub expect: Option<u32>,
+    /// It runs with `-bootstrap`.
+    pub bootstrap_mode: bool,
+    /// Its `cluster` tag: it belongs to a formed cluster.
+    pub cluster_id: Option<Uuid>,
+}
+
+impl ServerView {
+    pub fn node(&self) -> ServerNode {
+        ServerNode {
+            addr: self.rpc_addr.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// This member as a server, from its tags, Consul's names (docs/reference/consul.md): `role=consul`, an `id` and a
+/// `port`; `None` when it is not a server.
+pub fn server_view(m: &Member) -> Option<ServerView> {
+    if m.tags.get("role").map(String::as_str) != Some("consul") {
+        return None;
+    }
+    let id = Uuid::parse_str(m.tags.get("id")?).ok()?;
+    let port: u16 = m.tags.get("port")?.parse().ok()?;
+    Some(ServerView {
+        id: node_id(id),
+        name: m.name.clone(),
+        rpc_addr: SocketAddr::new(m.addr.ip(), port).to_string(),
+        alive: m.status == MemberStatus::Alive,
+        datacenter: m.tags.get("dc").cloned().unwrap_or_default(),
+        expect: m.tags.get("expect").and_then(|e| e.parse().ok()),
+        bootstrap_mode: m.tags.get("bootstrap").map(String::as_str) == Some("1"),
+        cluster_id: m.tags.get("cluster").and_then(|c| Uuid::parse_str(c).ok()),
+    })
+}
+
+/// The servers among `members`; anything else is skipped.
+pub fn server_views(members: &[Member]) -> Vec<ServerView> {
+    members.iter().filter_map(server_view).collect()
+}
+
+/// Consul's read modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Consistency {
+    /// The leader answers from its state.
+    Default,
+    /// Any server answers from its own state.
+    Stale,
+    /// The leader answers after confirming its leadership with a quorum.
+    Consistent,
+}
+
+/// What a KV read asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvQuery {
+    Get(String),
+    Recurse(String),
+    Keys {
+        prefix: String,
+        separator: Option<String>,
+    },
+}
+
+/// A KV read with its consistency and blocking parameters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadRequest {
+    pub query: KvQuery,
+    pub consistency: Consistency,
+    /// Block until the watched index passes this (0: answer at once).
+    pub min_index: u64,
+    /// Longest wait of a blocking query, jitter included.
+    pub wait_ms: u64,
+}
+
+/// The data of a KV read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvAnswer {
+    Entries(Vec<(String, KvEntry)>),
+    Keys(Vec<String>),
+}
+
+/// Consul's read metadata, sent back as `X-Consul-*` headers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadMeta {
+    pub index: u64,
+    pub known_leader: bool,
+    pub last_contact_ms: u64,
+}
+
+/// The outcome of a write: whether it took effect (CAS), and its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteOutcome {
+    pub ok: bool,
+    pub index: u64,
+}
+
+/// An operator snapshot: the state machine at `index`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedSnapshot {
+    pub index: u64,
+    pub term: u64,
+    pub cluster_id: Option<uuid::Uuid>,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// Why a KV, catalog or snapshot request could not be served. Every one is worth retrying
+/// for a while ([`crate::client::HOLD`] does); the HTTP API answers each with a 500.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ApiFailure {
+    /// No leader is known: an election is under way, or quorum is lost. Retry shortly.
+    #[error("No cluster leader")]
+    NoLeader,
+    /// No server (or not the leader) answered: the text names the last one tried. Back off,
+    /// then retry; another server may answer.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The leader could not confirm its leadership with a quorum in time (`?consistent`).
+    /// Retry shortly; if it lasts, quorum is lost.
+    #[error("{0}")]
+    Unconfirmed(String),
+    /// Raft refused or failed the write, in its words. Retry shortly; if it lasts, report it.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A request on the server port.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    AppendEntries(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// What the bootstrap gate asks every server before forming a cluster.
+    PeerStatus,
+    /// Bootstrap phase 1: promise not to bootstrap with anyone else for a while.
+    BootstrapPropose {
+        proposer: NodeId,
+        servers: Vec<(NodeId, ServerNode)>,
+    },
+    /// Remove a server from the Raft configuration (sent to the leader).
+    RemovePeer {
+        id: NodeId,
+    },
+    /// A KV read, answered by this server or forwarded to the leader (docs/state.md).
+    KvRead(ReadRequest),
+    /// A change to the replicated state, carried out by the leader.
+    Write(StateCommand),
+    /// The catalog's nodes.
+    CatalogNodes(Consistency),
+    /// An operator snapshot of the state machine (leader).
+    SnapshotSave,
+    /// Autopilot's view of every server (leader).
+    AutopilotState,
+    /// The leader is leaving: stand for election as soon as its lease has run out.
+    TimeoutNow,
+}
+
+/// A server's answer to `PeerStatus`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub node_id: NodeId,
+    pub name: String,
+    /// It holds a vote or log entries: it belongs (or belonged) to a cluster.
+    pub has_state: bool,
+    pub cluster_id: Option<Uuid>,
+    /// The leader it knows, if any.
+    pub leader: Option<NodeId>,
+    /// Servers of its current Raft configuration.
+    pub members: Vec<NodeId>,
+}
+
+/// An answer on the server port.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
+    Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
+    InstallSnapshot(
+        Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    ),
+    PeerStatus(PeerStatus),
+    /// Answer to the bootstrap and operator requests: done, or why not.
+    Done(Result<(), String>),
+    KvRead(Result<(KvAnswer, ReadMeta), ApiFailure>),
+    Write(Result<WriteOutcome, ApiFailure>),
+    CatalogNodes(Result<(Vec<CatalogNode>, ReadMeta), ApiFailure>),
+    SnapshotSave(Result<SavedSnapshot, ApiFailure>),
+    AutopilotState(Result<AutopilotReport, String>),
+}
+
+/// A kind of answer on the server port: the payload of one [`Response`] variant. A caller
+/// names the answer it expects ([`super::rpc::RpcClient::ask`]) and gets it, or an error; no
+/// caller matches on variants it did not ask for.
+pub trait Answer: Sized {
+    /// The payload of `r` if `r` is this kind of answer.
+    fn from_response(r: Response) -> Option<Self>;
+}
+
+/// One [`Answer`] impl per [`Response`] variant (every variant carries a distinct type).
+macro_rules! answers {
+    ($($variant:ident => $ty:ty),* $(,)?) => {
+        $(impl Answer for $ty {
+            fn from_response(r: Response) -> Option<Self> {
+                match r {
+                    Response::$variant(a) => Some(a),
+                    _ => None,
+                }
+            }
+        })*
+    };
+}
+
+answers! {
+    AppendEntries => Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>,
+    Vote => Result<VoteResponse<NodeId>, RaftError<NodeId>>,
+    InstallSnapshot => Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
+    PeerStatus => PeerStatus,
+    Done => Result<(), String>,
+    KvRead => Result<(KvAnswer, ReadMeta), ApiFailure>,
+    Write => Result<WriteOutcome, ApiFailure>,
+    CatalogNodes => Result<(Vec<CatalogNode>, ReadMeta), ApiFailure>,
+    SnapshotSave => Result<SavedSnapshot, ApiFailure>,
+    AutopilotState => Result<AutopilotReport, String>,
+}

@@ -1,0 +1,263 @@
+//! What a server says about itself and its cluster: its peer status, `muster info`'s raft
+//! section, the Raft configuration, the leader's address, and whether quorum is lost.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use openraft::ServerState;
+use uuid::Uuid;
+
+use super::protocol::{server_views, PeerStatus};
+use super::types::{node_uuid, NodeId, ServerNode};
+use super::Server;
+
+/// One server of the configuration, for `operator raft list-peers`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PeerInfo {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub node: String,
+    pub address: String,
+    pub leader: bool,
+    pub voter: bool,
+    pub protocol_version: String,
+    pub last_index: u64,
+}
+
+impl Server {
+    /// The cluster id, once the first leader has named the cluster.
+    pub fn cluster_id(&self) -> Option<Uuid> {
+        self.sm.state.read().expect("sm lock").cluster_id
+    }
+
+    /// This server's answer to `PeerStatus`.
+    pub fn status(&self) -> PeerStatus {
+        let m = self.raft.metrics().borrow().clone();
+        PeerStatus {
+            node_id: self.id,
+            name: self.cfg.name.clone(),
+            has_state: self.has_state(),
+            cluster_id: self.cluster_id(),
+            leader: m.current_leader,
+            members: m
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .collect(),
+        }
+    }
+
+    /// Whether this server's Raft configuration has lost its quorum, as far as gossip and
+    /// the leader's acknowledgements show: what is wrong and what the operator can do.
+    pub fn quorum_problem(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        if voters.len() <= 1 || !voters.contains(&self.id) {
+            return None;
+        }
+        let views = server_views(&self.gossip.members());
+        let reachable = |id: NodeId| id == self.id || views.iter().any(|v| v.id == id && v.alive);
+        let quorum = voters.len() / 2 + 1;
+        let up = voters.iter().filter(|v| reachable(**v)).count();
+        if up >= quorum {
+            if m.state == ServerState::Leader && self.leads_without_quorum(&m) {
+                return Some(format!(
+                    "this leader has had no acknowledgement from a quorum for {} ms",
+                    m.millis_since_quorum_ack.unwrap_or(0)
+                ));
+            }
+            return None;
+        }
+        let down: Vec<String> = voters
+            .iter()
+            .filter(|v| !reachable(**v))
+            .map(|v| {
+                membership
+                    .get_node(v)
+                    .map(|n| n.name.clone())
+                    .unwrap_or_else(|| node_uuid(*v).to_string())
+            })
+            .collect();
+        Some(format!(
+            "quorum lost: {up} of {} voters reachable (quorum {quorum}); unreachable: {}. \
+             No leader can be elected and no write commits until enough of them return. If they \
+             are gone for good: stop the surviving servers, run `muster operator raft recover \
+             -data-dir DIR -peers-file FILE` on each with the same list of survivors, then start \
+             them (docs/operations.md)",
+            voters.len(),
+            down.join(", ")
+        ))
+    }
+
+    /// The current Raft configuration: its servers, voters and learners.
+    pub fn membership(&self) -> openraft::Membership<NodeId, ServerNode> {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .clone()
+    }
+
+    /// The log index of the current Raft configuration (`Index` of its HTTP answer).
+    pub fn membership_index(&self) -> u64 {
+        self.raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .log_id()
+            .map(|l| l.index)
+            .unwrap_or(0)
+    }
+
+    /// Whether this server leads, but has not heard from a quorum for five leases: openraft 0.9
+    /// keeps a partitioned leader in the Leader state.
+    fn leads_without_quorum(&self, m: &openraft::RaftMetrics<NodeId, ServerNode>) -> bool {
+        m.millis_since_quorum_ack
+            .is_some_and(|ms| u128::from(ms) > self.lease.as_millis() * 5)
+    }
+
+    /// The leader's RPC address, if there is a leader.
+    pub fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let l = m.current_leader?;
+        // openraft 0.9 keeps a partitioned leader in the Leader state; a leader that has not
+        // heard from a quorum for five leases is no leader to report or forward to.
+        if l == self.id
+            && m.membership_config.membership().voter_ids().count() > 1
+            && self.leads_without_quorum(&m)
+        {
+            return None;
+        }
+        m.membership_config
+            .membership()
+            .get_node(&l)
+            .map(|n| self.addr_of(l, n))
+    }
+
+    /// Where server `id` is reached now: gossip's address, else the one in the membership.
+    pub fn addr_of(&self, id: NodeId, node: &ServerNode) -> String {
+        self.book.get(id).unwrap_or_else(|| node.addr.clone())
+    }
+
+    /// Every server of the Raft configuration.
+    pub fn configuration(&self) -> Vec<PeerInfo> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let matched = matched_indexes(&m);
+        membership
+            .nodes()
+            .map(|(id, n)| PeerInfo {
+                id: node_uuid(*id).to_string(),
+                node: n.name.clone(),
+                address: n.addr.clone(),
+                leader: m.current_leader == Some(*id),
+                voter: voters.contains(id),
+                protocol_version: "3".into(),
+                last_index: if *id == self.id {
+                    m.last_log_index.unwrap_or(0)
+                } else {
+                    matched.get(id).copied().unwrap_or(0)
+                },
+            })
+            .collect()
+    }
+
+    /// The `raft` section of `muster info`.
+    pub fn info(&self) -> BTreeMap<String, String> {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let is_voter = voters.contains(&self.id);
+        let state = match m.state {
+            ServerState::Leader => "Leader",
+            ServerState::Follower => "Follower",
+            ServerState::Candidate => "Candidate",
+            ServerState::Learner => "Learner",
+            ServerState::Shutdown => "Shutdown",
+        };
+        let last_contact = match (m.state, *self.last_contact.lock().expect("contact lock")) {
+            (ServerState::Leader, _) => "0".to_string(),
+            (_, Some(t)) => format!("{:.1}ms", t.elapsed().as_secs_f64() * 1000.0),
+            (_, None) => "never".to_string(),
+        };
+        let config: Vec<String> = membership
+            .nodes()
+            .map(|(id, n)| {
+                let suffrage = if voters.contains(id) {
+                    "Voter"
+                } else {
+                    "Nonvoter"
+                };
+                format!(
+                    "{{Suffrage:{suffrage} ID:{} Address:{}}}",
+                    node_uuid(*id),
+                    n.addr
+                )
+            })
+            .collect();
+        let applied = m.last_applied.map(|l| l.index).unwrap_or(0);
+        let mut out = BTreeMap::new();
+        let mut put = |k: &str, v: String| {
+            out.insert(k.to_string(), v);
+        };
+        put("state", state.into());
+        put("term", m.current_term.to_string());
+        put("last_log_index", m.last_log_index.unwrap_or(0).to_string());
+        put("last_log_term", m.vote.leader_id().term.to_string());
+        // openraft 0.9 exposes the applied index, not the commit index: applied ≤ committed, and
+        // entries are applied as soon as they commit, so this is the commit index give or take
+        // the entries being applied at this instant.
+        put("commit_index", applied.to_string());
+        put("applied_index", applied.to_string());
+        put(
+            "last_snapshot_index",
+            m.snapshot.map(|l| l.index).unwrap_or(0).to_string(),
+        );
+        put(
+            "num_peers",
+            if is_voter {
+                (voters.len() - 1).to_string()
+            } else {
+                "0".into()
+            },
+        );
+        put("last_contact", last_contact);
+        put("leader", self.leader_addr().unwrap_or_default());
+        put(
+            "leader_id",
+            m.current_leader
+                .map(|l| node_uuid(l).to_string())
+                .unwrap_or_default(),
+        );
+        put("latest_configuration", format!("[{}]", config.join(" ")));
+        put("protocol_version", "3".into());
+        put(
+            "cluster_id",
+            self.cluster_id().map(|c| c.to_string()).unwrap_or_default(),
+        );
+        put("bootstrap", self.gate_status());
+        put(
+            "quorum",
+            self.quorum_problem().unwrap_or_else(|| "ok".into()),
+        );
+        out
+    }
+}
+
+/// The leader's view of each server's replicated log index (empty on a follower).
+pub(super) fn matched_indexes(
+    m: &openraft::RaftMetrics<NodeId, ServerNode>,
+) -> BTreeMap<NodeId, u64> {
+    m.replication
+        .as_ref()
+        .map(|r| {
+            r.iter()
+                .map(|(id, l)| (*id, l.map(|l| l.index).unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
