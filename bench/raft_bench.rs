@@ -1,7 +1,7 @@
 //! Raft formation and failover, muster side by side with etcd 3.4 (Debian's etcd-server), in
 //! one run, three members on 127.0.0.1–3 each.
 //!
-//! For each system and each of `TRIALS` trials:
+//! For each system and each of `TRIALS` trials (or the count given):
 //! - **formation**: from launching three members at once until a first entry is committed —
 //!   for muster, the cluster id the first leader writes (visible on the leader once applied);
 //!   for etcd, the first successful `PUT /v3/kv/put`;
@@ -11,6 +11,7 @@
 //! - **idle RSS** per member, 2 s after formation.
 //!
 //! Run: `cargo build --release --bin muster --example raft_bench && target/release/examples/raft_bench`
+//! (`raft_bench muster 30`: muster alone, 30 trials — for comparing two builds of muster).
 //! (etcd must be on PATH: `apt-get install etcd-server`).
 
 use std::path::Path;
@@ -192,15 +193,34 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let mut rows = Vec::new();
-    let systems: [(&str, Trial); 3] = [
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let which = args.first().map(String::as_str).unwrap_or("both");
+    let trials = match args.get(1).map(|n| n.parse::<usize>()) {
+        None => TRIALS,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!("usage: raft_bench [muster|etcd|both] [TRIALS>0]");
+            std::process::exit(1);
+        }
+    };
+    let all: [(&str, Trial); 3] = [
         ("muster", muster_trial),
         ("etcd 3.4, defaults", etcd_trial),
         ("etcd 3.4, muster's timings", etcd_tuned_trial),
     ];
+    let systems: Vec<(&str, Trial)> = match which {
+        "both" => all.to_vec(),
+        "muster" => all[..1].to_vec(),
+        "etcd" => all[1..].to_vec(),
+        other => {
+            eprintln!("raft_bench: unknown system {other:?}; use muster, etcd or both");
+            std::process::exit(1);
+        }
+    };
+    let mut rows = Vec::new();
     for (name, trial) in systems {
         let (mut f, mut o, mut r) = (Vec::new(), Vec::new(), Vec::new());
-        for t in 0..TRIALS {
+        for t in 0..trials {
             let root = std::env::temp_dir().join(format!("raft-bench-{}-{t}", std::process::id()));
             let _ = std::fs::remove_dir_all(&root);
             let (a, b, c) = trial(&root);
@@ -233,5 +253,5 @@ fn main() {
             "| {name} | {f:.0} ms ({f0:.0}–{f1:.0}) | {o:.0} ms ({o0:.0}–{o1:.0}) | {r:.1} MiB |"
         );
     }
-    println!("\n{TRIALS} trials each, three members on 127.0.0.1–3, same machine, same run.");
+    println!("\n{trials} trials each, three members on 127.0.0.1–3, same machine, same run.");
 }
