@@ -217,7 +217,8 @@ async fn put(agent: &Agent, key: String, q: &Params, body: Body) -> Result<Respo
         return Err(ApiError(StatusCode::BAD_REQUEST, "Missing key name".into()));
     }
     let value = read_body(body, MAX_VALUE).await?;
-    check_sizes(&key, value.len()).map_err(|e| ApiError(StatusCode::PAYLOAD_TOO_LARGE, e))?;
+    check_sizes(&key, value.len())
+        .map_err(|e| ApiError(StatusCode::PAYLOAD_TOO_LARGE, e.to_string()))?;
     let flags = number(q, "flags")?.unwrap_or(0);
     let cas = number(q, "cas")?;
     let outcome = agent

@@ -57,37 +57,59 @@ async fn save(State(agent): State<Arc<Agent>>) -> Result<Response, ApiError> {
     Ok(([("X-Consul-Index", snap.index.max(1).to_string())], out).into_response())
 }
 
+/// What is wrong with a snapshot file. Nothing is restored from it; the operator needs another
+/// copy (a retry reads the same bytes and fails the same way).
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotFileError {
+    /// The file does not start with muster's magic line: not a snapshot of ours.
+    #[error("not a muster snapshot (bad magic line)")]
+    NotASnapshot,
+    /// The file ends before its header line does.
+    #[error("truncated snapshot: no header line")]
+    NoHeader,
+    /// The header line is not the JSON we write.
+    #[error("bad snapshot header: {0}")]
+    BadHeader(serde_json::Error),
+    /// Fewer (or more) data bytes than the header promises: the copy was cut short.
+    #[error("truncated snapshot: {actual} bytes of data, the header says {expected}")]
+    Truncated { actual: usize, expected: usize },
+    /// The data does not match the header's SHA-256: the file was damaged.
+    #[error("snapshot integrity check failed: SHA-256 mismatch (corrupted file)")]
+    Corrupted,
+    /// The checksum matches but the data does not decode: written by an incompatible version.
+    #[error("snapshot data does not decode: {0}")]
+    Undecodable(postcard::Error),
+}
+
 /// Checks a snapshot file and returns its data; every problem is named.
-pub fn verify(file: &[u8]) -> Result<(Header, &[u8]), String> {
+pub fn verify(file: &[u8]) -> Result<(Header, &[u8]), SnapshotFileError> {
     let rest = file
         .strip_prefix(MAGIC)
-        .ok_or("not a muster snapshot (bad magic line)")?;
+        .ok_or(SnapshotFileError::NotASnapshot)?;
     let nl = rest
         .iter()
         .position(|b| *b == b'\n')
-        .ok_or("truncated snapshot: no header line")?;
+        .ok_or(SnapshotFileError::NoHeader)?;
     let header: Header =
-        serde_json::from_slice(&rest[..nl]).map_err(|e| format!("bad snapshot header: {e}"))?;
+        serde_json::from_slice(&rest[..nl]).map_err(SnapshotFileError::BadHeader)?;
     let data = &rest[nl + 1..];
     if data.len() != header.size {
-        return Err(format!(
-            "truncated snapshot: {} bytes of data, the header says {}",
-            data.len(),
-            header.size
-        ));
+        return Err(SnapshotFileError::Truncated {
+            actual: data.len(),
+            expected: header.size,
+        });
     }
     let digest = hex::encode(Sha256::digest(data));
     if digest != header.sha256 {
-        return Err("snapshot integrity check failed: SHA-256 mismatch (corrupted file)".into());
+        return Err(SnapshotFileError::Corrupted);
     }
-    postcard::from_bytes::<SnapshotBody>(data)
-        .map_err(|e| format!("snapshot data does not decode: {e}"))?;
+    postcard::from_bytes::<SnapshotBody>(data).map_err(SnapshotFileError::Undecodable)?;
     Ok((header, data))
 }
 
 async fn restore(State(agent): State<Arc<Agent>>, body: Body) -> Result<Response, ApiError> {
     let file = read_body(body, MAX_RESTORE + 4096).await?;
-    let (_, data) = verify(&file).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let (_, data) = verify(&file).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
     let outcome = agent
         .client
         .write(StateCommand::Restore(data.to_vec()))
@@ -121,13 +143,14 @@ mod tests {
         file.push(b'\n');
         file.extend_from_slice(&data);
         assert!(verify(&file).is_ok());
-        assert!(verify(b"nope").unwrap_err().contains("magic"));
+        assert!(verify(b"nope").unwrap_err().to_string().contains("magic"));
         assert!(verify(&file[..file.len() - 1])
             .unwrap_err()
+            .to_string()
             .contains("truncated"));
         let mut bad = file.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        assert!(verify(&bad).unwrap_err().contains("SHA-256"));
+        assert!(matches!(verify(&bad), Err(SnapshotFileError::Corrupted)));
     }
 }

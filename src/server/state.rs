@@ -276,24 +276,37 @@ impl State {
     }
 }
 
-/// Checks a key and value against the limits; the message names the limit.
-pub fn check_sizes(key: &str, value_len: usize) -> Result<(), String> {
+/// Why a key or value is refused before it is written. The caller answers the request with
+/// the message (it names the limit) and does not retry: the same input fails the same way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// An empty key: the caller must name one.
+    #[error("Missing key name")]
+    MissingKey,
+    /// A key longer than [`MAX_KEY`] bytes: the caller must shorten it.
+    #[error("Key ({len} bytes) too large, max size: {MAX_KEY} bytes")]
+    KeyTooLarge { len: usize },
+    /// A key with a NUL byte, which the store's key order cannot hold.
+    #[error("Key contains a NUL byte")]
+    KeyHasNul,
+    /// A value over [`MAX_VALUE`] bytes (Consul's `kv_max_value_size`).
+    #[error("Request body({len} bytes) too large, max size: {MAX_VALUE} bytes")]
+    ValueTooLarge { len: usize },
+}
+
+/// Checks a key and value against the limits.
+pub fn check_sizes(key: &str, value_len: usize) -> Result<(), SizeError> {
     if key.is_empty() {
-        return Err("Missing key name".into());
+        return Err(SizeError::MissingKey);
     }
     if key.len() > MAX_KEY {
-        return Err(format!(
-            "Key ({} bytes) too large, max size: {MAX_KEY} bytes",
-            key.len()
-        ));
+        return Err(SizeError::KeyTooLarge { len: key.len() });
     }
     if key.contains('\0') {
-        return Err("Key contains a NUL byte".into());
+        return Err(SizeError::KeyHasNul);
     }
     if value_len > MAX_VALUE {
-        return Err(format!(
-            "Request body({value_len} bytes) too large, max size: {MAX_VALUE} bytes"
-        ));
+        return Err(SizeError::ValueTooLarge { len: value_len });
     }
     Ok(())
 }
@@ -445,11 +458,14 @@ mod tests {
     fn limits_are_named() {
         assert!(check_sizes(&"k".repeat(MAX_KEY + 1), 0)
             .unwrap_err()
+            .to_string()
             .contains("too large"));
         assert!(check_sizes("k", MAX_VALUE + 1)
             .unwrap_err()
+            .to_string()
             .contains("Request body"));
-        assert!(check_sizes("", 0).is_err());
+        assert_eq!(check_sizes("", 0), Err(SizeError::MissingKey));
+        assert_eq!(check_sizes("a\0b", 0), Err(SizeError::KeyHasNul));
         assert!(check_sizes("k", MAX_VALUE).is_ok());
     }
 }
