@@ -14,6 +14,18 @@ fn every_validation_error_exits_1_and_names_the_culprit() {
     let d = tmp();
     let dir = d.path().to_str().unwrap();
     agent_refuses(&["-bind", "127.0.0.1"], "data_dir is required");
+    // The multiplier reaches validation (it used to be dropped when the layers merged).
+    agent_refuses(
+        &[
+            "-data-dir",
+            dir,
+            "-bind",
+            "127.0.0.1",
+            "-raft-multiplier",
+            "11",
+        ],
+        "performance.raft_multiplier = 11",
+    );
     agent_refuses(
         &[
             "-data-dir",

@@ -55,9 +55,6 @@ impl PartialConfig {
         macro_rules! take {
             ($($f:ident),*) => { $( if later.$f.is_some() { self.$f = later.$f; } )* };
         }
-        // `raft_multiplier` is absent, as it has been so far: a known bug (no layer's value
-        // reaches the result, so the default 1 always holds). Fixing it changes Raft timings
-        // and belongs in a change of its own, not in a refactor.
         take!(
             advertise_addr,
             bind_addr,
@@ -81,7 +78,8 @@ impl PartialConfig {
             ap_last_contact_threshold,
             ap_max_trailing_logs,
             ap_min_quorum,
-            ap_server_stabilization_time
+            ap_server_stabilization_time,
+            raft_multiplier
         );
         if later.ports.http.is_some() {
             self.ports.http = later.ports.http;
@@ -119,5 +117,22 @@ mod tests {
         let m = a.merge(b);
         assert_eq!(m.retry_join, vec!["a".to_string(), "b".to_string()]);
         assert_eq!(m.datacenter.as_deref(), Some("two"));
+    }
+
+    #[test]
+    fn every_scalar_survives_a_merge() {
+        // Regression: `raft_multiplier` was left out of the merge, so neither
+        // `-raft-multiplier` nor `performance.raft_multiplier` ever took effect.
+        let file = PartialConfig {
+            raft_multiplier: Some(3),
+            ..Default::default()
+        };
+        let flags = PartialConfig {
+            raft_multiplier: Some(5),
+            ..Default::default()
+        };
+        let base = PartialConfig::default();
+        assert_eq!(base.clone().merge(file.clone()).raft_multiplier, Some(3));
+        assert_eq!(base.merge(file).merge(flags).raft_multiplier, Some(5));
     }
 }
