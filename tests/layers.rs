@@ -25,13 +25,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "agent",
         &[
-            "client", "config", "duration", "gossip", "http", "join", "node_id", "server",
+            "client", "config", "duration", "frame", "gossip", "http", "join", "node_id", "server",
         ],
     ),
     (
         "cli",
         &[
-            "agent", "client", "config", "duration", "gossip", "http", "join", "node_id", "server",
+            "agent", "client", "config", "duration", "frame", "gossip", "http", "join", "node_id",
+            "server",
         ],
     ),
 ];
@@ -40,45 +41,121 @@ const ALLOWED: &[(&str, &[&str])] = &[
 /// the local server's handle, never the server's internals.
 const CLIENT_MAY_USE_OF_SERVER: &[&str] = &["protocol", "rpc", "Server"];
 
-/// The modules a line of code names through `crate::`, as `(module, next segment)` pairs; `use
-/// crate::{a::x, b}` counts `a` and `b`. Comments are not code.
-fn crate_paths(line: &str) -> Vec<(String, String)> {
-    let code = match line.find("//") {
-        Some(i) => &line[..i],
-        None => line,
+/// The source with comments blanked out (line breaks kept, so positions still give line
+/// numbers): `//` to the end of a line and `/* … */` blocks. Strings are not special-cased; no
+/// string in src/ spells a `crate::` path.
+fn code_only(source: &str) -> String {
+    let mut out = String::with_capacity(source.len());
+    let mut chars = source.chars().peekable();
+    let (mut line_comment, mut block_depth) = (false, 0usize);
+    while let Some(c) = chars.next() {
+        if c == '\n' {
+            line_comment = false;
+            out.push('\n');
+            continue;
+        }
+        if line_comment {
+            continue;
+        }
+        if block_depth > 0 {
+            if c == '*' && chars.peek() == Some(&'/') {
+                chars.next();
+                block_depth -= 1;
+            } else if c == '/' && chars.peek() == Some(&'*') {
+                chars.next();
+                block_depth += 1;
+            }
+            continue;
+        }
+        match (c, chars.peek()) {
+            ('/', Some('/')) => line_comment = true,
+            ('/', Some('*')) => {
+                chars.next();
+                block_depth = 1;
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Every module `code` names through `crate::`, as `(line, module, next segment)`; a group
+/// `use crate::{a::x, b}` (on one line or several) counts `a` and `b`.
+fn crate_paths(code: &str) -> Vec<(usize, String, String)> {
+    let ident = |s: &str| -> String {
+        s.trim()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
     };
+    let line_of = |pos: usize| code[..pos].matches('\n').count() + 1;
     let mut found = Vec::new();
-    let mut rest = code;
-    while let Some(i) = rest.find("crate::") {
-        rest = &rest[i + "crate::".len()..];
+    let mut from = 0;
+    while let Some(i) = code[from..].find("crate::") {
+        let start = from + i + "crate::".len();
+        let rest = &code[start..];
         if let Some(group) = rest.strip_prefix('{') {
-            let end = group.find('}').unwrap_or(group.len());
-            for item in group[..end].split(',') {
-                let mut segs = item.trim().split("::");
-                let first = segs.next().unwrap_or("").trim().to_string();
-                let second = segs.next().unwrap_or("").trim().to_string();
-                if !first.is_empty() {
-                    found.push((first, second));
+            // Nested groups (`a::{x, y}`) only name their first segment's module.
+            let mut depth = 1;
+            let mut end = group.len();
+            for (k, ch) in group.char_indices() {
+                match ch {
+                    '{' => depth += 1,
+                    '}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            end = k;
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let mut depth = 0;
+            let mut item_start = 0;
+            let body = &group[..end];
+            let mut items = Vec::new();
+            for (k, ch) in body.char_indices() {
+                match ch {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        items.push(&body[item_start..k]);
+                        item_start = k + 1;
+                    }
+                    _ => {}
+                }
+            }
+            items.push(&body[item_start..]);
+            for item in items {
+                let (first, tail) = item.split_once("::").unwrap_or((item, ""));
+                let first = ident(first);
+                if first.is_empty() {
+                    continue;
+                }
+                // `server::{state, Server}` names `server::state` and `server::Server`.
+                let seconds: Vec<String> = match tail.trim().strip_prefix('{') {
+                    Some(inner) => inner.trim_end_matches('}').split(',').map(ident).collect(),
+                    None => vec![ident(tail)],
+                };
+                for second in seconds {
+                    found.push((line_of(start), first.clone(), second));
                 }
             }
         } else {
             let mut segs = rest.split("::");
-            let ident = |s: &str| -> String {
-                s.chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect()
-            };
             let first = ident(segs.next().unwrap_or(""));
             let second = ident(segs.next().unwrap_or(""));
             if !first.is_empty() {
-                found.push((first, second));
+                found.push((line_of(start), first, second));
             }
         }
+        from = start;
     }
     found
 }
 
-/// The rule broken by `line` of a file in module `top`, if any.
+/// The rules a file of module `top` breaks, one line each.
 fn violations(top: &str, source: &str) -> Vec<String> {
     let allowed: BTreeSet<&str> = ALLOWED
         .iter()
@@ -86,38 +163,22 @@ fn violations(top: &str, source: &str) -> Vec<String> {
         .map(|(_, a)| a.iter().copied().collect())
         .unwrap_or_default();
     let mut out = Vec::new();
-    let mut in_block_comment = false;
-    for (n, line) in source.lines().enumerate() {
-        let t = line.trim_start();
-        if in_block_comment {
-            in_block_comment = !t.contains("*/");
+    for (line, module, next) in crate_paths(&code_only(source)) {
+        // Root items (`crate::VERSION`) and the module itself are always fine.
+        let is_module = module.chars().next().is_some_and(|c| c.is_lowercase());
+        if !is_module || module == top {
             continue;
         }
-        if t.starts_with("/*") {
-            in_block_comment = !t.contains("*/");
-            continue;
-        }
-        for (module, next) in crate_paths(line) {
-            // Root items (`crate::VERSION`) and the module itself are always fine.
-            let is_module = module.chars().next().is_some_and(|c| c.is_lowercase());
-            if !is_module || module == top {
-                continue;
-            }
-            if !allowed.contains(module.as_str()) {
-                out.push(format!(
-                    "line {}: {top} must not use crate::{module}",
-                    n + 1
-                ));
-            } else if top == "client"
-                && module == "server"
-                && !CLIENT_MAY_USE_OF_SERVER.contains(&next.as_str())
-            {
-                out.push(format!(
-                    "line {}: client may use only server::{{{}}}, not server::{next}",
-                    n + 1,
-                    CLIENT_MAY_USE_OF_SERVER.join(", ")
-                ));
-            }
+        if !allowed.contains(module.as_str()) {
+            out.push(format!("line {line}: {top} must not use crate::{module}"));
+        } else if top == "client"
+            && module == "server"
+            && !CLIENT_MAY_USE_OF_SERVER.contains(&next.as_str())
+        {
+            out.push(format!(
+                "line {line}: client may use only server::{{{}}}, not server::{next}",
+                CLIENT_MAY_USE_OF_SERVER.join(", ")
+            ));
         }
     }
     out

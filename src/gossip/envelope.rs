@@ -60,14 +60,23 @@ impl Kind {
 /// Why an incoming message was dropped. Each is counted separately in the gossip stats.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OpenError {
+    /// Not ours at all (a scanner, another protocol, a newer wire version): drop it; nothing
+    /// for anyone to do unless the counter keeps rising.
     #[error("not a muster gossip message (bad length, magic or version)")]
     Malformed,
+    /// The sender has no key and this agent requires one: drop it; the operator gives the
+    /// sender the cluster's `-encrypt` key.
     #[error("unencrypted message, but this agent requires gossip encryption (-encrypt); the sender has no key")]
     Unencrypted,
+    /// The sender encrypts and this agent has no key: drop it; the operator gives this agent
+    /// the cluster's `-encrypt` key.
     #[error("encrypted message, but this agent has no gossip key; start it with the cluster's -encrypt key")]
     UnexpectedEncrypted,
+    /// Wrong key (or a forged or damaged message): drop it; the operator makes the keys agree.
     #[error("message could not be decrypted: the sender uses a different -encrypt key")]
     Decrypt,
+    /// A member of another datacenter: drop it, by design; the operator keeps datacenters'
+    /// gossip apart or fixes the sender's `-datacenter`.
     #[error("message from datacenter {0:?}, this agent is in another; dropped")]
     WrongDatacenter(String),
 }

@@ -60,27 +60,64 @@ fn bad(msg: String) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg)
 }
 
+/// Why an autopilot setting in a request body is refused. The answer is a 400 with this
+/// message; the caller fixes the field it names and sends the request again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingError {
+    #[error("CleanupDeadServers must be true or false")]
+    NotABool,
+    /// A duration field written as a string that is not a Go duration.
+    #[error("{field}: {reason}")]
+    BadDuration {
+        field: String,
+        reason: crate::duration::DurationError,
+    },
+    /// A duration field that is neither a string nor a whole number of nanoseconds.
+    #[error("{field}: use a duration such as \"200ms\"")]
+    NotADuration { field: String },
+    /// A zero duration, which would make autopilot's checks meaningless.
+    #[error("{field}: must be more than 0")]
+    ZeroDuration { field: String },
+    #[error("MaxTrailingLogs must be a count of log entries, 0 or more")]
+    BadTrailingLogs,
+    #[error("MinQuorum must be a number of voters, 0 (no floor) or more")]
+    BadMinQuorum,
+    /// A field neither muster nor Consul (Enterprise) knows.
+    #[error(
+        "unknown field {0:?}; known: CleanupDeadServers, LastContactThreshold, \
+         MaxTrailingLogs, MinQuorum, ServerStabilizationTime"
+    )]
+    Unknown(String),
+}
+
 /// Applies the fields present in `body` on top of `c`; every field is checked and named.
-pub fn apply_fields(c: &mut AutopilotConfig, body: &Map<String, Value>) -> Result<(), String> {
+pub fn apply_fields(
+    c: &mut AutopilotConfig,
+    body: &Map<String, Value>,
+) -> Result<(), SettingError> {
     for (key, v) in body {
         match key.as_str() {
             "CleanupDeadServers" => {
-                c.cleanup_dead_servers = v
-                    .as_bool()
-                    .ok_or("CleanupDeadServers must be true or false")?
+                c.cleanup_dead_servers = v.as_bool().ok_or(SettingError::NotABool)?
             }
             "LastContactThreshold" | "ServerStabilizationTime" => {
+                let field = || key.to_string();
                 let d = match v {
-                    Value::String(s) => parse_go_duration(s).map_err(|e| format!("{key}: {e}"))?,
+                    Value::String(s) => {
+                        parse_go_duration(s).map_err(|reason| SettingError::BadDuration {
+                            field: field(),
+                            reason,
+                        })?
+                    }
                     // Consul's API also takes nanoseconds as a number.
                     Value::Number(n) => std::time::Duration::from_nanos(
                         n.as_u64()
-                            .ok_or(format!("{key}: use a duration such as \"200ms\""))?,
+                            .ok_or_else(|| SettingError::NotADuration { field: field() })?,
                     ),
-                    _ => return Err(format!("{key}: use a duration such as \"200ms\"")),
+                    _ => return Err(SettingError::NotADuration { field: field() }),
                 };
                 if d.is_zero() {
-                    return Err(format!("{key}: must be more than 0"));
+                    return Err(SettingError::ZeroDuration { field: field() });
                 }
                 if key == "LastContactThreshold" {
                     c.last_contact_threshold = d;
@@ -89,16 +126,13 @@ pub fn apply_fields(c: &mut AutopilotConfig, body: &Map<String, Value>) -> Resul
                 }
             }
             "MaxTrailingLogs" => {
-                c.max_trailing_logs = v
-                    .as_u64()
-                    .ok_or("MaxTrailingLogs must be a count of log entries, 0 or more")?
+                c.max_trailing_logs = v.as_u64().ok_or(SettingError::BadTrailingLogs)?
             }
             "MinQuorum" => {
                 c.min_quorum = v
                     .as_u64()
                     .filter(|n| *n <= u64::from(u16::MAX))
-                    .ok_or("MinQuorum must be a number of voters, 0 (no floor) or more")?
-                    as u32
+                    .ok_or(SettingError::BadMinQuorum)? as u32
             }
             // Consul Enterprise fields and read-only indexes: accepted, not used.
             "RedundancyZoneTag"
@@ -106,12 +140,7 @@ pub fn apply_fields(c: &mut AutopilotConfig, body: &Map<String, Value>) -> Resul
             | "UpgradeVersionTag"
             | "CreateIndex"
             | "ModifyIndex" => {}
-            other => {
-                return Err(format!(
-                    "unknown field {other:?}; known: CleanupDeadServers, LastContactThreshold, \
-                     MaxTrailingLogs, MinQuorum, ServerStabilizationTime"
-                ))
-            }
+            other => return Err(SettingError::Unknown(other.to_string())),
         }
     }
     Ok(())
@@ -128,7 +157,7 @@ async fn set_config(
         ))
     })?;
     let (mut c, _) = s.autopilot_config();
-    apply_fields(&mut c, &fields).map_err(bad)?;
+    apply_fields(&mut c, &fields).map_err(|e| bad(e.to_string()))?;
     agent
         .client
         .write(StateCommand::AutopilotSet(c))

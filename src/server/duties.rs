@@ -310,8 +310,7 @@ impl Server {
     }
 
     pub(super) async fn remove_from_config(&self, id: NodeId) -> Result<(), ServerError> {
-        let m = self.raft.metrics().borrow().clone();
-        let membership = m.membership_config.membership();
+        let membership = self.membership();
         if !membership.nodes().any(|(n, _)| *n == id) {
             return Err(ServerError::NotInConfiguration { id: node_uuid(id) });
         }
@@ -323,14 +322,12 @@ impl Server {
             ChangeMembers::RemoveNodes(BTreeSet::from([id]))
         };
         // A change needs a quorum of the old configuration: say so instead of hanging.
+        // `change_membership` gives up after MEMBERSHIP_TIMEOUT; for a removal that means the
+        // old configuration has no quorum.
         let commit = |change| async move {
-            match tokio::time::timeout(MEMBERSHIP_TIMEOUT, self.change_membership(change, false))
-                .await
-            {
-                Ok(r) => r,
-                Err(_) => Err(ServerError::QuorumLost {
-                    after: MEMBERSHIP_TIMEOUT,
-                }),
+            match self.change_membership(change, false).await {
+                Err(ServerError::Timeout { after }) => Err(ServerError::QuorumLost { after }),
+                r => r,
             }
         };
         commit(change).await?;

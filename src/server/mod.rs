@@ -2,7 +2,10 @@
 //! and the leader's duties. See docs/servers.md.
 //!
 //! # Layout
-//! - [`types`]: the Raft type configuration.
+//! - [`types`]: the Raft type configuration; [`id`]: the Raft id ↔ node UUID (a leaf).
+//! - [`protocol`]: what agents say to each other (requests, answers, read modes, `ServerView`),
+//!   shared with the client layer.
+//! - [`error`]: the typed errors, each saying what the caller should do.
 //! - [`store`]: log and state machine in redb.
 //! - [`state`]: the replicated state (KV store, catalog) and how commands change it.
 //! - [`rpc`]: framing, connection pool and listener of the server port.

@@ -164,10 +164,10 @@ mod tests {
         let (mut log, _sm) = loop {
             match open(dir.path()) {
                 Ok(x) => break x,
-                Err(e)
-                    if std::time::Instant::now() < deadline
-                        && e.to_string().contains("already open") =>
-                {
+                Err(OpenError::Open {
+                    source: redb::DatabaseError::DatabaseAlreadyOpen,
+                    ..
+                }) if std::time::Instant::now() < deadline => {
                     tokio::task::yield_now().await;
                 }
                 Err(e) => panic!("{e}"),
