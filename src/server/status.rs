@@ -177,8 +177,9 @@ impl Server {
         Some(l)
     }
 
-    /// The leader's RPC address, if there is a leader ([`Self::known_leader`]): `""` in
-    /// `/v1/status/leader` otherwise, as Consul answers without a leader.
+    /// The leader's RPC address, if there is a leader: a follower's leader, or this server while
+    /// its lease is confirmed ([`Self::leads_with_lease`]). `""` in `/v1/status/leader`
+    /// otherwise, as Consul answers without a leader.
     pub fn leader_addr(&self) -> Option<String> {
         let m = self.raft.metrics().borrow().clone();
         let l = self.known_leader(&m)?;
