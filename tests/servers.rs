@@ -523,3 +523,132 @@ fn a_client_learns_the_leader_from_the_servers() {
         stdout(&client.cli(&["info"])).contains("known_servers = 3")
     });
 }
+
+/// How long a write that cannot commit may take to fail (docs/servers.md, "Leadership under a
+/// lost quorum"): the 7 s hold of a request without a leader plus the leader's 5 s commit wait.
+const WRITE_DEADLINE: Duration = Duration::from_secs(12);
+
+/// One request's answer and how long it took; (0, "") when the agent did not answer.
+fn timed(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String, Duration) {
+    let start = Instant::now();
+    let (st, text) = http_full(addr, method, path, body)
+        .map(|(st, _, b)| (st, String::from_utf8_lossy(&b).into_owned()))
+        .unwrap_or_default();
+    (st, text, start.elapsed())
+}
+
+/// Issue 10: three servers formed, a key acknowledged, all three SIGKILLed, the old leader
+/// restarted alone with its data. It must not claim leadership nor serve default reads (Consul:
+/// 500 "No cluster leader"), and a write must fail within the stated deadline instead of
+/// hanging; once a second old server is back, the cluster leads again with the key intact.
+#[test]
+fn an_old_leader_restarted_alone_claims_no_leadership() {
+    let net = Block::LoneOldLeader;
+    step(
+        1,
+        "three servers with -bootstrap-expect 3 form; a key is written and acknowledged",
+    );
+    let mut s = servers(
+        net,
+        3,
+        3,
+        &["-retry-join", &net.ip(1), "-retry-join", &net.ip(2)],
+    );
+    let refs: Vec<&Agent> = s.iter().collect();
+    let l = wait_for_leader(&refs, T);
+    let (st, _, body) = http_full(&s[l].http_addr(), "PUT", "/v1/kv/acked", b"v1").unwrap();
+    assert_eq!(
+        (st, String::from_utf8_lossy(&body).trim()),
+        (200, "true"),
+        "the write is acknowledged"
+    );
+
+    step(2, "SIGKILL all three servers");
+    for a in s.iter_mut() {
+        a.kill();
+    }
+
+    step(3, "restart only the old leader, with its data");
+    let others: Vec<String> = (0..3)
+        .filter(|i| *i != l)
+        .map(|i| s[i].ip.clone())
+        .collect();
+    s[l].extra = server_flags(3, &[&others[0], &others[1]]);
+    s[l].restart();
+    s[l].wait_ready();
+    let me = format!("\"{}:8300\"", s[l].ip);
+    let addr = s[l].http_addr();
+    wait_until(T, "the lone old leader reports no leader", || {
+        http(&addr, "GET", "/v1/status/leader").is_some_and(|(st, b)| st == 200 && b == "\"\"")
+    });
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(200));
+        let answer = http(&addr, "GET", "/v1/status/leader");
+        assert_eq!(
+            answer,
+            Some((200, "\"\"".to_string())),
+            "the lone old leader ({me}) must never name a leader"
+        );
+        assert_eq!(s[l].raft("leader"), "", "muster info names no leader");
+    }
+    let (st, headers, _) = http_full(&addr, "GET", "/v1/kv/acked?stale", b"").unwrap();
+    assert!(st == 200 || st == 404, "?stale serves local data: {st}");
+    assert_eq!(
+        header(&headers, "x-consul-knownleader"),
+        Some("false"),
+        "?stale knows no leader"
+    );
+
+    step(
+        4,
+        "a default KV read and a catalog read answer 500 \"No cluster leader\"; a write fails in time",
+    );
+    let (read, catalog, write) = std::thread::scope(|sc| {
+        let read = sc.spawn(|| timed(&addr, "GET", "/v1/kv/acked", b""));
+        let catalog = sc.spawn(|| timed(&addr, "GET", "/v1/catalog/nodes", b""));
+        let write = sc.spawn(|| timed(&addr, "PUT", "/v1/kv/after", b"v2"));
+        (
+            read.join().unwrap(),
+            catalog.join().unwrap(),
+            write.join().unwrap(),
+        )
+    });
+    eprintln!("read: {read:?}\ncatalog: {catalog:?}\nwrite: {write:?}");
+    for (what, (st, body, _)) in [("KV read", &read), ("catalog read", &catalog)] {
+        assert_eq!(
+            (*st, body.trim()),
+            (500, "No cluster leader"),
+            "a default {what} must not be served by a leader without quorum"
+        );
+    }
+    assert_eq!(
+        (write.0, write.1.trim()),
+        (500, "No cluster leader"),
+        "a write without quorum fails"
+    );
+    assert!(
+        write.2 < WRITE_DEADLINE + Duration::from_secs(2),
+        "the write failed after {:?}, beyond the stated {WRITE_DEADLINE:?}",
+        write.2
+    );
+
+    step(
+        5,
+        "a second old server returns with its data: a leader again, the key intact",
+    );
+    let f = (0..3).find(|i| *i != l).unwrap();
+    let rest: Vec<String> = (0..3)
+        .filter(|i| *i != f)
+        .map(|i| s[i].ip.clone())
+        .collect();
+    s[f].extra = server_flags(3, &[&rest[0], &rest[1]]);
+    s[f].restart();
+    let pair = [&s[l], &s[f]];
+    wait_for_leader(&pair, T);
+    for a in pair {
+        wait_until(T, &format!("{} reads the key by default", a.name), || {
+            http(&a.http_addr(), "GET", "/v1/kv/acked?raw")
+                .is_some_and(|(st, b)| st == 200 && b == "v1")
+        });
+    }
+}

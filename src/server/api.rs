@@ -22,6 +22,11 @@ pub const MAX_WAIT: Duration = Duration::from_secs(600);
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 /// Deadline of a forwarded request beyond its own wait.
 const FORWARD_SLACK: Duration = Duration::from_secs(5);
+/// How long the leader waits for a write it proposed to commit. Below the 10 s deadline of a
+/// forwarded write, so the forwarder hears the answer; with the callers' 7 s hold
+/// ([`crate::client::HOLD`]) it bounds a write that cannot commit to 12 s (docs/servers.md,
+/// "Leadership under a lost quorum"); openraft itself would wait forever.
+pub const COMMIT_WAIT: Duration = Duration::from_secs(5);
 
 /// `wait` clamped to [`MAX_WAIT`], plus up to 1/16 of random jitter, as Consul does so that
 /// many watchers do not all return in the same instant.
@@ -41,6 +46,19 @@ fn scope(query: &KvQuery) -> KvScope {
         KvQuery::Get(k) => KvScope::Key(k.clone()),
         KvQuery::Recurse(p) | KvQuery::Keys { prefix: p, .. } => KvScope::Prefix(p.clone()),
     }
+}
+
+/// Who answers a request meant for the leader, as this server sees it now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leadership {
+    /// Another server leads, or none is known: forward (or answer "No cluster leader").
+    Elsewhere,
+    /// openraft says Leader, but no quorum has confirmed the lease
+    /// ([`Server::leads_with_lease`]): restarted alone, partitioned, or just elected. Answer
+    /// "No cluster leader"; the callers retry for a while.
+    Unconfirmed,
+    /// This server leads with a confirmed lease: it answers.
+    Here,
 }
 
 /// Counts a blocking query for as long as it waits (`muster info`: consul.blocking_queries).
@@ -65,26 +83,40 @@ impl Server {
         self.blocking_queries.load(Ordering::Relaxed)
     }
 
-    fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow().state == ServerState::Leader
+    fn leadership(&self) -> Leadership {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        if m.state != ServerState::Leader {
+            Leadership::Elsewhere
+        } else if self.lease_confirmed(&m) {
+            Leadership::Here
+        } else {
+            Leadership::Unconfirmed
+        }
     }
 
-    /// `X-Consul-*` values of this server now.
+    /// `X-Consul-*` values of this server now. `KnownLeader` is false on a leader whose lease
+    /// is not confirmed, and its `LastContact` is then the time since a quorum last answered
+    /// it (never: as a follower that never heard from a leader).
     fn read_meta(&self, index: u64) -> ReadMeta {
         let m = self.raft.metrics().borrow().clone();
-        let leader = m.state == ServerState::Leader;
-        let last_contact_ms = if leader {
-            0
+        let never = u64::MAX / 2;
+        let last_contact_ms = if m.state == ServerState::Leader {
+            if self.lease_confirmed(&m) {
+                0
+            } else {
+                m.millis_since_quorum_ack.unwrap_or(never)
+            }
         } else {
             self.last_contact
                 .lock()
                 .expect("contact lock")
                 .map(|t| t.elapsed().as_millis() as u64)
-                .unwrap_or(u64::MAX / 2)
+                .unwrap_or(never)
         };
         ReadMeta {
             index: index.max(1),
-            known_leader: m.current_leader.is_some(),
+            known_leader: self.known_leader(&m).is_some(),
             last_contact_ms,
         }
     }
@@ -116,11 +148,20 @@ impl Server {
         }
     }
 
-    /// A KV read under Consul's consistency modes, blocking if asked.
+    /// A KV read under Consul's consistency modes, blocking if asked. Default and consistent
+    /// reads are answered only by a leader whose lease is confirmed, else forwarded to the
+    /// leader, or refused with "No cluster leader" rather than served from possibly stale
+    /// state; `?stale` reads are answered from this server's state whatever its role.
     pub async fn kv_read(&self, req: ReadRequest) -> Result<(KvAnswer, ReadMeta), ApiFailure> {
-        if req.consistency != Consistency::Stale && !self.is_leader() {
-            let timeout = Duration::from_millis(req.wait_ms) + FORWARD_SLACK;
-            return self.forward(Request::KvRead(req), timeout).await;
+        if req.consistency != Consistency::Stale {
+            match self.leadership() {
+                Leadership::Elsewhere => {
+                    let timeout = Duration::from_millis(req.wait_ms) + FORWARD_SLACK;
+                    return self.forward(Request::KvRead(req), timeout).await;
+                }
+                Leadership::Unconfirmed => return Err(ApiFailure::NoLeader),
+                Leadership::Here => {}
+            }
         }
         if req.consistency == Consistency::Consistent {
             self.confirm_leadership().await?;
@@ -175,32 +216,58 @@ impl Server {
     }
 
     /// Commits a change through the leader; acknowledged once a quorum has it.
+    ///
+    /// A leader without a confirmed lease proposes nothing and answers "No cluster leader" at
+    /// once (the write is then certainly not applied, and the callers' hold retries it). A
+    /// proposed write that has not committed after [`COMMIT_WAIT`] is answered with a failure
+    /// saying it may still commit.
     pub async fn write(&self, cmd: StateCommand) -> Result<WriteOutcome, ApiFailure> {
         // Leadership can move between the check and the write: retry once through the new one.
         for _ in 0..2 {
-            if !self.is_leader() {
-                return self
-                    .forward(Request::Write(cmd), Duration::from_secs(10))
-                    .await;
+            match self.leadership() {
+                Leadership::Elsewhere => {
+                    return self
+                        .forward(Request::Write(cmd), Duration::from_secs(10))
+                        .await
+                }
+                Leadership::Unconfirmed => return Err(ApiFailure::NoLeader),
+                Leadership::Here => {}
             }
-            match self.batcher.write(cmd.clone()).await {
-                Ok(outcome) => return Ok(outcome),
-                Err(BatchError::NotLeader) => continue,
-                Err(BatchError::Failed(e)) => return Err(ApiFailure::Unavailable(e)),
+            match tokio::time::timeout(COMMIT_WAIT, self.batcher.write(cmd.clone())).await {
+                Ok(Ok(outcome)) => return Ok(outcome),
+                Ok(Err(BatchError::NotLeader)) => continue,
+                Ok(Err(BatchError::Failed(e))) => return Err(ApiFailure::Unavailable(e)),
+                Err(_) => {
+                    let why = if self.leads_with_lease() {
+                        "the leader is overloaded or its disk is slow"
+                    } else {
+                        "the leader has lost its quorum"
+                    };
+                    return Err(ApiFailure::Unavailable(format!(
+                        "the write was not committed within {} s ({why}); it may still commit",
+                        COMMIT_WAIT.as_secs()
+                    )));
+                }
             }
         }
         Err(ApiFailure::NoLeader)
     }
 
-    /// The catalog's nodes.
+    /// The catalog's nodes, under the same rule as [`Self::kv_read`].
     pub async fn catalog_nodes(
         &self,
         consistency: Consistency,
     ) -> Result<(Vec<CatalogNode>, ReadMeta), ApiFailure> {
-        if consistency != Consistency::Stale && !self.is_leader() {
-            return self
-                .forward(Request::CatalogNodes(consistency), FORWARD_SLACK)
-                .await;
+        if consistency != Consistency::Stale {
+            match self.leadership() {
+                Leadership::Elsewhere => {
+                    return self
+                        .forward(Request::CatalogNodes(consistency), FORWARD_SLACK)
+                        .await
+                }
+                Leadership::Unconfirmed => return Err(ApiFailure::NoLeader),
+                Leadership::Here => {}
+            }
         }
         if consistency == Consistency::Consistent {
             self.confirm_leadership().await?;
@@ -212,12 +279,17 @@ impl Server {
         Ok((nodes, self.read_meta(index)))
     }
 
-    /// The state machine as the leader has applied it, for `muster snapshot save`.
+    /// The state machine as the leader has applied it, for `muster snapshot save`: like a
+    /// default read, only a leader whose lease is confirmed answers.
     pub async fn snapshot_save(&self) -> Result<SavedSnapshot, ApiFailure> {
-        if !self.is_leader() {
-            return self
-                .forward(Request::SnapshotSave, Duration::from_secs(30))
-                .await;
+        match self.leadership() {
+            Leadership::Elsewhere => {
+                return self
+                    .forward(Request::SnapshotSave, Duration::from_secs(30))
+                    .await
+            }
+            Leadership::Unconfirmed => return Err(ApiFailure::NoLeader),
+            Leadership::Here => {}
         }
         let (last, data) = self.sm.snapshot_body();
         let cluster_id = self.cluster_id();

@@ -109,7 +109,8 @@ pub struct Server {
     /// reads' metadata and `muster info`, and the wait before standing for election.
     pub(crate) last_contact: Mutex<Option<Instant>>,
     /// openraft's leader lease (`election_timeout_max`): followers refuse votes while it runs,
-    /// and a leader silent for five of them is no leader to report or forward to.
+    /// and a leader that has not heard from a quorum within one is no leader to report, read
+    /// from or write to (`Server::leads_with_lease`).
     lease: Duration,
     /// When each server last acknowledged this one as leader (autopilot's health).
     contacts: network::Contacts,

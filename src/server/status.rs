@@ -38,7 +38,7 @@ impl Server {
             name: self.cfg.name.clone(),
             has_state: self.has_state(),
             cluster_id: self.cluster_id(),
-            leader: m.current_leader,
+            leader: self.known_leader(&m),
             members: m
                 .membership_config
                 .membership()
@@ -112,25 +112,77 @@ impl Server {
             .unwrap_or(0)
     }
 
-    /// Whether this server leads, but has not heard from a quorum for five leases: openraft 0.9
-    /// keeps a partitioned leader in the Leader state.
+    /// Whether this server leads, but has not heard from a quorum for five leases: what
+    /// `quorum_problem` reports to the operator. Not a leadership test (that is
+    /// [`Self::leads_with_lease`]); the wider margin keeps a passing stall out of the logs.
     fn leads_without_quorum(&self, m: &openraft::RaftMetrics<NodeId, ServerNode>) -> bool {
         m.millis_since_quorum_ack
             .is_some_and(|ms| u128::from(ms) > self.lease.as_millis() * 5)
     }
 
-    /// The leader's RPC address, if there is a leader.
-    pub fn leader_addr(&self) -> Option<String> {
-        let m = self.raft.metrics().borrow().clone();
+    /// Whether this server is a leader whose lease is confirmed: the one test of "this server
+    /// may answer as the leader" (`/v1/status/leader`, default-mode reads, writes,
+    /// `X-Consul-KnownLeader`; docs/servers.md, "Leadership under a lost quorum").
+    ///
+    /// It is Leader, and either it is the only voter (its own acknowledgement is a quorum:
+    /// `-dev`, `-bootstrap`), or openraft's `millis_since_quorum_ack` is at most one lease
+    /// (`election_timeout_max`, 200 ms × raft_multiplier).
+    ///
+    /// Why one lease: that value is the age of the newest instant `t` a quorum acknowledged
+    /// (the time the leader *sent* the AppendEntries they answered). A follower refuses every
+    /// vote for a lease after it accepts an AppendEntries and stands for election itself only a
+    /// lease plus an election timeout (≥ 100 ms × multiplier) after it last heard from its
+    /// leader, so no other leader can exist before `t + lease + election_timeout_min`. openraft
+    /// refreshes the metric at every turn of its loop, at least every tick (60 ms ×
+    /// multiplier), so a reading within one lease is served before `t + lease + 60 ms`: inside
+    /// that window, with margin. A multiple of the lease would leave a window in which a
+    /// deposed leader still serves stale reads. On a healthy leader the value stays under one
+    /// heartbeat round (60 ms plus a round trip), so one lease tolerates a few missed rounds.
+    ///
+    /// `None` means no quorum has acknowledged this leader since it took office: a leader
+    /// restored from disk alone (its vote is committed, so openraft makes it leader at once,
+    /// with no follower to confirm it), and for a round trip after every election. The latter
+    /// is covered by the callers' retry ([`crate::client::HOLD`]), the former is what this
+    /// test exists for.
+    pub fn leads_with_lease(&self) -> bool {
+        self.lease_confirmed(&self.raft.metrics().borrow())
+    }
+
+    /// [`Self::leads_with_lease`] on metrics the caller already holds.
+    pub(crate) fn lease_confirmed(&self, m: &openraft::RaftMetrics<NodeId, ServerNode>) -> bool {
+        if m.state != ServerState::Leader {
+            return false;
+        }
+        let membership = m.membership_config.membership();
+        let mut voters = membership.voter_ids();
+        if voters.next() == Some(self.id) && voters.next().is_none() {
+            return true;
+        }
+        m.millis_since_quorum_ack
+            .is_some_and(|ms| u128::from(ms) <= self.lease.as_millis())
+    }
+
+    /// The leader this server knows, by id: a follower's leader, or itself while its lease is
+    /// confirmed ([`Self::leads_with_lease`]). openraft 0.9 keeps a leader without quorum in
+    /// the Leader state (partitioned, or restarted alone); such a leader is no leader to
+    /// report or forward to.
+    pub(crate) fn known_leader(
+        &self,
+        m: &openraft::RaftMetrics<NodeId, ServerNode>,
+    ) -> Option<NodeId> {
         let l = m.current_leader?;
-        // openraft 0.9 keeps a partitioned leader in the Leader state; a leader that has not
-        // heard from a quorum for five leases is no leader to report or forward to.
-        if l == self.id
-            && m.membership_config.membership().voter_ids().count() > 1
-            && self.leads_without_quorum(&m)
-        {
+        if l == self.id && !self.lease_confirmed(m) {
             return None;
         }
+        Some(l)
+    }
+
+    /// The leader's RPC address, if there is a leader: a follower's leader, or this server while
+    /// its lease is confirmed ([`Self::leads_with_lease`]). `""` in `/v1/status/leader`
+    /// otherwise, as Consul answers without a leader.
+    pub fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let l = self.known_leader(&m)?;
         m.membership_config
             .membership()
             .get_node(&l)
@@ -180,7 +232,12 @@ impl Server {
             ServerState::Shutdown => "Shutdown",
         };
         let last_contact = match (m.state, *self.last_contact.lock().expect("contact lock")) {
-            (ServerState::Leader, _) => "0".to_string(),
+            (ServerState::Leader, _) if self.lease_confirmed(&m) => "0".to_string(),
+            // A leader without a confirmed lease: how long since a quorum last answered it.
+            (ServerState::Leader, _) => m
+                .millis_since_quorum_ack
+                .map(|ms| format!("{ms}ms"))
+                .unwrap_or_else(|| "never".into()),
             (_, Some(t)) => format!("{:.1}ms", t.elapsed().as_secs_f64() * 1000.0),
             (_, None) => "never".to_string(),
         };
@@ -229,7 +286,7 @@ impl Server {
         put("leader", self.leader_addr().unwrap_or_default());
         put(
             "leader_id",
-            m.current_leader
+            self.known_leader(&m)
                 .map(|l| node_uuid(l).to_string())
                 .unwrap_or_default(),
         );

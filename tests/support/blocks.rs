@@ -93,6 +93,8 @@ pub enum Block {
     GceLegacyFlags,
     // tests/providers.rs (refused before anything is bound)
     BadProviderArgs,
+    // tests/servers.rs
+    LoneOldLeader,
 }
 
 impl Block {
