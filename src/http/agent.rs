@@ -228,22 +228,9 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
 
 /// Hides secret values (`secret_access_key=…`, `credentials_file=…`) of a provider string.
 fn redact_provider(entry: &str) -> String {
-    if !entry.contains("provider=") {
-        return entry.to_string();
+    if muster_provider_core::is_provider_string(entry) {
+        muster_provider_core::redact(entry)
+    } else {
+        entry.to_string()
     }
-    entry
-        .split(' ')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _))
-                if k.contains("secret")
-                    || k.contains("access_key")
-                    || k.contains("credentials")
-                    || k.contains("token") =>
-            {
-                format!("{k}=hidden")
-            }
-            _ => kv.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }

@@ -29,17 +29,24 @@ pub fn is_provider_string(s: &str) -> bool {
     s.contains("provider=")
 }
 
+/// Key-name parts that mark a value as secret, whatever the provider.
+const SECRET_KEY_PARTS: &[&str] = &[
+    "secret",
+    "key_id",
+    "access_key",
+    "credentials",
+    "token",
+    "password",
+];
+
 /// A provider string with the values of secret-looking keys hidden, for messages about a string
-/// that did not even parse (so its provider's key list cannot say which keys are secret).
+/// that did not even parse (so its provider's key list cannot say which keys are secret) and for
+/// `/v1/agent/self`. The one redactor for provider strings outside a provider's own key list.
 pub fn redact(entry: &str) -> String {
     entry
         .split(' ')
         .map(|kv| match kv.split_once('=') {
-            Some((k, _))
-                if ["secret", "key_id", "credentials", "token", "password"]
-                    .iter()
-                    .any(|s| k.contains(s)) =>
-            {
+            Some((k, _)) if SECRET_KEY_PARTS.iter().any(|s| k.contains(s)) => {
                 format!("{k}=hidden")
             }
             _ => kv.to_string(),
@@ -245,6 +252,18 @@ mod tests {
         let e = a.http_url("url").unwrap_err().to_string();
         assert!(e.contains("must be an http:// or https:// URL"), "{e}");
         assert_eq!(a.http_url("absent").unwrap(), None);
+    }
+
+    #[test]
+    fn redact_hides_every_secret_looking_key() {
+        let shown = redact(
+            "provider=x access_key=A1 access_key_id=A2 secret_access_key=S credentials_file=/c \
+             api_token=T password=P tag_key=role",
+        );
+        for secret in ["A1", "A2", "=S ", "/c", "=T ", "=P "] {
+            assert!(!shown.contains(secret), "{secret:?} shown in {shown}");
+        }
+        assert!(shown.contains("tag_key=role") && shown.contains("password=hidden"));
     }
 
     #[test]
