@@ -21,6 +21,11 @@ if ! command -v openssl >/dev/null 2>&1; then
     exit 1
   fi
 fi
+# nftables: the fault suite (tests/faults) cuts links between agents with nft rules, inside a
+# network namespace of its own.
+if ! command -v nft >/dev/null 2>&1; then
+  apt-get install -y -qq nftables >/dev/null || sudo apt-get install -y -qq nftables >/dev/null
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The core without the cloud SDKs (the aws and gce features are optional) still builds, lint-free.

@@ -95,6 +95,9 @@ pub enum Block {
     BadProviderArgs,
     // tests/servers.rs
     LoneOldLeader,
+    // tests/faults (each in a network namespace of its own, numbered apart all the same)
+    FaultSuite = 110,
+    PartitionedLeader = 111,
 }
 
 impl Block {

@@ -12,6 +12,7 @@
 //!   writes), a set of servers, waiting for a leader.
 //! - [`fixture`]: the Python fixture servers (moto, fake IMDS, fake GCE, fake DNS) and any other
 //!   helper process (etcd for the benches).
+//! - [`netns`]: a network and mount namespace of the test's own, nftables rules inside it.
 //! - [`watch`]: the leader watch: the longest stretch without a leader.
 //! - [`cluster3`]: the three-member muster and etcd clusters of the side-by-side benches.
 // Each test and bench uses only part of the harness.
@@ -22,6 +23,7 @@ pub mod blocks;
 pub mod cluster3;
 pub mod fixture;
 pub mod http;
+pub mod netns;
 pub mod watch;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,418 @@
+//! The fault suite: real servers and client agents in a network namespace of the test's own,
+//! faults done to them one at a time on a seeded random schedule while clients write and read,
+//! and checks at the end that nothing acknowledged was lost, nothing appeared that was never
+//! written, the register's history is linearizable, and one cluster with one leader remains.
+//! docs/servers.md ("The fault suite") says what it covers and how to run the long form.
+//!
+//! - `fault_suite_short` (in the test command): one trial, every kind of fault once.
+//! - `fault_suite_long` (ignored; by hand): `MUSTER_FAULT_TRIALS=50 cargo test --release
+//!   --test faults -- --ignored fault_suite_long --nocapture` prints a table of the trials.
+//! - `MUSTER_FAULT_SEED=<n>` replays a trial's schedule (the seed is printed).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod checker;
+mod nemesis;
+mod workload;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use checker::Verdict;
+use nemesis::{shuffle, Cluster, Fault};
+use support::{http, http_full, netns, servers, step, wait_for_leader, wait_until, Agent, Block};
+use workload::Workload;
+
+const T: Duration = Duration::from_secs(60);
+
+/// How many search steps the checker may take on one trial's register history.
+const CHECKER_STEPS: u64 = 20_000_000;
+
+/// The issue's own report: a leader cut off by packet filters, a new leader elected on the
+/// other side and the key overwritten there; the old leader must not answer a default read with
+/// the old value, and must not name itself leader.
+#[test]
+fn a_partitioned_leader_serves_no_stale_read() {
+    if !netns::enter("a_partitioned_leader_serves_no_stale_read") {
+        return;
+    }
+    let net = Block::PartitionedLeader;
+    let fw = netns::Firewall::new();
+    step(1, "three servers form; k = v1 is written");
+    let s = servers(
+        net,
+        3,
+        3,
+        &["-retry-join", &net.ip(1), "-retry-join", &net.ip(2)],
+    );
+    let refs: Vec<&Agent> = s.iter().collect();
+    let old = wait_for_leader(&refs, T);
+    s[old].put("k", "v1");
+
+    step(
+        2,
+        "the leader is cut off from the other two by packet filters",
+    );
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let other_ips: Vec<&str> = others.iter().map(|&i| s[i].ip.as_str()).collect();
+    fw.partition(&[&s[old].ip], &other_ips);
+
+    step(3, "the other two elect a leader and overwrite k = v2");
+    let mut new = 0;
+    wait_until(T, "one of the other two leads them", || {
+        others.iter().any(|&i| {
+            let me = format!("\"{}:8300\"", s[i].ip);
+            let leads = http(&s[i].http_addr(), "GET", "/v1/status/leader")
+                .is_some_and(|(st, b)| st == 200 && b == me);
+            if leads {
+                new = i;
+            }
+            leads
+        })
+    });
+    let (st, _, body) = http_full(&s[new].http_addr(), "PUT", "/v1/kv/k", b"v2").unwrap();
+    assert_eq!((st, String::from_utf8_lossy(&body).trim()), (200, "true"));
+
+    step(
+        4,
+        "the old leader: no default read answers v1, its status names no leader",
+    );
+    let addr = s[old].http_addr();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut answers = BTreeMap::new();
+    while Instant::now() < deadline {
+        let (st, _, body) = http_full(&addr, "GET", "/v1/kv/k?raw", b"").unwrap();
+        let body = String::from_utf8_lossy(&body).into_owned();
+        assert!(
+            !(st == 200 && body == "v1"),
+            "the cut-off old leader answered a default read with the overwritten v1"
+        );
+        *answers.entry(format!("{st} {body}")).or_insert(0) += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("the old leader's answers: {answers:?}");
+    assert!(
+        answers
+            .keys()
+            .all(|a| a.starts_with("500 No cluster leader")),
+        "a cut-off server answers 500 \"No cluster leader\": {answers:?}"
+    );
+    let (st, body) = http(&addr, "GET", "/v1/status/leader").unwrap();
+    assert_eq!((st, body.as_str()), (200, "\"\""));
+    let (st, headers, body) = http_full(&addr, "GET", "/v1/kv/k?raw&stale", b"").unwrap();
+    assert_eq!(
+        (st, &body[..]),
+        (200, &b"v1"[..]),
+        "?stale serves local data"
+    );
+    assert_eq!(
+        support::header(&headers, "x-consul-knownleader"),
+        Some("false")
+    );
+
+    step(5, "healed, the old leader follows and reads v2");
+    fw.heal();
+    wait_until(T, "the old leader reads v2", || {
+        s[old].get_consistent("k").as_deref() == Some("v2")
+    });
+}
+
+/// One trial in the test command: every kind of fault once, in a seeded random order.
+#[test]
+fn fault_suite_short() {
+    if !netns::enter("fault_suite_short") {
+        return;
+    }
+    let seed = seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut faults = Fault::ALL.to_vec();
+    shuffle(&mut faults, &mut rng);
+    let report = trial(seed, &faults);
+    print_table(std::slice::from_ref(&report));
+    report.assert_sound();
+}
+
+/// The long form, by hand: `MUSTER_FAULT_TRIALS` trials (50 by default) of
+/// `MUSTER_FAULT_COUNT` random faults each (5), then a table.
+#[test]
+#[ignore = "the long form of the fault suite, minutes per trial: run by hand"]
+fn fault_suite_long() {
+    if !netns::enter("fault_suite_long") {
+        return;
+    }
+    let trials: u64 = env_number("MUSTER_FAULT_TRIALS", 50);
+    let count: usize = env_number("MUSTER_FAULT_COUNT", 5) as usize;
+    let first = seed();
+    let mut reports = Vec::new();
+    for t in 0..trials {
+        let seed = first.wrapping_add(t);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let faults: Vec<Fault> = (0..count)
+            .map(|_| Fault::ALL[rng.random_range(0..Fault::ALL.len())])
+            .collect();
+        let report = trial(seed, &faults);
+        eprintln!("trial {}/{trials}: {}", t + 1, report.line());
+        reports.push(report);
+    }
+    print_table(&reports);
+    for r in &reports {
+        r.assert_sound();
+    }
+}
+
+/// The seed of the (first) trial: `MUSTER_FAULT_SEED`, or the clock's.
+fn seed() -> u64 {
+    let seed = env_number(
+        "MUSTER_FAULT_SEED",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_micros() as u64,
+    );
+    eprintln!("fault schedule seed: {seed} (MUSTER_FAULT_SEED={seed} replays it)");
+    seed
+}
+
+fn env_number(key: &str, default: u64) -> u64 {
+    match std::env::var(key) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{key}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// What one trial found.
+#[derive(Clone, Debug)]
+struct Report {
+    seed: u64,
+    faults: Vec<(Fault, String, Option<Duration>)>,
+    acked: usize,
+    unknown: usize,
+    lost: Vec<String>,
+    phantom: Vec<String>,
+    register_ops: usize,
+    verdict: String,
+    linearizable: bool,
+    one_cluster: Result<(), String>,
+    terms: (u64, u64),
+}
+
+impl Report {
+    fn line(&self) -> String {
+        format!(
+            "seed {} acked {} unknown {} lost {} phantom {} register ops {} ({}) cluster {} \
+             terms {}→{}",
+            self.seed,
+            self.acked,
+            self.unknown,
+            self.lost.len(),
+            self.phantom.len(),
+            self.register_ops,
+            self.verdict,
+            match &self.one_cluster {
+                Ok(()) => "one".to_string(),
+                Err(e) => e.clone(),
+            },
+            self.terms.0,
+            self.terms.1
+        )
+    }
+
+    fn assert_sound(&self) {
+        assert!(
+            self.lost.is_empty(),
+            "seed {}: lost acknowledged writes {:?}",
+            self.seed,
+            self.lost
+        );
+        assert!(
+            self.phantom.is_empty(),
+            "seed {}: writes that were never made: {:?}",
+            self.seed,
+            self.phantom
+        );
+        assert!(
+            self.linearizable,
+            "seed {}: the register's history: {}",
+            self.seed, self.verdict
+        );
+        if let Err(e) = &self.one_cluster {
+            panic!("seed {}: {e}", self.seed);
+        }
+        for (f, what, healed) in &self.faults {
+            assert!(
+                healed.is_some(),
+                "seed {}: after {f:?} ({what}) no leader was agreed on within {T:?}",
+                self.seed
+            );
+        }
+    }
+}
+
+/// Starts a fresh cluster, runs the workload through `faults`, heals, and checks.
+fn trial(seed: u64, faults: &[Fault]) -> Report {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
+    let mut cluster = Cluster::start(Block::FaultSuite);
+    let term0 = cluster.max_term();
+    let load = Workload::start(cluster.addrs(), 2, 3, seed);
+    let mut done = Vec::new();
+    for (i, &f) in faults.iter().enumerate() {
+        let what = cluster.apply(f, &mut rng);
+        let healed = cluster.wait_healthy(T);
+        eprintln!(
+            "fault {}/{}: {f:?}: {what}; one leader again after {healed:?}",
+            i + 1,
+            faults.len()
+        );
+        done.push((f, what, healed));
+        // Quiet time between faults: the workload runs on a whole cluster.
+        std::thread::sleep(Duration::from_millis(rng.random_range(500..2000)));
+    }
+    let (writes, register) = load.stop();
+    cluster.heal_all();
+    let settled = cluster.wait_healthy(T);
+    let one_cluster = match settled {
+        None => Err("no leader agreed on after the last heal".to_string()),
+        Some(_) => one_configuration(&cluster),
+    };
+    let term1 = cluster.max_term();
+
+    // Every unique-key write, against what the cluster holds now.
+    let stored = stored_writes(&cluster);
+    let attempted: HashMap<&str, &str> = writes
+        .iter()
+        .map(|w| (w.key.as_str(), w.value.as_str()))
+        .collect();
+    let lost = writes
+        .iter()
+        .filter(|w| w.acked && stored.get(&w.key) != Some(&w.value))
+        .map(|w| format!("{} (has {:?})", w.key, stored.get(&w.key)))
+        .collect();
+    let phantom = stored
+        .iter()
+        .filter(|(k, v)| attempted.get(k.as_str()) != Some(&v.as_str()))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+
+    let verdict = checker::check(&register, CHECKER_STEPS);
+    Report {
+        seed,
+        faults: done,
+        acked: writes.iter().filter(|w| w.acked).count(),
+        unknown: writes.iter().filter(|w| !w.acked).count(),
+        lost,
+        phantom,
+        register_ops: register.len(),
+        linearizable: verdict == Verdict::Linearizable,
+        verdict: format!("{verdict:?}"),
+        one_cluster,
+        terms: (term0, term1),
+    }
+}
+
+/// Every server lists the same five voters.
+fn one_configuration(cluster: &Cluster) -> Result<(), String> {
+    let mut voters = Vec::new();
+    for s in &cluster.servers {
+        let mut v = Vec::new();
+        // A server that restarted last may still be catching up: give it a moment.
+        support::poll(Duration::from_secs(20), Duration::from_millis(100), || {
+            v = s.voters();
+            (v.len() == nemesis::SERVERS as usize).then_some(())
+        });
+        voters.push((s.name.clone(), v));
+    }
+    if voters.iter().all(|(_, v)| *v == voters[0].1) && voters[0].1.len() == 5 {
+        Ok(())
+    } else {
+        Err(format!("the servers disagree on the voters: {voters:?}"))
+    }
+}
+
+/// Every `w/` key the cluster holds, read `?consistent` through the leader.
+fn stored_writes(cluster: &Cluster) -> BTreeMap<String, String> {
+    let l = cluster.leader().expect("a leader after the heal");
+    let (st, _, body) = http_full(
+        &cluster.servers[l].http_addr(),
+        "GET",
+        "/v1/kv/w/?recurse&consistent",
+        b"",
+    )
+    .expect("the leader answers");
+    if st == 404 {
+        return BTreeMap::new();
+    }
+    assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+    let entries: Vec<serde_json::Value> = serde_json::from_slice(&body).expect("JSON entries");
+    entries
+        .iter()
+        .map(|e| {
+            let value = e["Value"]
+                .as_str()
+                .map(|v| {
+                    let raw = base64::engine::general_purpose::STANDARD
+                        .decode(v)
+                        .expect("base64 value");
+                    String::from_utf8_lossy(&raw).into_owned()
+                })
+                .unwrap_or_default();
+            (e["Key"].as_str().unwrap_or("").to_string(), value)
+        })
+        .collect()
+}
+
+/// The table of the trials: one line each, then the totals and the faults by kind.
+fn print_table(reports: &[Report]) {
+    println!(
+        "\n| trial | seed | faults | acked writes | unknown | lost | phantom | register ops | \
+         linearizable | one cluster | terms |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut kinds: BTreeMap<Fault, (usize, Duration)> = BTreeMap::new();
+    for (i, r) in reports.iter().enumerate() {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}→{} |",
+            i + 1,
+            r.seed,
+            r.faults.len(),
+            r.acked,
+            r.unknown,
+            r.lost.len(),
+            r.phantom.len(),
+            r.register_ops,
+            if r.linearizable { "yes" } else { "NO" },
+            if r.one_cluster.is_ok() { "yes" } else { "NO" },
+            r.terms.0,
+            r.terms.1
+        );
+        for (f, _, healed) in &r.faults {
+            let k = kinds.entry(*f).or_default();
+            k.0 += 1;
+            k.1 = k.1.max(healed.unwrap_or(T));
+        }
+    }
+    let sum = |f: fn(&Report) -> usize| reports.iter().map(f).sum::<usize>();
+    println!(
+        "\ntotal: {} trials, {} acknowledged writes, {} lost, {} phantom, {} of {} register \
+         histories linearizable, {} of {} ending in one cluster",
+        reports.len(),
+        sum(|r| r.acked),
+        sum(|r| r.lost.len()),
+        sum(|r| r.phantom.len()),
+        reports.iter().filter(|r| r.linearizable).count(),
+        reports.len(),
+        reports.iter().filter(|r| r.one_cluster.is_ok()).count(),
+        reports.len()
+    );
+    println!("\n| fault | times | longest until one leader again |");
+    println!("|---|---|---|");
+    for (f, (n, longest)) in kinds {
+        println!("| {f:?} | {n} | {:.1} s |", longest.as_secs_f64());
+    }
+}
