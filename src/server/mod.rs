@@ -12,6 +12,7 @@
 //! - [`network`]: openraft's network over [`rpc`].
 //! - [`gate`]: the bootstrap gate, a pure state machine; `bootstrap` runs it.
 //! - [`autopilot`]: autopilot's rules, pure; `health` tracks the servers and applies them.
+//! - `election`: when to stand for election (a pre-vote round first; openraft's timer is off).
 //! - `duties`: the duty loop (address book, advertisement, quorum log, the leader's round).
 //! - `leave`: leaving the Raft configuration, removing a peer, handing over leadership.
 //! - `status`: what a server reports (info, configuration, quorum, leader address).
@@ -25,6 +26,7 @@ pub mod autopilot;
 pub mod batch;
 mod bootstrap;
 mod duties;
+mod election;
 pub mod error;
 pub mod gate;
 mod health;
@@ -44,6 +46,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use openraft::raft::AppendEntriesResponse;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -108,6 +111,9 @@ pub struct Server {
     /// When this server last heard from a leader (AppendEntries handled): `last_contact` in
     /// reads' metadata and `muster info`, and the wait before standing for election.
     pub(crate) last_contact: Mutex<Option<Instant>>,
+    /// When this server last granted a vote: it waits an election timeout from then before
+    /// standing itself, so that a candidate it voted for is not undercut (`election`).
+    voted: Mutex<Option<Instant>>,
     /// openraft's leader lease (`election_timeout_max`): followers refuse votes while it runs,
     /// and a leader that has not heard from a quorum within one is no leader to report, read
     /// from or write to (`Server::leads_with_lease`).
@@ -139,6 +145,8 @@ pub fn raft_config(multiplier: u32) -> Result<openraft::Config, StartError> {
         // docs/state.md: a snapshot every 4,096 entries, 1,024 entries of log kept behind it.
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(4096),
         max_in_snapshot_log_to_keep: 1024,
+        // muster decides when to stand, after a pre-vote round (src/server/election.rs).
+        enable_elect: false,
         ..Default::default()
     }
     .validate()
@@ -191,6 +199,7 @@ impl Server {
             gate_status: Mutex::new(String::new()),
             promise: Mutex::new(gate::Promise::default()),
             last_contact: Mutex::new(None),
+            voted: Mutex::new(None),
             lease,
             contacts,
             trackers: Mutex::new(health::Trackers::default()),
@@ -207,11 +216,12 @@ impl Server {
         server.bootstrap_alone_if_asked().await;
         let gate = tokio::spawn(server.clone().gate_loop());
         let duties = tokio::spawn(server.clone().duty_loop());
+        let elections = tokio::spawn(server.clone().election_loop());
         server
             .tasks
             .lock()
             .expect("tasks lock")
-            .extend([serve, gate, duties]);
+            .extend([serve, gate, duties, elections]);
         Ok(server)
     }
 
@@ -220,12 +230,23 @@ impl Server {
         match req {
             Request::AppendEntries(r) => {
                 let res = self.raft.append_entries(r).await;
-                if res.as_ref().is_ok_and(|r| r.is_success()) {
+                // Any answer but "my vote is higher" means the sender is this server's leader,
+                // a log conflict included (a new leader's first rounds find where logs part).
+                let from_leader = res
+                    .as_ref()
+                    .is_ok_and(|r| !matches!(r, AppendEntriesResponse::HigherVote(_)));
+                if from_leader {
                     *self.last_contact.lock().expect("contact lock") = Some(Instant::now());
                 }
                 Response::AppendEntries(res)
             }
-            Request::Vote(r) => Response::Vote(self.raft.vote(r).await),
+            Request::Vote(r) => {
+                let res = self.raft.vote(r).await;
+                if res.as_ref().is_ok_and(|r| r.vote_granted) {
+                    *self.voted.lock().expect("vote lock") = Some(Instant::now());
+                }
+                Response::Vote(res)
+            }
             Request::InstallSnapshot(r) => {
                 let res = self.raft.install_snapshot(r).await;
                 *self.last_contact.lock().expect("contact lock") = Some(Instant::now());
@@ -250,6 +271,7 @@ impl Server {
                 self.clone().stand_for_election();
                 Response::Done(Ok(()))
             }
+            Request::PreVote(p) => Response::PreVote(self.answer_pre_vote(p).await),
         }
     }
 

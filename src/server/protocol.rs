@@ -25,7 +25,7 @@ pub use super::autopilot::AutopilotReport;
 use super::id::node_id;
 pub use super::id::NodeId;
 pub use super::state::{CatalogNode, KvEntry, StateCommand};
-use super::types::{ServerNode, TypeConfig};
+use super::types::{LogId, ServerNode, TypeConfig};
 use crate::gossip::{Member, MemberStatus};
 
 /// A server as gossip shows it.
@@ -193,6 +193,23 @@ pub enum Request {
     AutopilotState,
     /// The leader is leaving: stand for election as soon as its lease has run out.
     TimeoutNow,
+    /// Would you vote for me? Asked before standing for election (docs/servers.md, "Elections:
+    /// a pre-vote first"). Keep new variants last: postcard numbers variants.
+    PreVote(PreVote),
+}
+
+/// A pre-vote: "would you vote for me if I stood now?" Changes nothing on either side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreVote {
+    pub candidate: NodeId,
+    /// The asker's last log id: a voter refuses an asker whose log is behind its own.
+    pub last_log_id: Option<LogId>,
+}
+
+/// A voter's answer to a [`PreVote`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreVoteAnswer {
+    pub granted: bool,
 }
 
 /// A server's answer to `PeerStatus`.
@@ -225,6 +242,7 @@ pub enum Response {
     CatalogNodes(Result<(Vec<CatalogNode>, ReadMeta), ApiFailure>),
     SnapshotSave(Result<SavedSnapshot, ApiFailure>),
     AutopilotState(Result<AutopilotReport, String>),
+    PreVote(PreVoteAnswer),
 }
 
 /// A kind of answer on the server port: the payload of one [`Response`] variant. A caller
@@ -260,4 +278,5 @@ answers! {
     CatalogNodes => Result<(Vec<CatalogNode>, ReadMeta), ApiFailure>,
     SnapshotSave => Result<SavedSnapshot, ApiFailure>,
     AutopilotState => Result<AutopilotReport, String>,
+    PreVote => PreVoteAnswer,
 }

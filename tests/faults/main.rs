@@ -191,7 +191,7 @@ fn env_number(key: &str, default: u64) -> u64 {
 #[derive(Clone, Debug)]
 struct Report {
     seed: u64,
-    faults: Vec<(Fault, String, Option<Duration>)>,
+    faults: Vec<FaultRun>,
     acked: usize,
     unknown: usize,
     lost: Vec<String>,
@@ -245,14 +245,29 @@ impl Report {
         if let Err(e) = &self.one_cluster {
             panic!("seed {}: {e}", self.seed);
         }
-        for (f, what, healed) in &self.faults {
+        for f in &self.faults {
             assert!(
-                healed.is_some(),
-                "seed {}: after {f:?} ({what}) no leader was agreed on within {T:?}",
-                self.seed
+                f.healed.is_some(),
+                "seed {}: after {:?} ({}) no leader was agreed on within {T:?}",
+                self.seed,
+                f.fault,
+                f.what
             );
         }
     }
+}
+
+/// One fault of a trial and what it cost.
+#[derive(Clone, Debug)]
+struct FaultRun {
+    fault: Fault,
+    what: String,
+    /// How long after the heal every server agreed on one leader (None: not within [`T`]).
+    healed: Option<Duration>,
+    /// Terms the cluster went through (the highest term after, less the highest before).
+    terms: u64,
+    /// Whether the leader after the heal is another than the one before the fault.
+    leader_changed: bool,
 }
 
 /// Starts a fresh cluster, runs the workload through `faults`, heals, and checks.
@@ -263,14 +278,27 @@ fn trial(seed: u64, faults: &[Fault]) -> Report {
     let load = Workload::start(cluster.addrs(), 2, 3, seed);
     let mut done = Vec::new();
     for (i, &f) in faults.iter().enumerate() {
+        let (term, leader) = (cluster.max_term(), cluster.leader());
         let what = cluster.apply(f, &mut rng);
         let healed = cluster.wait_healthy(T);
+        if healed.is_none() {
+            eprintln!("no agreement after {f:?}:\n{}", cluster.describe());
+        }
+        let terms = cluster.max_term().saturating_sub(term);
+        let leader_changed = cluster.leader() != leader;
         eprintln!(
-            "fault {}/{}: {f:?}: {what}; one leader again after {healed:?}",
+            "fault {}/{}: {f:?}: {what}; one leader again after {healed:?}; {terms} terms, \
+             leader changed: {leader_changed}",
             i + 1,
             faults.len()
         );
-        done.push((f, what, healed));
+        done.push(FaultRun {
+            fault: f,
+            what,
+            healed,
+            terms,
+            leader_changed,
+        });
         // Quiet time between faults: the workload runs on a whole cluster.
         std::thread::sleep(Duration::from_millis(rng.random_range(500..2000)));
     }
@@ -374,7 +402,8 @@ fn print_table(reports: &[Report]) {
          linearizable | one cluster | terms |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    let mut kinds: BTreeMap<Fault, (usize, Duration)> = BTreeMap::new();
+    // Per kind: times, longest heal, terms, leader changes.
+    let mut kinds: BTreeMap<Fault, (usize, Duration, u64, usize)> = BTreeMap::new();
     for (i, r) in reports.iter().enumerate() {
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}→{} |",
@@ -391,10 +420,12 @@ fn print_table(reports: &[Report]) {
             r.terms.0,
             r.terms.1
         );
-        for (f, _, healed) in &r.faults {
-            let k = kinds.entry(*f).or_default();
+        for f in &r.faults {
+            let k = kinds.entry(f.fault).or_default();
             k.0 += 1;
-            k.1 = k.1.max(healed.unwrap_or(T));
+            k.1 = k.1.max(f.healed.unwrap_or(T));
+            k.2 += f.terms;
+            k.3 += usize::from(f.leader_changed);
         }
     }
     let sum = |f: fn(&Report) -> usize| reports.iter().map(f).sum::<usize>();
@@ -410,9 +441,17 @@ fn print_table(reports: &[Report]) {
         reports.iter().filter(|r| r.one_cluster.is_ok()).count(),
         reports.len()
     );
-    println!("\n| fault | times | longest until one leader again |");
-    println!("|---|---|---|");
-    for (f, (n, longest)) in kinds {
-        println!("| {f:?} | {n} | {:.1} s |", longest.as_secs_f64());
+    println!(
+        "\n| fault | times | longest until one leader again (after the heal) | terms per fault | \
+         leader changes per fault |"
+    );
+    println!("|---|---|---|---|---|");
+    for (f, (n, longest, terms, changes)) in kinds {
+        println!(
+            "| {f:?} | {n} | {:.1} s | {:.1} | {:.2} |",
+            longest.as_secs_f64(),
+            terms as f64 / n as f64,
+            changes as f64 / n as f64
+        );
     }
 }

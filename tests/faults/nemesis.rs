@@ -150,6 +150,24 @@ impl Cluster {
         })
     }
 
+    /// One line per server: what it says of the leader and of its own Raft state (printed
+    /// when the servers do not agree in time).
+    pub fn describe(&self) -> String {
+        self.servers
+            .iter()
+            .map(|s| {
+                let leader = QUICK.text(&s.http_addr(), "GET", "/v1/status/leader", b"");
+                let raft = &QUICK.json_get(&s.http_addr(), "/v1/agent/self")["Stats"]["raft"];
+                format!(
+                    "{} ({}): status/leader {:?}, state {}, term {}, leader {}, last_log_index {}, \
+                     commit {}, applied {}\n",
+                    s.name, s.ip, leader, raft["state"], raft["term"], raft["leader"],
+                    raft["last_log_index"], raft["commit_index"], raft["applied_index"]
+                )
+            })
+            .collect()
+    }
+
     /// The highest Raft term any server reports.
     pub fn max_term(&self) -> u64 {
         self.servers

@@ -1,6 +1,7 @@
 //! One `muster agent` process and what a test asks of it: its members, its Raft state, its
 //! cluster's voters, reads and writes; a set of servers; waiting for one agreed leader.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -123,6 +124,14 @@ impl Agent {
         .args(&self.extra)
         .envs(self.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null());
+        // The agent dies with the thread that started it, even when the test process is
+        // killed outright (a timeout) and no Drop runs: no agent outlives its test.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         if self.quiet {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         } else {
