@@ -95,6 +95,10 @@ pub enum Block {
     BadProviderArgs,
     // tests/servers.rs
     LoneOldLeader,
+    // tests/rpc_limits.rs
+    RpcLimits = 100,
+    StoppedServer = 101,
+    FullDisk = 102,
 }
 
 impl Block {
