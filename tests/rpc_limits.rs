@@ -202,3 +202,150 @@ fn a_client_moves_on_from_a_stopped_server_within_the_ping_deadline() {
         || victim.get_consistent("after-stop").as_deref() == Some("v"),
     );
 }
+
+/// A server's disk fills up while the cluster takes writes (its data dir on an 8 MiB tmpfs in
+/// a mount namespace of its own, filled by a filler file). It must not stay a zombie, alive in
+/// gossip with Raft stopped: it logs one line naming its store, the cause and the fix, leaves
+/// gracefully and exits 2; the two others keep committing, and every write acknowledged before
+/// is still there.
+#[test]
+fn a_server_whose_disk_fills_up_says_so_leaves_and_exits() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let net = Block::FullDisk;
+    let flags = server_flags(3, &[&net.ip(1), &net.ip(2)]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let s1 = Agent::start("s1", &net.ip(1), &flags);
+    let s2 = Agent::start("s2", &net.ip(2), &flags);
+    let mut s3 = Agent::spec("s3", &net.ip(3))
+        .args(&flags)
+        .data_on_tmpfs("8m")
+        .start();
+    wait_for_leader(&[&s1, &s2, &s3], T);
+    let store = s3.data_dir().join("raft");
+
+    step(1, "writers commit 16 KiB values through s1 and s2");
+    let addrs = [s1.http_addr(), s2.http_addr()];
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (stop, counter) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let value = vec![b'x'; 16 << 10];
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (addrs, acked, stop, counter, value) = (
+                addrs.clone(),
+                acked.clone(),
+                stop.clone(),
+                counter.clone(),
+                value.clone(),
+            );
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let key = format!("w/{n:05}");
+                    let addr = &addrs[(n + w) % 2];
+                    if let Some((200, _, b)) =
+                        http_full(addr, "PUT", &format!("/v1/kv/{key}"), &value)
+                    {
+                        if b == b"true" {
+                            acked.lock().unwrap().push(key);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_until(T, "the first writes are acknowledged", || {
+        acked.lock().unwrap().len() >= 20
+    });
+
+    step(2, "fill s3's disk");
+    let filler = s3.data_dir_as_seen_by_agent().join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap_or_else(|e| {
+        panic!(
+            "create {}: {e} (is the test run as root?)",
+            filler.display()
+        )
+    });
+    let chunk = vec![0u8; 64 << 10];
+    let full = loop {
+        if let Err(e) = f.write_all(&chunk) {
+            break e;
+        }
+    };
+    drop(f);
+    eprintln!("filler stopped: {full}");
+    assert_eq!(full.raw_os_error(), Some(libc::ENOSPC), "the tmpfs is full");
+    let filled = Instant::now();
+
+    step(3, "s3 says what failed, where, and what to do: one line");
+    wait_until(T, "s3 logs its store failure", || {
+        s3.log().contains("the Raft store in")
+    });
+    let log = s3.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("the Raft store in"))
+        .unwrap()
+        .to_string();
+    eprintln!("s3: {line}");
+    assert_eq!(
+        log.matches("the Raft store in").count(),
+        1,
+        "one line:\n{log}"
+    );
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(
+        line.contains(&store.display().to_string()),
+        "names the store: {line}"
+    );
+    assert!(
+        line.contains("No space left on device"),
+        "names the cause: {line}"
+    );
+    assert!(
+        line.contains("Free space on that disk"),
+        "names the fix: {line}"
+    );
+
+    step(4, "s3 leaves gracefully and exits 2");
+    wait_until(T, "s1 sees s3 left", || s1.sees("s3", "left"));
+    let code = s3.wait_exit(T);
+    eprintln!(
+        "s3 exited {code:?} {:?} after its disk filled",
+        filled.elapsed()
+    );
+    assert_eq!(code, Some(2), "s3 exits non-zero:\n{}", s3.log());
+
+    step(
+        5,
+        "the two others keep committing; s3 is out of their configuration",
+    );
+    let before = acked.lock().unwrap().len();
+    wait_until(T, "more writes are acknowledged after s3 left", || {
+        acked.lock().unwrap().len() >= before + 20
+    });
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    wait_until(T, "s1 and s2 are the voters", || {
+        s1.voters() == ["s1", "s2"]
+    });
+
+    step(6, "every acknowledged write is still there");
+    let acked = acked.lock().unwrap().clone();
+    let (st, body) = http(&s1.http_addr(), "GET", "/v1/kv/w/?keys&consistent").expect("s1 answers");
+    assert_eq!(st, 200, "{body}");
+    let keys: std::collections::BTreeSet<String> = serde_json::from_str(&body).unwrap();
+    let missing: Vec<&String> = acked.iter().filter(|k| !keys.contains(*k)).collect();
+    eprintln!(
+        "{} writes acknowledged, {} missing",
+        acked.len(),
+        missing.len()
+    );
+    assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
+}
