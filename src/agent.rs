@@ -70,6 +70,9 @@ pub enum StopReason {
     Stopped,
     /// The retry-join loop gave up.
     RetryJoinFailed(String),
+    /// Raft stopped on a storage failure (or another fatal error): the agent left the
+    /// cluster and exits non-zero. The text is the line already logged.
+    ServerFailed(String),
 }
 
 /// The agent's sockets, bound before anything starts. The binary binds them from the
@@ -362,7 +365,28 @@ impl Agent {
         if !agent.config.retry_join.is_empty() {
             tokio::spawn(agent.clone().retry_join_forever());
         }
+        if let Some(server) = agent.server.clone() {
+            tokio::spawn(agent.clone().leave_when_failed(server));
+        }
         Ok(agent)
+    }
+
+    /// Waits for this agent's server to fail for good ([`Server::failed`]); then says so in one
+    /// error line, leaves gossip gracefully (the others see it `left`, and the leader removes
+    /// it from the Raft configuration at once, so autopilot can replace it) and stops the
+    /// agent, which exits non-zero. The Raft part of a graceful leave is skipped: Raft has
+    /// stopped here, and the leader's removal does it.
+    async fn leave_when_failed(self: Arc<Self>, server: Arc<Server>) {
+        let line = server.failed().await;
+        tracing::error!("{line}");
+        {
+            let mut done = self.leave_lock.lock().await;
+            if !*done {
+                self.gossip.leave().await;
+                *done = true;
+            }
+        }
+        self.stop(StopReason::ServerFailed(line));
     }
 
     /// Runs `-retry-join` until it succeeds; then, whenever this agent has lost every server it

@@ -118,6 +118,8 @@ async fn run_agent(config: config::RuntimeConfig) -> u8 {
             tracing::error!("{msg}");
             1
         }
+        // Logged when it happened (Agent::leave_when_failed); a storage failure, as at start.
+        StopReason::ServerFailed(_) => 2,
         _ => {
             tracing::info!("agent stopped");
             0

@@ -51,10 +51,8 @@ impl Server {
             self.update_address_book(&members.borrow());
             self.advertise_cluster(&mut advertised_cluster).await;
             let m = self.raft.metrics().borrow().clone();
-            if let Err(fatal) = &m.running_state {
-                tracing::error!(
-                    "Raft stopped: {fatal}; this server cannot take part until restarted"
-                );
+            if m.running_state.is_err() {
+                // Nothing left to do; `Server::failed` tells the agent, which leaves and exits.
                 return;
             }
             let quorum_ok = quorum_log.observe(self.quorum_problem());

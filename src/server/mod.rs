@@ -275,6 +275,49 @@ impl Server {
         }
     }
 
+    /// Resolves if Raft stops on an error it cannot recover from, with one line for the
+    /// operator: what failed, where, and what to do. openraft reports such an error (a log
+    /// append or vote that could not be written: a full disk, an I/O error) as
+    /// `Fatal::StorageError` in its metrics' `running_state` and stops the Raft core, while
+    /// gossip, the RPC port and the HTTP API would carry on: a server alive to every other
+    /// agent that can no longer take part. The agent leaves and exits on it, so that the
+    /// leader removes it and autopilot can replace it. Never resolves on a normal shutdown.
+    pub async fn failed(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                if let Some(line) = self.fatal_line(fatal) {
+                    return line;
+                }
+            }
+            if metrics.changed().await.is_err() {
+                // Raft is gone and said nothing more: a normal shutdown.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The operator's line for a fatal Raft stop; None for a normal one.
+    fn fatal_line(&self, fatal: &openraft::error::Fatal<NodeId>) -> Option<String> {
+        use openraft::error::Fatal;
+        let store = self.cfg.data_dir.join("raft");
+        match fatal {
+            Fatal::Stopped => None,
+            Fatal::StorageError(e) => Some(format!(
+                "the Raft store in {} failed: {e}; Raft has stopped on this server, so it leaves \
+                 the cluster and exits. Free space on that disk or fix the I/O error (see the \
+                 system log), then start the agent again: it rejoins with the data it has",
+                store.display()
+            )),
+            Fatal::Panicked => Some(format!(
+                "Raft stopped after an internal error (a bug: please report it with this log); \
+                 this server leaves the cluster and exits; start the agent again (its data is \
+                 in {}) to rejoin",
+                store.display()
+            )),
+        }
+    }
+
     /// Stops Raft and the server's tasks.
     pub async fn shutdown(&self) {
         for t in self.tasks.lock().expect("tasks lock").drain(..) {

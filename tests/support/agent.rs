@@ -21,6 +21,7 @@ pub struct AgentSpec {
     env: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
     quiet: bool,
+    tmpfs: Option<String>,
 }
 
 impl AgentSpec {
@@ -50,6 +51,15 @@ impl AgentSpec {
         self
     }
 
+    /// The data dir on a tmpfs of `size` (`8m`), mounted in a mount namespace of the agent's
+    /// own (`unshare --mount --propagation private`, as root), so that a test can fill the
+    /// agent's disk and nothing outside is touched. The test reaches the files through
+    /// [`Agent::data_dir_as_seen_by_agent`]; the tmpfs goes away with the process.
+    pub fn data_on_tmpfs(mut self, size: &str) -> AgentSpec {
+        self.tmpfs = Some(size.into());
+        self
+    }
+
     pub fn start(self) -> Agent {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data = self
@@ -66,6 +76,7 @@ impl AgentSpec {
             extra: self.extra,
             env: self.env,
             quiet: self.quiet,
+            tmpfs: self.tmpfs,
             generation: 0,
         };
         a.spawn();
@@ -86,6 +97,8 @@ pub struct Agent {
     pub extra: Vec<String>,
     env: Vec<(String, String)>,
     quiet: bool,
+    /// The size of the tmpfs the data dir is mounted on, if any ([`AgentSpec::data_on_tmpfs`]).
+    tmpfs: Option<String>,
     generation: u32,
 }
 
@@ -104,12 +117,28 @@ impl Agent {
             env: Vec::new(),
             data_dir: None,
             quiet: false,
+            tmpfs: None,
         }
     }
 
     fn spawn(&mut self) {
         self.generation += 1;
-        let mut cmd = Command::new(bin());
+        let mut cmd = match &self.tmpfs {
+            None => Command::new(bin()),
+            Some(size) => {
+                // $0 is the data dir, $1 the size; the rest is the agent's command line.
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                    .arg(
+                        "mkdir -p \"$0\" && mount -t tmpfs -o size=\"$1\" tmpfs \"$0\" \
+                         && shift && exec \"$@\"",
+                    )
+                    .arg(&self.data)
+                    .arg(size)
+                    .arg(bin());
+                c
+            }
+        };
         cmd.args([
             "agent",
             "-node",
@@ -261,6 +290,16 @@ impl Agent {
 
     pub fn data_dir(&self) -> PathBuf {
         self.data.clone()
+    }
+
+    /// The data dir as the agent process sees it: through `/proc/PID/root` when it lives on a
+    /// tmpfs in the agent's own mount namespace ([`AgentSpec::data_on_tmpfs`]).
+    pub fn data_dir_as_seen_by_agent(&self) -> PathBuf {
+        match (&self.tmpfs, self.pid()) {
+            (Some(_), Some(pid)) => PathBuf::from(format!("/proc/{pid}/root"))
+                .join(self.data.strip_prefix("/").unwrap_or(&self.data)),
+            _ => self.data.clone(),
+        }
     }
 
     /// The `Stats` of `/v1/agent/self`, or None while the agent does not answer.

@@ -95,6 +95,10 @@ pub enum Block {
     BadProviderArgs,
     // tests/servers.rs
     LoneOldLeader,
+    // tests/rpc_limits.rs
+    RpcLimits = 100,
+    StoppedServer = 101,
+    FullDisk = 102,
     // tests/faults (each in a network namespace of its own, numbered apart all the same)
     FaultSuite = 110,
     PartitionedLeader = 111,
