@@ -1,7 +1,9 @@
 //! The bootstrap gate's side effects: the loop that asks [`super::gate`] what to do, the
 //! probes and proposals it sends, and Raft's initialisation (docs/servers.md).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,13 +11,62 @@ use openraft::error::{InitializeError, RaftError};
 use rand::RngExt;
 
 use super::error::BootstrapError;
-use super::gate::{self, Decision, Refusal};
+use super::gate::{self, Decision};
 use super::protocol::{server_views, Request, ServerView};
 use super::types::{NodeId, ServerNode};
 use super::{Server, CALL_TIMEOUT};
 
 /// How often the gate repeats an unchanged "why I wait" line.
 const GATE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The bootstrap promise's file in the data dir (docs/state.md, "The bootstrap promise").
+pub(super) const PROMISE_FILE: &str = "bootstrap-promise";
+
+/// `<data_dir>/bootstrap-promise` as written: JSON, the holder as its node UUID.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PromiseFile {
+    /// The proposer promised, or `null`.
+    proposer: Option<uuid::Uuid>,
+    /// Which of its attempts (0 when none is promised).
+    attempt: u64,
+    /// This server's own last attempt as proposer.
+    last_attempt: u64,
+}
+
+/// The promise kept in `data_dir` (none yet: the default). A file that cannot be read is an
+/// error: treating it as "no promise" could break a promise given before.
+pub(super) fn read_promise(data_dir: &Path) -> std::io::Result<gate::Promise> {
+    let path = data_dir.join(PROMISE_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(gate::Promise::default()),
+        Err(e) => return Err(e),
+    };
+    let f: PromiseFile = serde_json::from_slice(&bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok(gate::Promise {
+        held: f.proposer.map(|p| (super::id::node_id(p), f.attempt)),
+        last_attempt: f.last_attempt,
+    })
+}
+
+/// Replaces the promise file atomically and durably: a temporary file, fsynced, renamed over
+/// the old one, then the directory fsynced, so after a crash the file is the old promise or
+/// the new one, never neither.
+fn write_promise(data_dir: &Path, p: &gate::Promise) -> std::io::Result<()> {
+    let f = PromiseFile {
+        proposer: p.held.map(|(id, _)| super::id::node_uuid(id)),
+        attempt: p.held.map_or(0, |(_, a)| a),
+        last_attempt: p.last_attempt,
+    };
+    let tmp = data_dir.join(format!("{PROMISE_FILE}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(&serde_json::to_vec(&f).map_err(std::io::Error::other)?)?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, data_dir.join(PROMISE_FILE))?;
+    std::fs::File::open(data_dir)?.sync_all()
+}
 
 impl Server {
     /// `-bootstrap`: elects this server as a cluster of one, unless it already holds state.
@@ -49,25 +100,90 @@ impl Server {
         self.gate_status.lock().expect("gate lock").clone()
     }
 
+    /// The acceptor side of a proposal ([`gate::accept`]): the promise is on disk before the
+    /// answer leaves, so a crash cannot take a given promise back.
     pub(super) fn accept_proposal(
         &self,
         proposer: NodeId,
+        attempt: u64,
         servers: &[(NodeId, ServerNode)],
-    ) -> Result<(), Refusal> {
-        let name = || self.cfg.name.clone();
-        if self.has_state() {
-            return Err(Refusal::HasState { name: name() });
+    ) -> Result<(), String> {
+        let mut promise = self.promise.lock().expect("promise lock");
+        let next = gate::accept(
+            self.id,
+            &self.cfg.name,
+            self.has_state(),
+            &promise,
+            proposer,
+            attempt,
+            servers,
+        )
+        .map_err(|e| e.to_string())?;
+        self.keep_promise(&mut promise, next)
+    }
+
+    /// `proposer` abandoned its attempts up to `up_to` ([`gate::Promise::release`]).
+    pub(super) fn release_promise(&self, proposer: NodeId, up_to: u64) -> Result<(), String> {
+        let mut promise = self.promise.lock().expect("promise lock");
+        let next = promise.release(proposer, up_to);
+        self.keep_promise(&mut promise, next)
+    }
+
+    /// Writes `next` to `<data_dir>/bootstrap-promise` (fsynced) and only then adopts it.
+    fn keep_promise(&self, promise: &mut gate::Promise, next: gate::Promise) -> Result<(), String> {
+        if next != *promise {
+            write_promise(&self.cfg.data_dir, &next).map_err(|e| {
+                format!(
+                    "{}: cannot record the bootstrap promise in {}: {e}",
+                    self.cfg.name,
+                    self.cfg.data_dir.join(PROMISE_FILE).display()
+                )
+            })?;
+            *promise = next;
         }
-        if !servers.iter().any(|(id, _)| *id == self.id) {
-            return Err(Refusal::NotIncluded { name: name() });
+        Ok(())
+    }
+
+    /// Releases this server's own abandoned attempts at every server of `servers` that has not
+    /// confirmed it yet (`released`). Called only between attempts, so no promise to a live
+    /// attempt is ever released; repeated by the gate loop until every server confirms,
+    /// because a lost release would bind its receiver until this server proposes again.
+    ///
+    /// Never once this server holds Raft state: an `initialize` that failed half-way may have
+    /// written the membership, and the promises behind it must then stand (the model checker
+    /// of tests/gate_model.rs finds two clusters without this check).
+    async fn release_own(&self, servers: &[ServerView], released: &mut BTreeSet<NodeId>) {
+        let up_to = self.promise.lock().expect("promise lock").last_attempt;
+        if up_to == 0 || self.has_state() {
+            return;
         }
-        let views = server_views(&self.gossip.members());
-        self.promise
-            .lock()
-            .expect("promise lock")
-            .offer(proposer, Instant::now(), |holder| {
-                views.iter().any(|v| v.id == holder && v.alive)
-            })
+        let pending: Vec<&ServerView> = servers
+            .iter()
+            .filter(|s| !released.contains(&s.id))
+            .collect();
+        let calls = pending.iter().map(|s| async move {
+            let done = if s.id == self.id {
+                self.release_promise(self.id, up_to)
+            } else {
+                let req = Request::BootstrapRelease {
+                    proposer: self.id,
+                    up_to,
+                };
+                match self.rpc.ask(&s.rpc_addr, req, CALL_TIMEOUT).await {
+                    Ok(done) => done,
+                    Err(e) => Err(e.to_string()),
+                }
+            };
+            (s.id, done)
+        });
+        for (id, done) in futures::future::join_all(calls).await {
+            match done {
+                Ok(()) => {
+                    released.insert(id);
+                }
+                Err(e) => tracing::debug!("bootstrap: release not confirmed yet: {e}"),
+            }
+        }
     }
 
     /// Initialises Raft with exactly `servers` (idempotent for the same membership).
@@ -113,6 +229,9 @@ impl Server {
         }
         let mut members = self.gossip.subscribe();
         let mut last_log: Option<(String, Instant)> = None;
+        // Servers that confirmed the release of this server's abandoned attempts (in memory:
+        // after a restart every server is told again, which is harmless).
+        let mut released = BTreeSet::new();
         loop {
             let views = server_views(&members.borrow_and_update());
             let decision = gate::evaluate(
@@ -136,12 +255,19 @@ impl Server {
                     Err(e) => {
                         tracing::warn!("bootstrap: attempt failed, will retry: {e}");
                         self.set_gate_status(format!("bootstrap attempt failed, retrying: {e}"));
+                        released.clear();
+                        self.release_own(servers, &mut released).await;
                         let pause = rand::rng().random_range(300..1200);
                         tokio::time::sleep(Duration::from_millis(pause)).await;
                         continue;
                     }
                 },
-                waiting => gate::explain_wait(waiting, self.cfg.bootstrap_expect),
+                waiting => {
+                    let alive: Vec<ServerView> =
+                        views.iter().filter(|v| v.alive).cloned().collect();
+                    self.release_own(&alive, &mut released).await;
+                    gate::explain_wait(waiting, self.cfg.bootstrap_expect)
+                }
             };
             let repeat = last_log
                 .as_ref()
@@ -184,28 +310,41 @@ impl Server {
             tracing::error!("bootstrap: {why}");
             return Ok(why);
         }
-        // 2. Propose: every server promises not to bootstrap with anyone else for now.
-        let membership = gate::canonical_membership(servers);
+        // 2. Propose: every server promises not to bootstrap with anyone else until this
+        //    server releases it. The attempt's number is on disk before any proposal leaves.
+        let number = {
+            let mut promise = self.promise.lock().expect("promise lock");
+            let (number, next) = promise.next_attempt();
+            self.keep_promise(&mut promise, next)
+                .map_err(BootstrapError::Refused)?;
+            number
+        };
+        let mut attempt = gate::Attempt::new(number, servers);
+        let membership = attempt.membership.clone();
         let calls = servers.iter().map(|s| async {
             if s.id == self.id {
-                return self
-                    .accept_proposal(self.id, &membership)
-                    .map_err(|e| format!("{}: {e}", s.name));
+                return (s.id, self.accept_proposal(self.id, number, &membership));
             }
             let req = Request::BootstrapPropose {
                 proposer: self.id,
+                attempt: number,
                 servers: membership.clone(),
             };
             let answer: Result<Result<(), String>, _> =
                 self.rpc.ask(&s.rpc_addr, req, CALL_TIMEOUT).await;
-            match answer {
-                Ok(done) => done.map_err(|e| format!("{}: {e}", s.name)),
-                Err(e) => Err(format!("{}: {e}", s.name)),
-            }
+            (s.id, answer.unwrap_or_else(|e| Err(e.to_string())))
         });
-        let results = futures::future::join_all(calls).await;
-        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-            return Err(BootstrapError::Refused(e));
+        let mut progress = gate::Progress::Pending;
+        for (id, answer) in futures::future::join_all(calls).await {
+            progress = attempt.answer(id, answer);
+            if let gate::Progress::Refused(why) = progress {
+                return Err(BootstrapError::Refused(why));
+            }
+        }
+        if progress != gate::Progress::Complete {
+            return Err(BootstrapError::Refused(
+                "not every proposed server answered".into(),
+            ));
         }
         // 3. Initialise here with the canonical membership and stand for election at once. The
         //    others are bound by their promise and receive the same membership from the new

@@ -23,6 +23,14 @@ pub enum StartError {
     /// openraft refused to start on the stored state. Report it; restarting will not help.
     #[error("cannot start Raft: {0}")]
     Raft(String),
+    /// The bootstrap promise file cannot be read. Starting without it could break a promise
+    /// this server gave (docs/state.md): fix or remove the file (see docs/servers.md).
+    #[error("cannot read the bootstrap promise {path}: {source}")]
+    Promise {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why a recovery from a peers file could not be applied (docs/operations.md). The operator

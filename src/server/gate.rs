@@ -2,12 +2,14 @@
 //! may form a new cluster. Pure: no I/O, no clock reads (time comes in as arguments), so every
 //! rule is tested on its own. The protocol is described in docs/servers.md.
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use super::protocol::{PeerStatus, ServerView};
 use super::types::{NodeId, ServerNode};
 
-/// How long a bootstrap promise holds if the proposer goes quiet.
+/// How long a promise held under the old rule ([`LapsingPromise`]) lasted if the proposer went
+/// quiet.
 pub const PROMISE_TTL: Duration = Duration::from_secs(10);
 
 /// What the gate concludes from one look at gossip.
@@ -146,7 +148,6 @@ pub fn canonical_membership(servers: &[ServerView]) -> Vec<(NodeId, ServerNode)>
     m
 }
 
-/// The acceptor side of phase 1: at most one proposer at a time.
 /// Why a server refuses a bootstrap proposal. The proposer pauses and tries again; the text
 /// crosses the RPC port as the answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -158,19 +159,123 @@ pub enum Refusal {
     /// The proposal leaves it out: the proposer's view of gossip is behind. Retry.
     #[error("the proposal does not include {name}")]
     NotIncluded { name: String },
-    /// It promised another live proposer. Retry once that promise lapses ([`PROMISE_TTL`]).
+    /// It promised another proposer, which has not released it. Retry later: the holder
+    /// releases its promises when its attempt fails (docs/servers.md).
     #[error("already promised to bootstrap with server {holder}; retry later")]
     Promised { holder: uuid::Uuid },
+    /// The proposal is older than the attempt of the same proposer this server promised: a
+    /// delayed message. Ignored by the proposer, which has moved on.
+    #[error("attempt {attempt} is older than attempt {promised} already promised")]
+    Stale { attempt: u64, promised: u64 },
 }
 
-#[derive(Debug, Default)]
+/// The checks every acceptor makes before looking at its promise, under either rule: a
+/// server with Raft state never bootstraps again, and a proposal that leaves this server out
+/// was made from a view of gossip that is behind.
+pub fn admit(
+    local: NodeId,
+    name: &str,
+    has_state: bool,
+    servers: &[(NodeId, ServerNode)],
+) -> Result<(), Refusal> {
+    if has_state {
+        return Err(Refusal::HasState { name: name.into() });
+    }
+    if !servers.iter().any(|(id, _)| *id == local) {
+        return Err(Refusal::NotIncluded { name: name.into() });
+    }
+    Ok(())
+}
+
+/// A server's bootstrap promise, as kept in `<data_dir>/bootstrap-promise` (docs/state.md).
+///
+/// The rule (docs/servers.md, "Why at most one cluster"): a promise, once written, binds this
+/// server to its holder for the life of the data dir. It is never lapsed by time or by gossip
+/// (either can be wrong during a partition, and that is how two clusters formed before); it
+/// ends only when the holder itself releases it, which the holder does only for attempts it has
+/// abandoned, or when this server receives Raft state and the question is moot.
+///
+/// Pure: each method returns the value to persist; the caller writes it (fsync) *before*
+/// answering, so no answer is ever sent that a crash could take back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct Promise {
-    held: Option<(NodeId, Instant)>,
+    /// The proposer this server promised, and which of its attempts.
+    pub held: Option<(NodeId, u64)>,
+    /// The number of this server's own last attempt as proposer (0: none yet). Attempts are
+    /// numbered so that a release cannot reach a later attempt than the ones it abandons.
+    pub last_attempt: u64,
 }
 
 impl Promise {
+    /// Accepts attempt `attempt` of `proposer` unless this server is bound to another
+    /// proposer, or already promised a later attempt of the same one. Returns the promise to
+    /// persist before answering yes.
+    pub fn offer(&self, proposer: NodeId, attempt: u64) -> Result<Promise, Refusal> {
+        match self.held {
+            Some((holder, _)) if holder != proposer => Err(Refusal::Promised {
+                holder: super::types::node_uuid(holder),
+            }),
+            Some((_, promised)) if promised > attempt => Err(Refusal::Stale { attempt, promised }),
+            _ => Ok(Promise {
+                held: Some((proposer, attempt)),
+                ..*self
+            }),
+        }
+    }
+
+    /// The holder `proposer` abandoned every attempt up to `up_to`: a promise to one of them
+    /// ends. A promise to a later attempt is kept (the release is a delayed message).
+    pub fn release(&self, proposer: NodeId, up_to: u64) -> Promise {
+        match self.held {
+            Some((holder, attempt)) if holder == proposer && attempt <= up_to => Promise {
+                held: None,
+                ..*self
+            },
+            _ => *self,
+        }
+    }
+
+    /// This server starts an attempt of its own as proposer: its number, and the promise to
+    /// persist before any proposal is sent (so that a restarted server never reuses a number).
+    pub fn next_attempt(&self) -> (u64, Promise) {
+        let n = self.last_attempt + 1;
+        (
+            n,
+            Promise {
+                last_attempt: n,
+                ..*self
+            },
+        )
+    }
+}
+
+/// The acceptor side of a proposal under the durable rule: [`admit`], then [`Promise::offer`].
+/// Returns the promise to persist before answering yes.
+pub fn accept(
+    local: NodeId,
+    name: &str,
+    has_state: bool,
+    promise: &Promise,
+    proposer: NodeId,
+    attempt: u64,
+    servers: &[(NodeId, ServerNode)],
+) -> Result<Promise, Refusal> {
+    admit(local, name, has_state, servers)?;
+    promise.offer(proposer, attempt)
+}
+
+/// The rule before issue 10, kept only so that `tests/gate_model.rs` can show the model
+/// checker finding the double initialisation it allows (docs/servers.md): a promise held in
+/// memory that lapses after [`PROMISE_TTL`] or as soon as gossip shows the holder dead, and is
+/// forgotten on restart. The agent no longer uses it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct LapsingPromise {
+    held: Option<(NodeId, Instant)>,
+}
+
+impl LapsingPromise {
     /// Accepts `proposer` unless a promise to another live proposer holds.
-    /// `proposer_alive` says whether the current holder is still alive in gossip.
+    /// `holder_alive` says whether the current holder is still alive in gossip.
     pub fn offer(
         &mut self,
         proposer: NodeId,
@@ -187,6 +292,66 @@ impl Promise {
         }
         self.held = Some((proposer, now));
         Ok(())
+    }
+}
+
+/// Where one attempt of the proposer stands: what it proposed, and who has promised.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Attempt {
+    /// Its number ([`Promise::next_attempt`]); every proposal and release carries it.
+    pub number: u64,
+    /// The canonical membership proposed, and initialised if every member promises.
+    pub membership: Vec<(NodeId, ServerNode)>,
+    promised: BTreeSet<NodeId>,
+}
+
+/// What an answer to a proposal leaves the proposer to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Answers are still missing.
+    Pending,
+    /// Every member promised: initialise Raft with [`Attempt::membership`].
+    Complete,
+    /// A member refused or could not be reached: abandon the attempt (release its promises,
+    /// back off, re-evaluate). The text says who and why.
+    Refused(String),
+}
+
+impl Attempt {
+    /// Attempt `number` proposing every server of `servers` (the gate's [`Decision::Propose`]).
+    pub fn new(number: u64, servers: &[ServerView]) -> Attempt {
+        Attempt {
+            number,
+            membership: canonical_membership(servers),
+            promised: BTreeSet::new(),
+        }
+    }
+
+    /// Records `from`'s answer. Only a promise from every member completes the attempt; one
+    /// refusal ends it, and an answer from outside the membership changes nothing.
+    pub fn answer(&mut self, from: NodeId, answer: Result<(), String>) -> Progress {
+        let Some((_, node)) = self.membership.iter().find(|(id, _)| *id == from) else {
+            return self.progress();
+        };
+        match answer {
+            Ok(()) => {
+                self.promised.insert(from);
+                self.progress()
+            }
+            Err(why) => Progress::Refused(format!("{}: {why}", node.name)),
+        }
+    }
+
+    fn progress(&self) -> Progress {
+        if self
+            .membership
+            .iter()
+            .all(|(id, _)| self.promised.contains(id))
+        {
+            Progress::Complete
+        } else {
+            Progress::Pending
+        }
     }
 }
 
@@ -328,8 +493,8 @@ mod tests {
     }
 
     #[test]
-    fn one_promise_at_a_time_until_it_lapses() {
-        let mut p = Promise::default();
+    fn the_old_rule_lapsed_by_time_or_gossip() {
+        let mut p = LapsingPromise::default();
         let t0 = Instant::now();
         assert!(p.offer(1, t0, |_| true).is_ok());
         assert!(
@@ -342,5 +507,65 @@ mod tests {
             "the holder left gossip"
         );
         assert!(p.offer(3, t0 + PROMISE_TTL * 3, |_| true).is_ok(), "lapsed");
+    }
+
+    #[test]
+    fn a_durable_promise_binds_until_its_holder_releases_it() {
+        let p = Promise::default().offer(1, 4).unwrap();
+        assert_eq!(p.held, Some((1, 4)));
+        assert!(
+            matches!(p.offer(2, 1), Err(Refusal::Promised { .. })),
+            "bound to 1, whatever time or gossip say"
+        );
+        assert_eq!(p.offer(1, 5).unwrap().held, Some((1, 5)), "a later attempt");
+        assert!(
+            matches!(p.offer(1, 3), Err(Refusal::Stale { .. })),
+            "a delayed proposal of an earlier attempt"
+        );
+        assert_eq!(p.release(2, 9), p, "only the holder releases");
+        assert_eq!(p.release(1, 3), p, "a delayed release of earlier attempts");
+        let free = p.release(1, 4);
+        assert_eq!(free.held, None);
+        assert!(free.offer(2, 1).is_ok());
+    }
+
+    #[test]
+    fn attempts_are_numbered_and_the_number_is_kept() {
+        let (n, p) = Promise::default().next_attempt();
+        assert_eq!((n, p.last_attempt), (1, 1));
+        let p = p.offer(7, 2).unwrap();
+        let (n, q) = p.next_attempt();
+        assert_eq!((n, q.held), (2, Some((7, 2))));
+    }
+
+    #[test]
+    fn acceptance_needs_no_state_inclusion_and_a_free_promise() {
+        let m = canonical_membership(&[s(1, Some(3)), s(2, Some(3))]);
+        let p = Promise::default();
+        assert!(matches!(
+            accept(2, "s2", true, &p, 1, 1, &m),
+            Err(Refusal::HasState { .. })
+        ));
+        assert!(matches!(
+            accept(3, "s3", false, &p, 1, 1, &m),
+            Err(Refusal::NotIncluded { .. })
+        ));
+        assert_eq!(
+            accept(2, "s2", false, &p, 1, 1, &m).unwrap().held,
+            Some((1, 1))
+        );
+    }
+
+    #[test]
+    fn an_attempt_completes_only_with_every_member_promised() {
+        let v = [s(1, Some(3)), s(2, Some(3)), s(3, Some(3))];
+        let mut a = Attempt::new(1, &v);
+        assert_eq!(a.answer(1, Ok(())), Progress::Pending);
+        assert_eq!(a.answer(9, Ok(())), Progress::Pending, "not a member");
+        assert_eq!(a.answer(2, Ok(())), Progress::Pending);
+        assert_eq!(a.answer(2, Ok(())), Progress::Pending, "a duplicate");
+        let mut b = a.clone();
+        assert_eq!(a.answer(3, Ok(())), Progress::Complete);
+        assert!(matches!(b.answer(3, Err("no".into())), Progress::Refused(w) if w == "s3: no"));
     }
 }

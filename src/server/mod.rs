@@ -106,7 +106,8 @@ pub struct Server {
     base_tags: Tags,
     /// The gate's latest explanation, for `muster info`.
     gate_status: Mutex<String>,
-    /// The bootstrap promise this server gave a proposer, if any (docs/servers.md).
+    /// The bootstrap promise this server gave a proposer, if any, and its own last attempt:
+    /// a copy of `<data_dir>/bootstrap-promise`, changed only after the file (docs/servers.md).
     promise: Mutex<gate::Promise>,
     /// When this server last heard from a leader (AppendEntries handled): `last_contact` in
     /// reads' metadata and `muster info`, and the wait before standing for election.
@@ -165,6 +166,15 @@ impl Server {
             tracing::warn!("{summary}");
         }
         let (log, sm) = store::open(&cfg.data_dir.join("raft"))?;
+        let promise =
+            bootstrap::read_promise(&cfg.data_dir).map_err(|source| StartError::Promise {
+                path: cfg
+                    .data_dir
+                    .join(bootstrap::PROMISE_FILE)
+                    .display()
+                    .to_string(),
+                source,
+            })?;
         let id = node_id(cfg.node_id);
         let rpc = RpcClient::new(listener.local_addr().ok().map(|a| a.ip()));
         let raft_cfg = Arc::new(raft_config(cfg.raft_multiplier)?);
@@ -197,7 +207,7 @@ impl Server {
             gossip,
             base_tags,
             gate_status: Mutex::new(String::new()),
-            promise: Mutex::new(gate::Promise::default()),
+            promise: Mutex::new(promise),
             last_contact: Mutex::new(None),
             voted: Mutex::new(None),
             lease,
@@ -253,10 +263,14 @@ impl Server {
                 Response::InstallSnapshot(res)
             }
             Request::PeerStatus => Response::PeerStatus(self.status()),
-            Request::BootstrapPropose { proposer, servers } => Response::Done(
-                self.accept_proposal(proposer, &servers)
-                    .map_err(|e| e.to_string()),
-            ),
+            Request::BootstrapPropose {
+                proposer,
+                attempt,
+                servers,
+            } => Response::Done(self.accept_proposal(proposer, attempt, &servers)),
+            Request::BootstrapRelease { proposer, up_to } => {
+                Response::Done(self.release_promise(proposer, up_to))
+            }
             Request::RemovePeer { id } => {
                 Response::Done(self.remove_peer_here(id).await.map_err(|e| e.to_string()))
             }

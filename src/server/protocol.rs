@@ -172,9 +172,12 @@ pub enum Request {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// What the bootstrap gate asks every server before forming a cluster.
     PeerStatus,
-    /// Bootstrap phase 1: promise not to bootstrap with anyone else for a while.
+    /// Bootstrap: promise not to bootstrap with anyone else until `proposer` releases this
+    /// server (the promise is kept on disk; docs/servers.md).
     BootstrapPropose {
         proposer: NodeId,
+        /// Which of the proposer's attempts this is; a release names the attempts it ends.
+        attempt: u64,
         servers: Vec<(NodeId, ServerNode)>,
     },
     /// Remove a server from the Raft configuration (sent to the leader).
@@ -193,10 +196,17 @@ pub enum Request {
     AutopilotState,
     /// The leader is leaving: stand for election as soon as its lease has run out.
     TimeoutNow,
+    /// Bootstrap: `proposer` abandoned its attempts up to `up_to`; a promise to one of them
+    /// ends. Last, so that the variants before it keep their postcard numbers.
+    BootstrapRelease {
+        proposer: NodeId,
+        up_to: u64,
+    },
     /// Would you vote for me? Asked before standing for election (docs/servers.md, "Elections:
     /// a pre-vote first"). Keep new variants last: postcard numbers variants.
     PreVote(PreVote),
 }
+
 
 /// A pre-vote: "would you vote for me if I stood now?" Changes nothing on either side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,7 @@ use uuid::Uuid;
 pub use super::id::{node_id, node_uuid, NodeId};
 
 /// A server as Raft knows it: where its RPC port is, and its node name for display.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ServerNode {
     /// `ip:port` of the server RPC listener.
     pub addr: String,
