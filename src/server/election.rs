@@ -230,7 +230,10 @@ mod tests {
         assert!(won(std::slice::from_ref(&one), &set(&[1, 2])));
         assert!(!won(std::slice::from_ref(&one), &set(&[1])));
         let five = set(&[1, 2, 3, 4, 5]);
-        assert!(!won(std::slice::from_ref(&five), &set(&[1, 2])), "two of five");
+        assert!(
+            !won(std::slice::from_ref(&five), &set(&[1, 2])),
+            "two of five"
+        );
         assert!(won(&[five], &set(&[1, 2, 3])));
         // A joint change from {1,2,3} to {3,4,5}: a majority of each.
         let new = set(&[3, 4, 5]);

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
@@ -68,26 +69,56 @@ impl AddressBook {
     }
 }
 
-/// When each server last acknowledged an AppendEntries from this one (the leader's view of
-/// "last contact", which openraft 0.9 does not report per server).
+/// What the leader knows of each server's answers: when it last answered an AppendEntries
+/// (autopilot's "last contact", which openraft 0.9 does not report per server), and the
+/// newest AppendEntries it accepted, by term and by the instant it was *sent* (the lease,
+/// [`Contacts::accepted_within`]).
 #[derive(Clone, Default)]
-pub struct Contacts(Arc<RwLock<HashMap<NodeId, std::time::Instant>>>);
+pub struct Contacts(Arc<RwLock<ContactBook>>);
+
+#[derive(Default)]
+struct ContactBook {
+    answered: HashMap<NodeId, Instant>,
+    accepted: HashMap<NodeId, (u64, Instant)>,
+}
 
 impl Contacts {
-    fn record(&self, id: NodeId) {
-        self.0
-            .write()
-            .expect("contacts lock")
-            .insert(id, std::time::Instant::now());
+    /// `id` answered an AppendEntries of `term` sent at `sent`; `accepted` unless it answered
+    /// that its vote is higher (then this server is not its leader).
+    fn record(&self, id: NodeId, term: u64, sent: Instant, accepted: bool) {
+        let mut book = self.0.write().expect("contacts lock");
+        book.answered.insert(id, Instant::now());
+        if accepted {
+            let newer = book
+                .accepted
+                .get(&id)
+                .is_none_or(|&(t, at)| (t, at) < (term, sent));
+            if newer {
+                book.accepted.insert(id, (term, sent));
+            }
+        }
     }
 
     /// How long ago `id` last answered, if ever.
-    pub fn since(&self, id: NodeId) -> Option<std::time::Duration> {
+    pub fn since(&self, id: NodeId) -> Option<Duration> {
         self.0
             .read()
             .expect("contacts lock")
+            .answered
             .get(&id)
             .map(|t| t.elapsed())
+    }
+
+    /// Whether `id` accepted an AppendEntries of `term` sent less than `lease` ago, read on
+    /// the clock now: a follower that accepted it refuses every vote for a lease from its
+    /// arrival, which is later than its sending.
+    pub fn accepted_within(&self, id: NodeId, term: u64, lease: Duration) -> bool {
+        self.0
+            .read()
+            .expect("contacts lock")
+            .accepted
+            .get(&id)
+            .is_some_and(|&(t, sent)| t == term && sent.elapsed() < lease)
     }
 }
 
@@ -167,13 +198,15 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                 PayloadTooLarge::new_entries_hint(fit as u64),
             ));
         }
+        let (term, sent) = (rpc.vote.leader_id().term, Instant::now());
         let answer: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> = self
             .rpc
             .ask(&self.addr(), Request::AppendEntries(rpc), option.hard_ttl())
             .await
             .map_err(|e| self.failure(e, RPCTypes::AppendEntries))?;
         let r = answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))?;
-        self.contacts.record(self.target);
+        let accepted = !matches!(r, AppendEntriesResponse::HigherVote(_));
+        self.contacts.record(self.target, term, sent, accepted);
         Ok(r)
     }
 

@@ -207,7 +207,6 @@ pub enum Request {
     PreVote(PreVote),
 }
 
-
 /// A pre-vote: "would you vote for me if I stood now?" Changes nothing on either side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreVote {

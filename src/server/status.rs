@@ -124,26 +124,21 @@ impl Server {
     /// may answer as the leader" (`/v1/status/leader`, default-mode reads, writes,
     /// `X-Consul-KnownLeader`; docs/servers.md, "Leadership under a lost quorum").
     ///
-    /// It is Leader, and either it is the only voter (its own acknowledgement is a quorum:
-    /// `-dev`, `-bootstrap`), or openraft's `millis_since_quorum_ack` is at most one lease
-    /// (`election_timeout_max`, 200 ms × raft_multiplier).
+    /// It is Leader, it has applied an entry of its own term, and either it is the only voter
+    /// (its own acknowledgement is a quorum: `-dev`, `-bootstrap`), or a majority of every
+    /// configuration accepted an AppendEntries of its term **sent less than one lease ago**
+    /// (`election_timeout_max`, 200 ms × raft_multiplier), read on the clock now.
     ///
-    /// Why one lease: that value is the age of the newest instant `t` a quorum acknowledged
-    /// (the time the leader *sent* the AppendEntries they answered). A follower refuses every
-    /// vote for a lease after it accepts an AppendEntries and stands for election itself only a
-    /// lease plus an election timeout (≥ 100 ms × multiplier) after it last heard from its
-    /// leader, so no other leader can exist before `t + lease + election_timeout_min`. openraft
-    /// refreshes the metric at every turn of its loop, at least every tick (60 ms ×
-    /// multiplier), so a reading within one lease is served before `t + lease + 60 ms`: inside
-    /// that window, with margin. A multiple of the lease would leave a window in which a
-    /// deposed leader still serves stale reads. On a healthy leader the value stays under one
-    /// heartbeat round (60 ms plus a round trip), so one lease tolerates a few missed rounds.
-    ///
-    /// `None` means no quorum has acknowledged this leader since it took office: a leader
-    /// restored from disk alone (its vote is committed, so openraft makes it leader at once,
-    /// with no follower to confirm it), and for a round trip after every election. The latter
-    /// is covered by the callers' retry ([`crate::client::HOLD`]), the former is what this
-    /// test exists for.
+    /// Why the send time, and why now: a follower refuses every vote for a lease after it
+    /// accepts an AppendEntries, so no other leader can be elected before `sent + lease`
+    /// by a majority that accepted it. openraft's own `millis_since_quorum_ack` is a figure
+    /// computed when its core last reported, which goes stale while the process is paused or
+    /// starved: a leader resumed after SIGSTOP answered default reads from before the pause.
+    /// Why its own term: entries the previous leader committed are known committed here only
+    /// once an entry of this term commits; until it is applied, local state may lack an
+    /// acknowledged write. Right after an election both take a round trip: the callers' retry
+    /// ([`crate::client::HOLD`]) covers it. A leader restored from disk alone (openraft makes
+    /// it leader at once, its vote being committed) never passes: no follower confirms it.
     pub fn leads_with_lease(&self) -> bool {
         self.lease_confirmed(&self.raft.metrics().borrow())
     }
@@ -153,13 +148,21 @@ impl Server {
         if m.state != ServerState::Leader {
             return false;
         }
-        let membership = m.membership_config.membership();
-        let mut voters = membership.voter_ids();
-        if voters.next() == Some(self.id) && voters.next().is_none() {
-            return true;
+        let term = m.current_term;
+        if m.last_applied.is_none_or(|l| l.leader_id.term != term) {
+            return false;
         }
-        m.millis_since_quorum_ack
-            .is_some_and(|ms| u128::from(ms) <= self.lease.as_millis())
+        let joint = m.membership_config.membership().get_joint_config();
+        !joint.is_empty()
+            && joint.iter().all(|config| {
+                let confirmed = config
+                    .iter()
+                    .filter(|&&v| {
+                        v == self.id || self.contacts.accepted_within(v, term, self.lease)
+                    })
+                    .count();
+                confirmed * 2 > config.len()
+            })
     }
 
     /// The leader this server knows, by id: a follower's leader, or itself while its lease is

@@ -122,6 +122,84 @@ fn a_partitioned_leader_serves_no_stale_read() {
     });
 }
 
+/// A leader paused (SIGSTOP) while the others elect a new leader and overwrite the key, with
+/// default-mode reads queued on its HTTP port meanwhile: resumed, it must not answer them
+/// with the old value. What it last heard from a quorum was fresh when it was paused; only
+/// the clock read at the moment of answering tells it that its lease is long gone.
+#[test]
+fn a_paused_leader_serves_no_stale_read() {
+    let net = Block::PausedLeader;
+    step(1, "three servers form; k = v1 is written");
+    let s = servers(
+        net,
+        3,
+        3,
+        &["-retry-join", &net.ip(1), "-retry-join", &net.ip(2)],
+    );
+    let refs: Vec<&Agent> = s.iter().collect();
+    let old = wait_for_leader(&refs, T);
+    s[old].put("k", "v1");
+
+    step(
+        2,
+        "the leader is paused; the other two elect a leader and overwrite k = v2",
+    );
+    s[old].signal(libc::SIGSTOP);
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    wait_until(T, "k = v2 is acknowledged by the other two", || {
+        others.iter().any(|&i| {
+            http_full(&s[i].http_addr(), "PUT", "/v1/kv/k", b"v2")
+                .is_some_and(|(st, _, b)| st == 200 && b.trim_ascii() == b"true")
+        })
+    });
+
+    step(
+        3,
+        "default reads are queued on the paused leader, then it is resumed",
+    );
+    let addr = s[old].http_addr();
+    let readers: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = addr.clone();
+            std::thread::spawn(move || http_full(&addr, "GET", "/v1/kv/k?raw", b""))
+        })
+        .collect();
+    // The requests must be in the paused server's socket queue before it resumes: its kernel
+    // accepts the connections, nothing answers them.
+    wait_until(T, "eight connections wait on the paused leader", || {
+        established_to(&addr) >= 8
+    });
+    s[old].signal(libc::SIGCONT);
+    for r in readers {
+        let (st, _, body) = r.join().expect("reader").expect("an answer");
+        assert!(
+            !(st == 200 && body == b"v1"),
+            "the resumed old leader answered a default read with the overwritten v1"
+        );
+    }
+    wait_until(T, "the old leader reads v2", || {
+        s[old].get_consistent("k").as_deref() == Some("v2")
+    });
+}
+
+/// Established TCP connections to `addr` (`ip:port`), from /proc/net/tcp.
+fn established_to(addr: &str) -> usize {
+    let (ip, port) = addr.rsplit_once(':').expect("ip:port");
+    let ip: std::net::Ipv4Addr = ip.parse().expect("IPv4");
+    let port: u16 = port.parse().expect("port");
+    // /proc/net/tcp shows the local address as little-endian hex: 127.0.0.1:8500 is
+    // 0100007F:2134. State 01 is ESTABLISHED.
+    let want = format!("{:08X}:{port:04X}", u32::from_le_bytes(ip.octets()));
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1] == want && f[3] == "01"
+        })
+        .count()
+}
+
 /// One trial in the test command: every kind of fault once, in a seeded random order.
 #[test]
 fn fault_suite_short() {

@@ -102,6 +102,7 @@ pub enum Block {
     // tests/faults (each in a network namespace of its own, numbered apart all the same)
     FaultSuite = 110,
     PartitionedLeader = 111,
+    PausedLeader = 112,
 }
 
 impl Block {
