@@ -407,6 +407,19 @@ fn trial(seed: u64, faults: &[Fault]) -> Report {
         .collect();
 
     let verdict = checker::check(&register, CHECKER_STEPS);
+    if verdict != Verdict::Linearizable {
+        // Kept for a look: one line per operation, in call order (under target/tmp).
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("fault-history-{seed}.txt"));
+        let mut ops = register.clone();
+        ops.sort_by_key(|e| e.call);
+        let text: String = ops
+            .iter()
+            .map(|e| format!("{} {:?} {:?}\n", e.call, e.ret, e.op))
+            .collect();
+        let _ = std::fs::write(&path, text);
+        eprintln!("the register history is in {}", path.display());
+    }
     Report {
         seed,
         faults: done,
