@@ -24,7 +24,7 @@ use uuid::Uuid;
 pub use super::autopilot::AutopilotReport;
 use super::id::node_id;
 pub use super::id::NodeId;
-pub use super::state::{CatalogNode, KvEntry, StateCommand};
+pub use super::state::{CatalogNode, KvEntry, RequestId, StateCommand, Write};
 use super::types::{ServerNode, TypeConfig};
 use crate::gossip::{Member, MemberStatus};
 
@@ -183,7 +183,8 @@ pub enum Request {
     },
     /// A KV read, answered by this server or forwarded to the leader (docs/state.md).
     KvRead(ReadRequest),
-    /// A change to the replicated state, carried out by the leader.
+    /// A change to the replicated state, carried out by the leader, from an agent of a version
+    /// before request ids: applied as often as it arrives.
     Write(StateCommand),
     /// The catalog's nodes.
     CatalogNodes(Consistency),
@@ -193,6 +194,10 @@ pub enum Request {
     AutopilotState,
     /// The leader is leaving: stand for election as soon as its lease has run out.
     TimeoutNow,
+    /// A change to the replicated state with its request id, carried out by the leader at
+    /// most once per id (docs/state.md, "Request ids"). Answered with `Response::Write`.
+    /// Kept after every older variant: postcard numbers variants.
+    WriteOnce(Write),
 }
 
 /// A server's answer to `PeerStatus`.
