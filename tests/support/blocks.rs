@@ -96,6 +96,7 @@ pub enum Block {
     // tests/servers.rs
     LoneOldLeader,
     // tests/faults (each in a network namespace of its own, numbered apart all the same)
+    RetriedLock = 105,
     FaultSuite = 110,
     PartitionedLeader = 111,
 }
