@@ -5,7 +5,7 @@
 //! (`RaftCore::append_to_log` awaits the flush). With one entry per write, a leader therefore
 //! commits one write per fsync, serially, while its followers and its own CPU sit idle. Here
 //! writes that arrive while earlier ones are in flight queue up, and the queue goes into the
-//! next entry as one `Command::Batch`: the fsync, the AppendEntries round trip and the apply are
+//! next entry as one `Command::Writes`: the fsync, the AppendEntries round trip and the apply are
 //! shared by the whole batch. This is the proposal batching etcd's raft loop and hashicorp/raft's
 //! `applyCh` draining do, moved above openraft because its 0.9 API takes one entry per call.
 
