@@ -3,7 +3,9 @@
 //!
 //! Both retry for up to [`HOLD`] (Consul's `rpc_hold_timeout`, 7 s, docs/reference/consul.md)
 //! while there is no leader or no reachable server, so an election or one dead server is
-//! invisible to callers beyond a short delay.
+//! invisible to callers beyond a short delay. A write gets its request id here, once, before
+//! its first attempt: every retry and forward carries the same id, and the leader applies it
+//! once (docs/state.md, "Request ids").
 //!
 //! [`Client`] holds only the handles this needs (gossip, the agent's own server if it is one,
 //! the RPC connections), not the agent, and speaks [`crate::server::protocol`].
@@ -16,13 +18,19 @@ use std::time::{Duration, Instant};
 use crate::gossip::Gossip;
 use crate::server::protocol::{
     server_views, Answer, ApiFailure, CatalogNode, Consistency, KvAnswer, NodeId, PeerStatus,
-    ReadMeta, ReadRequest, Request, SavedSnapshot, StateCommand, WriteOutcome,
+    ReadMeta, ReadRequest, Request, SavedSnapshot, StateCommand, Write, WriteOutcome,
 };
 use crate::server::rpc::RpcClient;
 use crate::server::Server;
 
 /// How long a request keeps retrying while the cluster has no leader or no server answers.
 pub const HOLD: Duration = Duration::from_secs(7);
+
+/// No attempt of a write starts later than this after its first: a client agent's failover
+/// after a timeout of one server (10 s) may otherwise run past [`HOLD`] by one timeout per
+/// server. The leader remembers request ids for longer than this window and a connect
+/// timeout (docs/state.md, "Why the bound is safe").
+pub const RETRY_WINDOW: Duration = Duration::from_secs(20);
 
 /// Which server a client tried last; it starts there next time.
 static NEXT_SERVER: AtomicUsize = AtomicUsize::new(0);
@@ -48,9 +56,11 @@ impl Client {
     }
 
     /// Sends `req` (made fresh for each attempt) to a live server, failing over between them.
+    /// No attempt starts after `last_start`, if given (writes: [`RETRY_WINDOW`]).
     async fn forward<A: Answer>(
         &self,
         timeout: Duration,
+        last_start: Option<Instant>,
         req: impl Fn() -> Request,
     ) -> Result<A, ApiFailure> {
         let deadline = Instant::now() + HOLD;
@@ -66,6 +76,9 @@ impl Client {
             let start = NEXT_SERVER.load(Ordering::Relaxed);
             for k in 0..servers.len() {
                 let s = &servers[(start + k) % servers.len()];
+                if last_start.is_some_and(|t| Instant::now() >= t) {
+                    return Err(last);
+                }
                 match self.rpc.ask(&s.rpc_addr, req(), timeout).await {
                     Ok(answer) => {
                         NEXT_SERVER.store((start + k) % servers.len(), Ordering::Relaxed);
@@ -92,12 +105,13 @@ impl Client {
     async fn forward_api<T>(
         &self,
         timeout: Duration,
+        last_start: Option<Instant>,
         req: impl Fn() -> Request,
     ) -> Result<T, ApiFailure>
     where
         Result<T, ApiFailure>: Answer,
     {
-        self.forward(timeout, req).await?
+        self.forward(timeout, last_start, req).await?
     }
 
     /// A KV read, from this server or through one.
@@ -107,7 +121,7 @@ impl Client {
             match &self.server {
                 Some(s) => s.kv_read(req.clone()).await,
                 None => {
-                    self.forward_api(timeout, || Request::KvRead(req.clone()))
+                    self.forward_api(timeout, None, || Request::KvRead(req.clone()))
                         .await
                 }
             }
@@ -115,14 +129,22 @@ impl Client {
         .await
     }
 
-    /// A change to the replicated state, acknowledged once committed by a quorum.
+    /// A change to the replicated state, acknowledged once committed by a quorum. Applied
+    /// once however often it is retried: its request id is made here, once.
     pub async fn write(&self, cmd: StateCommand) -> Result<WriteOutcome, ApiFailure> {
+        let w = Write {
+            id: Some(uuid::Uuid::new_v4()),
+            cmd,
+        };
+        let last_start = Instant::now() + RETRY_WINDOW;
         hold(|| async {
             match &self.server {
-                Some(s) => s.write(cmd.clone()).await,
+                Some(s) => s.write(w.clone()).await,
                 None => {
-                    self.forward_api(Duration::from_secs(10), || Request::Write(cmd.clone()))
-                        .await
+                    self.forward_api(Duration::from_secs(10), Some(last_start), || {
+                        Request::WriteOnce(w.clone())
+                    })
+                    .await
                 }
             }
         })
@@ -138,7 +160,7 @@ impl Client {
             match &self.server {
                 Some(s) => s.catalog_nodes(c).await,
                 None => {
-                    self.forward_api(Duration::from_secs(10), || Request::CatalogNodes(c))
+                    self.forward_api(Duration::from_secs(10), None, || Request::CatalogNodes(c))
                         .await
                 }
             }
@@ -152,7 +174,7 @@ impl Client {
             match &self.server {
                 Some(s) => s.snapshot_save().await,
                 None => {
-                    self.forward_api(Duration::from_secs(30), || Request::SnapshotSave)
+                    self.forward_api(Duration::from_secs(30), None, || Request::SnapshotSave)
                         .await
                 }
             }

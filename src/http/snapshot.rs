@@ -103,7 +103,7 @@ pub fn verify(file: &[u8]) -> Result<(Header, &[u8]), SnapshotFileError> {
     if digest != header.sha256 {
         return Err(SnapshotFileError::Corrupted);
     }
-    postcard::from_bytes::<SnapshotBody>(data).map_err(SnapshotFileError::Undecodable)?;
+    SnapshotBody::decode(data).map_err(SnapshotFileError::Undecodable)?;
     Ok((header, data))
 }
 

@@ -13,7 +13,7 @@ use super::protocol::{
     Answer, ApiFailure, Consistency, KvAnswer, KvQuery, ReadMeta, ReadRequest, Request,
     SavedSnapshot, WriteOutcome,
 };
-use super::state::{CatalogNode, KvScope, StateCommand};
+use super::state::{CatalogNode, KvScope, Write};
 use super::Server;
 
 /// Longest blocking wait (Consul's max_query_time).
@@ -215,25 +215,26 @@ impl Server {
         }
     }
 
-    /// Commits a change through the leader; acknowledged once a quorum has it.
+    /// Commits a change through the leader; acknowledged once a quorum has it. A write whose
+    /// request id was applied before is not applied again: the answer is its first outcome.
     ///
     /// A leader without a confirmed lease proposes nothing and answers "No cluster leader" at
     /// once (the write is then certainly not applied, and the callers' hold retries it). A
     /// proposed write that has not committed after [`COMMIT_WAIT`] is answered with a failure
     /// saying it may still commit.
-    pub async fn write(&self, cmd: StateCommand) -> Result<WriteOutcome, ApiFailure> {
+    pub async fn write(&self, w: Write) -> Result<WriteOutcome, ApiFailure> {
         // Leadership can move between the check and the write: retry once through the new one.
         for _ in 0..2 {
             match self.leadership() {
                 Leadership::Elsewhere => {
                     return self
-                        .forward(Request::Write(cmd), Duration::from_secs(10))
+                        .forward(Request::WriteOnce(w), Duration::from_secs(10))
                         .await
                 }
                 Leadership::Unconfirmed => return Err(ApiFailure::NoLeader),
                 Leadership::Here => {}
             }
-            match tokio::time::timeout(COMMIT_WAIT, self.batcher.write(cmd.clone())).await {
+            match tokio::time::timeout(COMMIT_WAIT, self.batcher.write(w.clone())).await {
                 Ok(Ok(outcome)) => return Ok(outcome),
                 Ok(Err(BatchError::NotLeader)) => continue,
                 Ok(Err(BatchError::Failed(e))) => return Err(ApiFailure::Unavailable(e)),

@@ -5,17 +5,18 @@
 //! (`RaftCore::append_to_log` awaits the flush). With one entry per write, a leader therefore
 //! commits one write per fsync, serially, while its followers and its own CPU sit idle. Here
 //! writes that arrive while earlier ones are in flight queue up, and the queue goes into the
-//! next entry as one `Command::Batch`: the fsync, the AppendEntries round trip and the apply are
+//! next entry as one `Command::Writes`: the fsync, the AppendEntries round trip and the apply are
 //! shared by the whole batch. This is the proposal batching etcd's raft loop and hashicorp/raft's
 //! `applyCh` draining do, moved above openraft because its 0.9 API takes one entry per call.
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::protocol::WriteOutcome;
-use super::state::StateCommand;
+use super::state::{StateCommand, Write};
 use super::types::{Command, Raft};
 
 /// Entries in flight at once. One would leave the leader idle while a batch is applied and
@@ -37,7 +38,10 @@ pub enum BatchError {
 }
 
 struct Queued {
-    cmd: StateCommand,
+    write: Write,
+    /// The leader's wall clock when the write arrived, in ms since the epoch: the entry's
+    /// stamp is its newest write's (docs/state.md, "Request ids", why arrival and not proposal).
+    arrived_ms: u64,
     reply: oneshot::Sender<Result<WriteOutcome, BatchError>>,
 }
 
@@ -54,11 +58,21 @@ impl WriteBatcher {
         (WriteBatcher { tx }, task)
     }
 
-    /// Commits `cmd` in the next entry; answers once a quorum has it and it is applied.
-    pub async fn write(&self, cmd: StateCommand) -> Result<WriteOutcome, BatchError> {
+    /// Commits `write` in the next entry; answers once a quorum has it and it is applied
+    /// (with the first outcome, if its request id was applied before).
+    pub async fn write(&self, write: Write) -> Result<WriteOutcome, BatchError> {
         let (reply, answer) = oneshot::channel();
+        // Before the epoch only with a broken clock; the stamp then ages nothing.
+        let arrived_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         self.tx
-            .send(Queued { cmd, reply })
+            .send(Queued {
+                write,
+                arrived_ms,
+                reply,
+            })
             .map_err(|_| BatchError::Failed("the server is shutting down".into()))?;
         answer
             .await
@@ -95,12 +109,12 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Queued>) {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let mut bytes = weight(&first.cmd);
+        let mut bytes = weight(&first.write.cmd);
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH_COMMANDS {
             match rx.try_recv() {
                 Ok(q) => {
-                    let w = weight(&q.cmd);
+                    let w = weight(&q.write.cmd);
                     if bytes + w > MAX_BATCH_BYTES {
                         carried = Some(q);
                         break;
@@ -121,24 +135,26 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Queued>) {
 
 /// Writes one entry for `batch` and answers each of its writers.
 async fn commit(raft: &Raft, batch: Vec<Queued>) {
-    let (cmds, replies): (Vec<StateCommand>, Vec<_>) =
-        batch.into_iter().map(|q| (q.cmd, q.reply)).unzip();
-    let single = cmds.len() == 1;
-    let command = if single {
-        Command::State(cmds.into_iter().next().expect("one command"))
-    } else {
-        Command::Batch(cmds)
-    };
-    match raft.client_write(command).await {
+    let stamp_ms = batch.iter().map(|q| q.arrived_ms).max().unwrap_or(0);
+    let (writes, replies): (Vec<Write>, Vec<_>) =
+        batch.into_iter().map(|q| (q.write, q.reply)).unzip();
+    match raft
+        .client_write(Command::Writes { stamp_ms, writes })
+        .await
+    {
         Ok(resp) => {
             let index = resp.data.index;
             for (i, reply) in replies.into_iter().enumerate() {
-                let ok = if single {
-                    resp.data.ok
-                } else {
-                    resp.data.oks.get(i).copied().unwrap_or(false)
-                };
-                let _ = reply.send(Ok(WriteOutcome { ok, index }));
+                let outcome = resp
+                    .data
+                    .outcomes
+                    .get(i)
+                    .map(|o| WriteOutcome {
+                        ok: o.ok,
+                        index: o.index,
+                    })
+                    .unwrap_or(WriteOutcome { ok: false, index });
+                let _ = reply.send(Ok(outcome));
             }
         }
         Err(e) => {

@@ -54,7 +54,7 @@ use uuid::Uuid;
 use crate::gossip::{Gossip, Tags};
 pub use error::{ServerError, StartError};
 pub use protocol::{server_view, server_views, ServerView};
-use protocol::{Request, Response};
+use protocol::{Request, Response, Write};
 use rpc::RpcClient;
 pub use status::PeerInfo;
 use store::{LogStore, StateMachineStore};
@@ -275,7 +275,8 @@ impl Server {
                 Response::Done(self.remove_peer_here(id).await.map_err(|e| e.to_string()))
             }
             Request::KvRead(r) => Response::KvRead(self.kv_read(r).await),
-            Request::Write(c) => Response::Write(self.write(c).await),
+            Request::Write(cmd) => Response::Write(self.write(Write { id: None, cmd }).await),
+            Request::WriteOnce(w) => Response::Write(self.write(w).await),
             Request::CatalogNodes(c) => Response::CatalogNodes(self.catalog_nodes(c).await),
             Request::SnapshotSave => Response::SnapshotSave(self.snapshot_save().await),
             Request::AutopilotState => {

@@ -27,9 +27,16 @@ const MAX_APPEND_BYTES: usize = 1 << 20;
 
 /// Bytes an entry carries, near enough for [`MAX_APPEND_BYTES`].
 fn entry_weight(e: &Entry) -> usize {
+    // Every variant that carries writes must be weighed here, or a follower that is behind
+    // is sent more than it can take within a heartbeat, again and again.
     64 + match &e.payload {
         EntryPayload::Normal(Command::State(c)) => super::batch::weight(c),
         EntryPayload::Normal(Command::Batch(cs)) => cs.iter().map(super::batch::weight).sum(),
+        // A request id is 17 bytes, a stamp at most 10: small beside the 64 of slack.
+        EntryPayload::Normal(Command::Writes { writes, .. }) => writes
+            .iter()
+            .map(|w| 17 + super::batch::weight(&w.cmd))
+            .sum(),
         _ => 0,
     }
 }
@@ -282,5 +289,26 @@ mod tests {
             ])),
         };
         assert_eq!(entry_weight(&batch), 64 + 3);
+        // The batcher's entries (request ids) are weighed too: 3 of 400 KiB do not fit.
+        let writes = |bytes: usize| Entry {
+            log_id: Default::default(),
+            payload: EntryPayload::Normal(Command::Writes {
+                stamp_ms: 1,
+                writes: vec![crate::server::state::Write {
+                    id: Some(uuid::Uuid::from_u128(1)),
+                    cmd: StateCommand::KvSet {
+                        key: "k".into(),
+                        value: vec![0; bytes],
+                        flags: 0,
+                        cas: None,
+                    },
+                }],
+            }),
+        };
+        assert_eq!(entry_weight(&writes(100)), 64 + 17 + 101);
+        assert_eq!(
+            entries_that_fit(&[writes(400 << 10), writes(400 << 10), writes(400 << 10)]),
+            Some(2)
+        );
     }
 }

@@ -24,7 +24,7 @@ use uuid::Uuid;
 pub use super::autopilot::AutopilotReport;
 use super::id::node_id;
 pub use super::id::NodeId;
-pub use super::state::{CatalogNode, KvEntry, StateCommand};
+pub use super::state::{CatalogNode, KvEntry, RequestId, StateCommand, Write};
 use super::types::{LogId, ServerNode, TypeConfig};
 use crate::gossip::{Member, MemberStatus};
 
@@ -186,7 +186,8 @@ pub enum Request {
     },
     /// A KV read, answered by this server or forwarded to the leader (docs/state.md).
     KvRead(ReadRequest),
-    /// A change to the replicated state, carried out by the leader.
+    /// A change to the replicated state, carried out by the leader, from an agent of a version
+    /// before request ids: applied as often as it arrives.
     Write(StateCommand),
     /// The catalog's nodes.
     CatalogNodes(Consistency),
@@ -205,6 +206,10 @@ pub enum Request {
     /// Would you vote for me? Asked before standing for election (docs/servers.md, "Elections:
     /// a pre-vote first"). Keep new variants last: postcard numbers variants.
     PreVote(PreVote),
+    /// A change to the replicated state with its request id, carried out by the leader at
+    /// most once per id (docs/state.md, "Request ids"). Answered with `Response::Write`.
+    /// Kept after every older variant: postcard numbers variants.
+    WriteOnce(Write),
 }
 
 /// A pre-vote: "would you vote for me if I stood now?" Changes nothing on either side.

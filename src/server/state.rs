@@ -2,7 +2,7 @@
 //! Pure: `apply` is deterministic in (state, index, command), which every server relies on.
 //! Formats and semantics: docs/state.md.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -64,6 +64,144 @@ pub enum StateCommand {
     AutopilotSet(super::autopilot::AutopilotConfig),
 }
 
+/// A client request's id: made once by the agent that received the HTTP request and kept
+/// through every retry and forward, so that the state machine applies the write once
+/// (docs/state.md, "Request ids").
+pub type RequestId = Uuid;
+
+/// One write as the leader batches it: the change, and the id of the request that asked for
+/// it (`None` for the leader's own writes and for agents of an older version).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Write {
+    pub id: Option<RequestId>,
+    pub cmd: StateCommand,
+}
+
+/// What a write's first application gave: whether it took effect, and the entry's index.
+/// A retry of the same request is answered with it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub ok: bool,
+    pub index: u64,
+}
+
+/// How far behind the horizon (the newest leader stamp applied) a request id is kept. Every
+/// copy of a request leaves its agent within 30 s of the first (the client's retry window and
+/// one connect timeout); the rest is margin for network delay and the leaders' clock skew
+/// (docs/state.md, "Why the bound is safe").
+pub const RETAIN_MS: u64 = 60_000;
+/// Most request ids kept, whatever their age: bounds the table's memory (about 70 bytes an id)
+/// and its share of a snapshot (about 18) under a sustained write rate.
+pub const MAX_IDS: usize = 1 << 19;
+
+/// The ids of one entry's first-applied writes, with the entry's stamp and index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Recent {
+    stamp_ms: u64,
+    index: u64,
+    ids: Vec<(RequestId, bool)>,
+}
+
+/// The request ids of recent writes and their first outcomes, in apply order. Part of the
+/// replicated state: it changes only by applying entries, and its eviction depends only on
+/// what the entries carry, so every replica and every snapshot holds the same table.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecentWrites {
+    /// The highest leader stamp applied (ms since the epoch); never goes back.
+    horizon_ms: u64,
+    /// Entries in apply order, the oldest first: the eviction order.
+    entries: VecDeque<Recent>,
+    /// Every id of `entries`, for the lookup on each write.
+    outcomes: HashMap<RequestId, Outcome>,
+}
+
+/// [`RecentWrites`] as stored: the horizon and the entries; the lookup map is rebuilt.
+#[derive(Serialize)]
+struct RecentWritesRef<'a> {
+    horizon_ms: u64,
+    entries: &'a VecDeque<Recent>,
+}
+
+#[derive(Deserialize)]
+struct RecentWritesOwned {
+    horizon_ms: u64,
+    entries: VecDeque<Recent>,
+}
+
+impl Serialize for RecentWrites {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        RecentWritesRef {
+            horizon_ms: self.horizon_ms,
+            entries: &self.entries,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RecentWrites {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let RecentWritesOwned {
+            horizon_ms,
+            entries,
+        } = RecentWritesOwned::deserialize(d)?;
+        let outcomes = entries
+            .iter()
+            .flat_map(|e| {
+                e.ids
+                    .iter()
+                    .map(move |&(id, ok)| (id, Outcome { ok, index: e.index }))
+            })
+            .collect();
+        Ok(RecentWrites {
+            horizon_ms,
+            entries,
+            outcomes,
+        })
+    }
+}
+
+impl RecentWrites {
+    /// The first outcome of request `id`, if it is still remembered.
+    pub fn get(&self, id: &RequestId) -> Option<Outcome> {
+        self.outcomes.get(id).copied()
+    }
+
+    /// How many ids are remembered.
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// No id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
+    }
+
+    /// Records the ids first applied by the entry at `index`, stamped `stamp_ms`, then evicts:
+    /// in apply order, entries more than [`RETAIN_MS`] behind the horizon (stopping at the
+    /// first younger one), then the oldest while more than [`MAX_IDS`] ids are kept.
+    fn record(&mut self, index: u64, stamp_ms: u64, ids: Vec<(RequestId, bool)>) {
+        self.horizon_ms = self.horizon_ms.max(stamp_ms);
+        if !ids.is_empty() {
+            self.entries.push_back(Recent {
+                stamp_ms,
+                index,
+                ids,
+            });
+        }
+        while let Some(front) = self.entries.front() {
+            let old = front.stamp_ms.saturating_add(RETAIN_MS) < self.horizon_ms;
+            if !old && self.outcomes.len() <= MAX_IDS {
+                break;
+            }
+            if let Some(gone) = self.entries.pop_front() {
+                for (id, _) in gone.ids {
+                    self.outcomes.remove(&id);
+                }
+            }
+        }
+    }
+}
+
 /// The KV store and catalog.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -77,6 +215,26 @@ pub struct State {
     pub catalog_index: u64,
     /// Autopilot settings and the index that last set them (None until the first leader).
     pub autopilot: Option<(super::autopilot::AutopilotConfig, u64)>,
+    /// Recent request ids and their first outcomes. Keep it the last field: a snapshot
+    /// written before it existed is this struct's bytes without it ([`SnapshotBody::decode`]).
+    pub recent: RecentWrites,
+}
+
+/// [`State`] as snapshots wrote it before request ids: every field but the last.
+#[derive(Deserialize)]
+struct StateBeforeIds {
+    kv: BTreeMap<String, KvEntry>,
+    tombstones: BTreeMap<String, u64>,
+    kv_index: u64,
+    catalog: BTreeMap<String, CatalogNode>,
+    catalog_index: u64,
+    autopilot: Option<(super::autopilot::AutopilotConfig, u64)>,
+}
+
+#[derive(Deserialize)]
+struct SnapshotBodyBeforeIds {
+    cluster_id: Option<Uuid>,
+    data: StateBeforeIds,
 }
 
 /// The bytes of a Raft snapshot and of an operator snapshot's data: the whole replicated state
@@ -85,6 +243,32 @@ pub struct State {
 pub struct SnapshotBody {
     pub cluster_id: Option<Uuid>,
     pub data: State,
+}
+
+impl SnapshotBody {
+    /// Reads a snapshot body, of this version or of one written before request ids (then
+    /// with an empty table). A body of this version never reads as the older one: the older
+    /// is a strict prefix, and the newer fails only where its table should begin.
+    pub fn decode(bytes: &[u8]) -> Result<SnapshotBody, postcard::Error> {
+        match postcard::from_bytes::<SnapshotBody>(bytes) {
+            Ok(body) => Ok(body),
+            Err(e) => match postcard::from_bytes::<SnapshotBodyBeforeIds>(bytes) {
+                Ok(old) => Ok(SnapshotBody {
+                    cluster_id: old.cluster_id,
+                    data: State {
+                        kv: old.data.kv,
+                        tombstones: old.data.tombstones,
+                        kv_index: old.data.kv_index,
+                        catalog: old.data.catalog,
+                        catalog_index: old.data.catalog_index,
+                        autopilot: old.data.autopilot,
+                        recent: RecentWrites::default(),
+                    },
+                }),
+                Err(_) => Err(e),
+            },
+        }
+    }
 }
 
 /// Rows one apply touched, so that storage writes only those.
@@ -202,12 +386,15 @@ impl State {
                 self.autopilot = Some((cfg.clone(), index));
                 true
             }
-            StateCommand::Restore(bytes) => match postcard::from_bytes::<SnapshotBody>(bytes) {
+            StateCommand::Restore(bytes) => match SnapshotBody::decode(bytes) {
                 Ok(SnapshotBody {
                     data: mut restored, ..
                 }) => {
                     restored.kv_index = index;
                     restored.catalog_index = index;
+                    // The table is about requests to this cluster, not about the data: a
+                    // write acknowledged before the restore stays acknowledged once.
+                    restored.recent = std::mem::take(&mut self.recent);
                     *self = restored;
                     ch.all = true;
                     true
@@ -216,6 +403,38 @@ impl State {
                 Err(_) => false,
             },
         }
+    }
+
+    /// Applies the writes of one entry at `index`, stamped `stamp_ms` by its leader, in order:
+    /// a write whose request id is remembered changes nothing and gets its first outcome
+    /// (docs/state.md, "Request ids"). Returns one outcome per write.
+    pub fn apply_writes(
+        &mut self,
+        index: u64,
+        stamp_ms: u64,
+        writes: &[Write],
+        ch: &mut Changes,
+    ) -> Vec<Outcome> {
+        let mut outcomes = Vec::with_capacity(writes.len());
+        let mut first = Vec::new();
+        for w in writes {
+            if let Some(seen) = w.id.and_then(|id| self.recent.get(&id)) {
+                outcomes.push(seen);
+                continue;
+            }
+            let outcome = Outcome {
+                ok: self.apply(index, &w.cmd, ch),
+                index,
+            };
+            if let Some(id) = w.id {
+                // At once, so that the same id later in this entry applies once too.
+                self.recent.outcomes.insert(id, outcome);
+                first.push((id, outcome.ok));
+            }
+            outcomes.push(outcome);
+        }
+        self.recent.record(index, stamp_ms, first);
+        outcomes
     }
 
     /// The index a blocking query on `scope` waits to see pass.
@@ -452,6 +671,210 @@ mod tests {
         assert!(ch.all && b.kv.contains_key("x") && !b.kv.contains_key("y"));
         assert_eq!(b.kv_index, 10);
         assert!(!b.apply(11, &StateCommand::Restore(vec![0xff; 3]), &mut ch));
+    }
+
+    fn lock(id: u128, key: &str, value: &str) -> Write {
+        Write {
+            id: Some(Uuid::from_u128(id)),
+            cmd: StateCommand::KvSet {
+                key: key.into(),
+                value: value.into(),
+                flags: 0,
+                cas: Some(0),
+            },
+        }
+    }
+
+    /// A retried request (the same id, in a later entry or later in the same one) changes
+    /// nothing and gets the first outcome: a `?cas=0` lock that applied answers true.
+    #[test]
+    fn a_request_id_applies_once_and_answers_its_first_outcome() {
+        let mut s = State::default();
+        let mut ch = Changes::default();
+        let first = s.apply_writes(5, 1_000, &[lock(1, "lock", "me")], &mut ch);
+        assert_eq!(first, vec![Outcome { ok: true, index: 5 }]);
+        let before = s.clone();
+        let again = s.apply_writes(9, 2_000, &[lock(1, "lock", "me")], &mut ch);
+        assert_eq!(
+            again, first,
+            "the retry gets the first outcome, index included"
+        );
+        assert_eq!(s.kv, before.kv, "the retry changed nothing");
+        assert_eq!(s.kv_index, 5);
+        // Another request for the same lock is refused as before; twice in one entry, once.
+        let other = s.apply_writes(
+            10,
+            2_000,
+            &[lock(2, "lock", "you"), lock(3, "x", "1"), lock(3, "x", "1")],
+            &mut ch,
+        );
+        assert_eq!(
+            other,
+            vec![
+                Outcome {
+                    ok: false,
+                    index: 10
+                },
+                Outcome {
+                    ok: true,
+                    index: 10
+                },
+                Outcome {
+                    ok: true,
+                    index: 10
+                },
+            ]
+        );
+        assert_eq!(s.recent.get(&Uuid::from_u128(2)), Some(other[0]));
+        // A write without an id (the leader's own, an older agent's) applies every time.
+        let plain = Write {
+            id: None,
+            ..lock(0, "lock", "")
+        };
+        assert!(!s.apply_writes(11, 2_000, &[plain], &mut ch)[0].ok);
+        assert_eq!(s.recent.len(), 3);
+    }
+
+    /// Ids leave in apply order once [`RETAIN_MS`] behind the horizon; a stamp from a clock
+    /// behind neither moves the horizon back nor evicts anything; replicas applying the same
+    /// entries hold the same table.
+    #[test]
+    fn ids_are_evicted_by_the_stamps_alike_on_every_replica() {
+        let entries: Vec<(u64, u64, Vec<Write>)> = vec![
+            (1, 10_000, vec![lock(1, "a", "1"), lock(2, "b", "1")]),
+            (2, 20_000, vec![lock(3, "c", "1")]),
+            (3, 5_000, vec![lock(4, "d", "1")]),
+            (4, 10_000 + RETAIN_MS, vec![]),
+            (5, 10_001 + RETAIN_MS, vec![lock(5, "e", "1")]),
+        ];
+        let replay = |upto: usize| {
+            let mut s = State::default();
+            for (index, stamp, writes) in &entries[..upto] {
+                s.apply_writes(*index, *stamp, writes, &mut Changes::default());
+            }
+            s
+        };
+        let at4 = replay(4);
+        assert_eq!(at4.recent.len(), 4, "exactly RETAIN_MS behind is kept");
+        let s = replay(5);
+        assert_eq!(s, replay(5), "the same entries give the same table");
+        // Entry 1 is evicted; entry 2 is younger, so entry 3 (an older stamp) stays behind it.
+        for (id, kept) in [(1, false), (2, false), (3, true), (4, true), (5, true)] {
+            assert_eq!(
+                s.recent.get(&Uuid::from_u128(id)).is_some(),
+                kept,
+                "id {id}"
+            );
+        }
+        assert_eq!(s.recent.horizon_ms, 10_001 + RETAIN_MS);
+        // An evicted id is a new request again (the retry window is long past).
+        let mut s = s;
+        let late = s.apply_writes(
+            6,
+            10_001 + RETAIN_MS,
+            &[lock(1, "a", "2")],
+            &mut Changes::default(),
+        );
+        assert!(!late[0].ok, "a applied again, its CAS refused");
+    }
+
+    #[test]
+    fn the_count_cap_evicts_the_oldest_entries() {
+        let mut r = RecentWrites::default();
+        let per = 1024;
+        let entries = MAX_IDS / per + 2;
+        for e in 0..entries {
+            let ids: Vec<(RequestId, bool)> = (0..per)
+                .map(|i| (Uuid::from_u128((e * per + i) as u128), true))
+                .collect();
+            for (id, ok) in &ids {
+                r.outcomes.insert(
+                    *id,
+                    Outcome {
+                        ok: *ok,
+                        index: e as u64,
+                    },
+                );
+            }
+            r.record(e as u64, 1, ids);
+        }
+        assert!(r.len() <= MAX_IDS && r.len() > MAX_IDS - per, "{}", r.len());
+        assert_eq!(r.entries.front().map(|e| e.index), Some(2));
+        assert!(r.get(&Uuid::from_u128(0)).is_none());
+        assert!(r
+            .get(&Uuid::from_u128((entries * per - 1) as u128))
+            .is_some());
+    }
+
+    /// The table is in the snapshot body and comes back whole (its lookup map rebuilt); a body
+    /// written before request ids still reads, with an empty table; a restore keeps the table.
+    #[test]
+    fn snapshots_keep_the_table_and_old_ones_still_read() {
+        let mut s = State::default();
+        s.apply_writes(7, 1_000, &[lock(1, "lock", "me")], &mut Changes::default());
+        let body = SnapshotBody {
+            cluster_id: Some(Uuid::from_u128(42)),
+            data: s.clone(),
+        };
+        let bytes = postcard::to_allocvec(&body).unwrap();
+        let back = SnapshotBody::decode(&bytes).unwrap();
+        assert_eq!(back, body);
+        assert_eq!(
+            back.data.recent.get(&Uuid::from_u128(1)),
+            Some(Outcome { ok: true, index: 7 })
+        );
+
+        #[derive(Serialize)]
+        struct OldState<'a> {
+            kv: &'a BTreeMap<String, KvEntry>,
+            tombstones: &'a BTreeMap<String, u64>,
+            kv_index: u64,
+            catalog: &'a BTreeMap<String, CatalogNode>,
+            catalog_index: u64,
+            autopilot: &'a Option<(super::super::autopilot::AutopilotConfig, u64)>,
+        }
+        #[derive(Serialize)]
+        struct OldBody<'a> {
+            cluster_id: Option<Uuid>,
+            data: OldState<'a>,
+        }
+        let old = postcard::to_allocvec(&OldBody {
+            cluster_id: Some(Uuid::from_u128(42)),
+            data: OldState {
+                kv: &s.kv,
+                tombstones: &s.tombstones,
+                kv_index: s.kv_index,
+                catalog: &s.catalog,
+                catalog_index: s.catalog_index,
+                autopilot: &s.autopilot,
+            },
+        })
+        .unwrap();
+        assert!(
+            bytes.starts_with(&old),
+            "the old body is a prefix of the new"
+        );
+        let read = SnapshotBody::decode(&old).unwrap();
+        assert_eq!(read.data.kv, s.kv);
+        assert!(read.data.recent.is_empty());
+        assert!(SnapshotBody::decode(&[0xff; 3]).is_err());
+
+        // Restoring the table-less snapshot keeps this state's table: the retry still answers
+        // with its first outcome.
+        let mut ch = Changes::default();
+        let restored = s.apply_writes(
+            8,
+            1_000,
+            &[Write {
+                id: Some(Uuid::from_u128(9)),
+                cmd: StateCommand::Restore(old),
+            }],
+            &mut ch,
+        );
+        assert!(restored[0].ok && ch.all);
+        let retry = s.apply_writes(9, 1_000, &[lock(1, "lock", "me")], &mut ch);
+        assert_eq!(retry, vec![Outcome { ok: true, index: 7 }]);
+        assert_eq!(s.recent.get(&Uuid::from_u128(9)).map(|o| o.index), Some(8));
     }
 
     #[test]

@@ -34,8 +34,16 @@ pub enum Command {
     /// A change to the KV store or the catalog.
     State(super::state::StateCommand),
     /// Concurrent writes the leader grouped into one entry, applied in order at its index
-    /// (docs/state.md, "Batched writes"). Keep this variant last: postcard numbers variants.
+    /// (docs/state.md, "Batched writes"). Read from logs written before [`Command::Writes`].
     Batch(Vec<super::state::StateCommand>),
+    /// The leader's batch of writes, each with its request id, so that a retried request is
+    /// applied once (docs/state.md, "Request ids"); `stamp_ms` is the leader's wall clock
+    /// when the newest of them arrived, which ages the table of ids alike on every replica.
+    /// Keep this variant last: postcard numbers variants.
+    Writes {
+        stamp_ms: u64,
+        writes: Vec<super::state::Write>,
+    },
 }
 
 /// What applying a command returns.
@@ -50,6 +58,9 @@ pub struct CommandResult {
     /// For a `Batch`: whether each of its commands took effect, in order.
     #[serde(default)]
     pub oks: Vec<bool>,
+    /// For `Writes`: each write's outcome, in order (a retried request's is its first).
+    #[serde(default)]
+    pub outcomes: Vec<super::state::Outcome>,
 }
 
 openraft::declare_raft_types!(

@@ -200,6 +200,107 @@ fn established_to(addr: &str) -> usize {
         .count()
 }
 
+/// Issue 10's double apply: a `?cas=0` lock forwarded by a follower commits on the leader, its
+/// answer is lost, the follower's connection breaks and it sends the write again. Applied
+/// twice, the client is told `false` for the lock it took; with request ids the retry gets the
+/// first outcome, `true`, and the key holds the value once.
+///
+/// The answer is lost for certain: packets from the leader to the follower are dropped from
+/// before the request (the follower's connection to the leader is already open, so the request
+/// still arrives), and the follower's socket is destroyed (`ss -K`) only once the leader has
+/// applied the write; the drop ends just after, so that the retry can connect.
+#[test]
+fn a_retried_lock_is_applied_once() {
+    if !netns::enter("a_retried_lock_is_applied_once") {
+        return;
+    }
+    let net = Block::RetriedLock;
+    let fw = netns::Firewall::new();
+    step(1, "three servers form");
+    let s = servers(
+        net,
+        3,
+        3,
+        &["-retry-join", &net.ip(1), "-retry-join", &net.ip(2)],
+    );
+    let refs: Vec<&Agent> = s.iter().collect();
+    let l = wait_for_leader(&refs, T);
+    let f = (0..3).find(|&i| i != l).expect("a follower");
+    let (leader, follower) = (s[l].ip.clone(), s[f].ip.clone());
+
+    step(
+        2,
+        "a write through the follower opens its connection to the leader",
+    );
+    let (st, _, body) = http_full(&s[f].http_addr(), "PUT", "/v1/kv/warm", b"1").unwrap();
+    assert_eq!((st, String::from_utf8_lossy(&body).trim()), (200, "true"));
+
+    step(
+        3,
+        "the leader's packets to the follower are dropped; a ?cas=0 lock goes through it",
+    );
+    fw.drop_one_way(&leader, &follower);
+    let addr = s[f].http_addr();
+    let put = std::thread::spawn(move || http_full(&addr, "PUT", "/v1/kv/lock?cas=0", b"me"));
+
+    step(
+        4,
+        "the leader applies the lock; its answer cannot reach the follower",
+    );
+    let applied = |a: &Agent| -> Option<(u64, u64)> {
+        let (st, body) = http(&a.http_addr(), "GET", "/v1/kv/lock?stale")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok().filter(|_| st == 200)?;
+        let e = &v[0];
+        assert_eq!(
+            e["Value"],
+            base64::engine::general_purpose::STANDARD.encode("me")
+        );
+        Some((e["CreateIndex"].as_u64()?, e["ModifyIndex"].as_u64()?))
+    };
+    let first = support::poll(T, Duration::from_millis(20), || applied(&s[l]))
+        .expect("the leader applies the forwarded lock");
+    eprintln!("applied on the leader: (CreateIndex, ModifyIndex) = {first:?}");
+    assert!(
+        !put.is_finished(),
+        "the answer reached the follower: {:?}",
+        fw.rules()
+    );
+
+    step(
+        5,
+        "the follower's connection to the leader is destroyed, then the drop lifted",
+    );
+    let out = std::process::Command::new("ss")
+        .args(["-K", "src", &follower, "dst", &leader, "dport", "=", "8300"])
+        .output()
+        .expect("run ss (iproute2) to destroy the follower's connection");
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains(":8300"),
+        "ss -K destroyed no connection from {follower} to {leader}:8300: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    fw.heal();
+
+    step(
+        6,
+        "the follower sends the write again: the client is told true, applied once",
+    );
+    let (st, _, body) = put.join().unwrap().expect("the PUT is answered");
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(
+        (st, body.trim()),
+        (200, "true"),
+        "the lock taken by this very request was reported refused: its retry was applied again"
+    );
+    wait_until(T, "every server holds the lock as first applied", || {
+        s.iter().all(|a| applied(a) == Some(first))
+    });
+    assert_eq!(first.0, first.1, "created once, never modified");
+    let (st, body) = http(&s[l].http_addr(), "GET", "/v1/kv/lock?raw&consistent").unwrap();
+    assert_eq!((st, body.as_str()), (200, "me"));
+}
+
 /// One trial in the test command: every kind of fault once, in a seeded random order.
 #[test]
 fn fault_suite_short() {

@@ -100,6 +100,7 @@ pub enum Block {
     StoppedServer = 101,
     FullDisk = 102,
     // tests/faults (each in a network namespace of its own, numbered apart all the same)
+    RetriedLock = 105,
     FaultSuite = 110,
     PartitionedLeader = 111,
     PausedLeader = 112,

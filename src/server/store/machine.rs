@@ -57,7 +57,7 @@ impl StateMachineStore {
             if let Some(v) = sm.get("snapshot")? {
                 let corrupt = |e: postcard::Error| redb::Error::Corrupted(e.to_string());
                 let stored: StoredSnapshot = postcard::from_bytes(v.value()).map_err(corrupt)?;
-                let body: SnapshotBody = postcard::from_bytes(&stored.data).map_err(corrupt)?;
+                let body = SnapshotBody::decode(&stored.data).map_err(corrupt)?;
                 state = SmState {
                     last_applied: stored.meta.last_log_id,
                     membership: stored.meta.last_membership,
@@ -185,6 +185,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             s.last_applied = Some(e.log_id);
             let index = e.log_id.index;
             let mut oks = Vec::new();
+            let mut outcomes = Vec::new();
             let ok = match e.payload {
                 EntryPayload::Blank | EntryPayload::Normal(Command::Noop) => true,
                 EntryPayload::Normal(Command::SetClusterId(id)) => {
@@ -203,6 +204,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         .collect();
                     true
                 }
+                EntryPayload::Normal(Command::Writes { stamp_ms, writes }) => {
+                    outcomes = s.data.apply_writes(index, stamp_ms, &writes, &mut changes);
+                    true
+                }
                 EntryPayload::Membership(m) => {
                     s.membership = StoredMembership::new(Some(e.log_id), m);
                     true
@@ -213,6 +218,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 ok,
                 index,
                 oks,
+                outcomes,
             });
         }
         let applied = s.last_applied.map(|l| l.index).unwrap_or(0);
@@ -235,7 +241,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<()> {
         let data = snapshot.into_inner();
-        let body: SnapshotBody = decode(&data)?;
+        let body = SnapshotBody::decode(&data).map_err(|e| {
+            StorageError::from(StorageIOError::read_snapshot(
+                Some(meta.signature()),
+                AnyError::error(format!("the leader's snapshot does not decode: {e}")),
+            ))
+        })?;
         let state = SmState {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
