@@ -133,31 +133,42 @@ impl Server {
     }
 
     /// Asks every other voter of `joint` for a pre-vote, `deadline` each, all at once; whether
-    /// a majority of every configuration grants it (this server's own grant included).
+    /// a majority of every configuration grants it (this server's own grant included). Decides
+    /// as soon as the grants make a majority: waiting for an unreachable voter's deadline would
+    /// line up every follower's round behind the same silence, and they would all stand at
+    /// once and split the vote.
     async fn pre_vote_round(&self, joint: &[BTreeSet<NodeId>], deadline: Duration) -> bool {
+        use futures::stream::{FuturesUnordered, StreamExt};
         let request = PreVote {
             candidate: self.id,
             last_log_id: self.last_log_id().await,
         };
         let membership = self.membership();
         let voters: BTreeSet<NodeId> = joint.iter().flatten().copied().collect();
-        let asks = voters.iter().filter(|&&v| v != self.id).filter_map(|&v| {
-            let node = membership.get_node(&v)?;
-            let addr = self.addr_of(v, node);
-            let req = Request::PreVote(request.clone());
-            Some(async move {
-                let answer = self.rpc.ask::<PreVoteAnswer>(&addr, req, deadline).await;
-                (v, answer.is_ok_and(|a| a.granted))
+        let mut asks: FuturesUnordered<_> = voters
+            .iter()
+            .filter(|&&v| v != self.id)
+            .filter_map(|&v| {
+                let node = membership.get_node(&v)?;
+                let addr = self.addr_of(v, node);
+                let req = Request::PreVote(request.clone());
+                Some(async move {
+                    let answer = self.rpc.ask::<PreVoteAnswer>(&addr, req, deadline).await;
+                    (v, answer.is_ok_and(|a| a.granted))
+                })
             })
-        });
-        let mut granted: BTreeSet<NodeId> = futures::future::join_all(asks)
-            .await
-            .into_iter()
-            .filter(|(_, g)| *g)
-            .map(|(v, _)| v)
             .collect();
-        granted.insert(self.id);
-        won(joint, &granted)
+        let mut granted = BTreeSet::from([self.id]);
+        while !won(joint, &granted) {
+            match asks.next().await {
+                Some((v, true)) => {
+                    granted.insert(v);
+                }
+                Some((_, false)) => {}
+                None => return false,
+            }
+        }
+        true
     }
 }
 
