@@ -33,6 +33,19 @@ const T: Duration = Duration::from_secs(60);
 /// How many search steps the checker may take on one trial's register history.
 const CHECKER_STEPS: u64 = 20_000_000;
 
+/// Three servers of `net` formed with `-bootstrap-expect 3`, and the index of their leader.
+fn three_servers(net: Block) -> (Vec<Agent>, usize) {
+    let s = servers(
+        net,
+        3,
+        3,
+        &["-retry-join", &net.ip(1), "-retry-join", &net.ip(2)],
+    );
+    let refs: Vec<&Agent> = s.iter().collect();
+    let leader = wait_for_leader(&refs, T);
+    (s, leader)
+}
+
 /// The issue's own report: a leader cut off by packet filters, a new leader elected on the
 /// other side and the key overwritten there; the old leader must not answer a default read with
 /// the old value, and must not name itself leader.
@@ -44,14 +57,7 @@ fn a_partitioned_leader_serves_no_stale_read() {
     let net = Block::PartitionedLeader;
     let fw = netns::Firewall::new();
     step(1, "three servers form; k = v1 is written");
-    let s = servers(
-        net,
-        3,
-        3,
-        &["-retry-join", &net.ip(1), "-retry-join", &net.ip(2)],
-    );
-    let refs: Vec<&Agent> = s.iter().collect();
-    let old = wait_for_leader(&refs, T);
+    let (s, old) = three_servers(net);
     s[old].put("k", "v1");
 
     step(
@@ -130,14 +136,7 @@ fn a_partitioned_leader_serves_no_stale_read() {
 fn a_paused_leader_serves_no_stale_read() {
     let net = Block::PausedLeader;
     step(1, "three servers form; k = v1 is written");
-    let s = servers(
-        net,
-        3,
-        3,
-        &["-retry-join", &net.ip(1), "-retry-join", &net.ip(2)],
-    );
-    let refs: Vec<&Agent> = s.iter().collect();
-    let old = wait_for_leader(&refs, T);
+    let (s, old) = three_servers(net);
     s[old].put("k", "v1");
 
     step(
@@ -217,14 +216,7 @@ fn a_retried_lock_is_applied_once() {
     let net = Block::RetriedLock;
     let fw = netns::Firewall::new();
     step(1, "three servers form");
-    let s = servers(
-        net,
-        3,
-        3,
-        &["-retry-join", &net.ip(1), "-retry-join", &net.ip(2)],
-    );
-    let refs: Vec<&Agent> = s.iter().collect();
-    let l = wait_for_leader(&refs, T);
+    let (s, l) = three_servers(net);
     let f = (0..3).find(|&i| i != l).expect("a follower");
     let (leader, follower) = (s[l].ip.clone(), s[f].ip.clone());
 

@@ -155,14 +155,7 @@ impl Clients {
             }
             2 => {
                 let value = self.fresh();
-                let addr = self.pick();
-                let call = self.now();
-                let answer = CLIENT.text(
-                    &addr,
-                    "PUT",
-                    &format!("/v1/kv/{REGISTER}"),
-                    value.to_string().as_bytes(),
-                );
+                let (call, answer) = self.put_register("", value);
                 let done = matches!(answer, Some((200, ref b)) if b.trim() == "true");
                 self.push(call, done, Op::Write { value, done });
             }
@@ -171,14 +164,7 @@ impl Clients {
                     return;
                 };
                 let new = self.fresh();
-                let addr = self.pick();
-                let call = self.now();
-                let answer = CLIENT.text(
-                    &addr,
-                    "PUT",
-                    &format!("/v1/kv/{REGISTER}?cas={index}"),
-                    new.to_string().as_bytes(),
-                );
+                let (call, answer) = self.put_register(&format!("?cas={index}"), new);
                 let ok = match answer {
                     Some((200, ref b)) if b.trim() == "true" => Some(true),
                     Some((200, ref b)) if b.trim() == "false" => Some(false),
@@ -187,6 +173,18 @@ impl Clients {
                 self.push(call, ok.is_some(), Op::Cas { expect, new, ok });
             }
         }
+    }
+
+    /// PUTs `value` to the register (with `query`, e.g. `?cas=N`) through an agent picked at
+    /// random: the call time and the answer.
+    fn put_register(&mut self, query: &str, value: u64) -> (u64, Option<(u16, String)>) {
+        let addr = self.pick();
+        let call = self.now();
+        let path = format!("/v1/kv/{REGISTER}{query}");
+        (
+            call,
+            CLIENT.text(&addr, "PUT", &path, value.to_string().as_bytes()),
+        )
     }
 
     /// Reads the register; records the read when it was answered, and gives the value and its
