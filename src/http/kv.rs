@@ -87,7 +87,11 @@ fn consistency(q: &Params) -> Result<Consistency, ApiError> {
 
 /// A request the cluster could not serve: a 500 with the failure's one line.
 pub fn failure(e: ApiFailure) -> ApiError {
-    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    let status = match e {
+        ApiFailure::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError(status, e.to_string())
 }
 
 /// Sets `X-Consul-Index`, `X-Consul-KnownLeader` and `X-Consul-LastContact`.

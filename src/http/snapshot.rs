@@ -2,7 +2,8 @@
 //!
 //! File: `MUSTER-SNAPSHOT 1\n`, one JSON header line with the SHA-256 of the data, then the data.
 //! A restore is checked in full (magic, header, size, digest, decodable state) before anything
-//! is written, then committed through Raft like any other write.
+//! is written, then committed through Raft in pieces of at most 512 KiB and replaced at once by
+//! a last entry (docs/state.md, "A restore travels in pieces").
 
 use std::sync::Arc;
 
@@ -18,11 +19,10 @@ use sha2::{Digest, Sha256};
 use super::kv::{failure, read_body};
 use super::ApiError;
 use crate::agent::Agent;
-use crate::server::state::{SnapshotBody, StateCommand};
+pub use crate::server::state::MAX_RESTORE;
+use crate::server::state::{SnapshotBody, StateCommand, RESTORE_PIECE};
 
 const MAGIC: &[u8] = b"MUSTER-SNAPSHOT 1\n";
-/// Largest snapshot a restore accepts (it travels as one Raft entry).
-pub const MAX_RESTORE: usize = 48 << 20;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Header {
@@ -110,15 +110,50 @@ pub fn verify(file: &[u8]) -> Result<(Header, &[u8]), SnapshotFileError> {
 async fn restore(State(agent): State<Arc<Agent>>, body: Body) -> Result<Response, ApiError> {
     let file = read_body(body, MAX_RESTORE + 4096).await?;
     let (_, data) = verify(&file).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
-    let outcome = agent
-        .client
-        .write(StateCommand::Restore(data.to_vec()))
-        .await
-        .map_err(failure)?;
+    let id = uuid::Uuid::new_v4();
+    // Each piece is acknowledged before the next goes: a piece must follow the last one
+    // applied. An empty file still sends its one (empty) first piece.
+    let pieces = data
+        .chunks(RESTORE_PIECE)
+        .chain(data.is_empty().then_some(&[][..]));
+    for (i, piece) in pieces.enumerate() {
+        let offset = (i * RESTORE_PIECE) as u64;
+        let piece = StateCommand::RestorePiece {
+            id,
+            offset,
+            bytes: piece.to_vec(),
+        };
+        let outcome = agent.client.write(piece).await.map_err(|e| {
+            let mut e = failure(e);
+            e.1 = format!(
+                "{} (while sending the restore's piece at byte {offset} of {}; nothing was \
+                 replaced)",
+                e.1,
+                data.len()
+            );
+            e
+        })?;
+        if !outcome.ok {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!(
+                    "another restore started while this one was being sent (its piece at byte \
+                     {offset} was refused); nothing was replaced by this one"
+                ),
+            ));
+        }
+    }
+    let end = StateCommand::RestoreEnd {
+        id,
+        size: data.len() as u64,
+    };
+    let outcome = agent.client.write(end).await.map_err(failure)?;
     if !outcome.ok {
         return Err(ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the restore was not applied".into(),
+            StatusCode::CONFLICT,
+            "another restore started while this one was being sent; nothing was replaced by \
+             this one"
+                .into(),
         ));
     }
     Ok(StatusCode::OK.into_response())

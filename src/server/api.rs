@@ -27,6 +27,24 @@ const FORWARD_SLACK: Duration = Duration::from_secs(5);
 /// ([`crate::client::HOLD`]) it bounds a write that cannot commit to 12 s (docs/servers.md,
 /// "Leadership under a lost quorum"); openraft itself would wait forever.
 pub const COMMIT_WAIT: Duration = Duration::from_secs(5);
+/// Most bytes one write may carry (its key and value, or a restore piece). With values capped
+/// at 512 KiB and restores sent in 512 KiB pieces, every entry fits the network layer's 1 MiB
+/// AppendEntries cap, which cannot split an entry (docs/state.md, "A restore travels in
+/// pieces").
+pub const MAX_WRITE_BYTES: usize = 1 << 20;
+
+/// Refuses a write larger than one entry may carry ([`MAX_WRITE_BYTES`]).
+fn check_write_size(cmd: &super::state::StateCommand) -> Result<(), ApiFailure> {
+    let bytes = super::batch::weight(cmd);
+    if bytes > MAX_WRITE_BYTES {
+        return Err(ApiFailure::TooLarge(format!(
+            "a write of {bytes} bytes exceeds the {MAX_WRITE_BYTES}-byte limit of one Raft \
+             entry; nothing was written (a snapshot restore from an agent of an earlier \
+             version? restore through an agent of this version, which sends it in pieces)"
+        )));
+    }
+    Ok(())
+}
 
 /// `wait` clamped to [`MAX_WAIT`], plus up to 1/16 of random jitter, as Consul does so that
 /// many watchers do not all return in the same instant.
@@ -223,6 +241,7 @@ impl Server {
     /// proposed write that has not committed after [`COMMIT_WAIT`] is answered with a failure
     /// saying it may still commit.
     pub async fn write(&self, w: Write) -> Result<WriteOutcome, ApiFailure> {
+        check_write_size(&w.cmd)?;
         // Leadership can move between the check and the write: retry once through the new one.
         for _ in 0..2 {
             match self.leadership() {
@@ -238,6 +257,13 @@ impl Server {
                 Ok(Ok(outcome)) => return Ok(outcome),
                 Ok(Err(BatchError::NotLeader)) => continue,
                 Ok(Err(BatchError::Failed(e))) => return Err(ApiFailure::Unavailable(e)),
+                Ok(Err(BatchError::Full)) => {
+                    return Err(ApiFailure::Unavailable(
+                        "the leader's write queue is full (its disk or followers are behind); \
+                         the write was not applied, retry later"
+                            .into(),
+                    ))
+                }
                 Err(_) => {
                     let why = if self.leads_with_lease() {
                         "the leader is overloaded or its disk is slow"
@@ -300,5 +326,35 @@ impl Server {
             cluster_id,
             data,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::state::{StateCommand, MAX_VALUE, RESTORE_PIECE};
+
+    #[test]
+    fn a_write_larger_than_one_entry_is_refused_and_named() {
+        let set = |n: usize| StateCommand::KvSet {
+            key: "k".repeat(1024),
+            value: vec![0; n],
+            flags: 0,
+            cas: None,
+        };
+        assert!(check_write_size(&set(MAX_VALUE)).is_ok());
+        let piece = StateCommand::RestorePiece {
+            id: uuid::Uuid::nil(),
+            offset: 0,
+            bytes: vec![0; RESTORE_PIECE],
+        };
+        assert!(check_write_size(&piece).is_ok());
+        let e = check_write_size(&StateCommand::Restore(vec![0; 40 << 20])).unwrap_err();
+        assert!(matches!(e, ApiFailure::TooLarge(_)));
+        assert!(
+            e.to_string()
+                .contains("41943040 bytes exceeds the 1048576-byte limit"),
+            "{e}"
+        );
     }
 }

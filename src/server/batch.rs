@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::protocol::WriteOutcome;
 use super::state::{StateCommand, Write};
@@ -27,6 +27,13 @@ const MAX_IN_FLIGHT: usize = 2;
 const MAX_BATCH_COMMANDS: usize = 1024;
 /// Most key and value bytes in one entry (a larger single write still goes, alone).
 const MAX_BATCH_BYTES: usize = 1 << 20;
+/// What the leader holds of writes not yet answered, queued or in flight, in permits of
+/// [`permits`]: 65,536 writes, or 64 MiB of keys and values, whichever is reached first. A
+/// leader whose disk or followers fall behind would otherwise buffer every write sent to it
+/// until it runs out of memory (docs/state.md, "Batched writes").
+const MAX_HELD_PERMITS: usize = 1 << 16;
+/// How long a write waits for room in a full queue before it is refused, unapplied.
+const ADMISSION_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Why a batched write did not commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +42,15 @@ pub enum BatchError {
     NotLeader,
     /// Raft refused or failed the write.
     Failed(String),
+    /// The queue stayed full for [`ADMISSION_WAIT`]: the write was not queued, so it is
+    /// certainly not applied.
+    Full,
+}
+
+/// Permits a write of `weight` bytes holds while it is queued or in flight: one for the
+/// write, one for each KiB it carries.
+fn permits(weight: usize) -> u32 {
+    (1 + weight / 1024).min(MAX_HELD_PERMITS) as u32
 }
 
 struct Queued {
@@ -43,11 +59,39 @@ struct Queued {
     /// stamp is its newest write's (docs/state.md, "Request ids", why arrival and not proposal).
     arrived_ms: u64,
     reply: oneshot::Sender<Result<WriteOutcome, BatchError>>,
+    /// Its room in the queue, given back once it is answered (even if its caller gave up).
+    room: OwnedSemaphorePermit,
 }
 
 /// The leader's write queue. Cheap to share; the batching task stops when it is dropped.
 pub struct WriteBatcher {
     tx: mpsc::UnboundedSender<Queued>,
+    /// Room for writes not yet answered (the channel itself is unbounded: this bounds it).
+    room: Room,
+}
+
+/// Room for writes not yet answered: [`MAX_HELD_PERMITS`] permits, [`permits`] per write.
+#[derive(Clone)]
+struct Room(Arc<Semaphore>);
+
+impl Room {
+    fn new() -> Self {
+        Room(Arc::new(Semaphore::new(MAX_HELD_PERMITS)))
+    }
+
+    /// Room for a write of `weight` bytes, waiting at most [`ADMISSION_WAIT`] for it.
+    async fn admit(&self, weight: usize) -> Result<OwnedSemaphorePermit, BatchError> {
+        match tokio::time::timeout(
+            ADMISSION_WAIT,
+            self.0.clone().acquire_many_owned(permits(weight)),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(BatchError::Failed("the server is shutting down".into())),
+            Err(_) => Err(BatchError::Full),
+        }
+    }
 }
 
 impl WriteBatcher {
@@ -55,12 +99,19 @@ impl WriteBatcher {
     pub fn start(raft: Raft) -> (WriteBatcher, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(run(raft, rx));
-        (WriteBatcher { tx }, task)
+        (
+            WriteBatcher {
+                tx,
+                room: Room::new(),
+            },
+            task,
+        )
     }
 
     /// Commits `write` in the next entry; answers once a quorum has it and it is applied
     /// (with the first outcome, if its request id was applied before).
     pub async fn write(&self, write: Write) -> Result<WriteOutcome, BatchError> {
+        let room = self.room.admit(weight(&write.cmd)).await?;
         let (reply, answer) = oneshot::channel();
         // Before the epoch only with a broken clock; the stamp then ages nothing.
         let arrived_ms = SystemTime::now()
@@ -72,6 +123,7 @@ impl WriteBatcher {
                 write,
                 arrived_ms,
                 reply,
+                room,
             })
             .map_err(|_| BatchError::Failed("the server is shutting down".into()))?;
         answer
@@ -86,6 +138,7 @@ pub(crate) fn weight(cmd: &StateCommand) -> usize {
         StateCommand::KvSet { key, value, .. } => key.len() + value.len(),
         StateCommand::KvDelete { key, .. } => key.len(),
         StateCommand::Restore(bytes) => bytes.len(),
+        StateCommand::RestorePiece { bytes, .. } => bytes.len(),
         _ => 256,
     }
 }
@@ -136,8 +189,15 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Queued>) {
 /// Writes one entry for `batch` and answers each of its writers.
 async fn commit(raft: &Raft, batch: Vec<Queued>) {
     let stamp_ms = batch.iter().map(|q| q.arrived_ms).max().unwrap_or(0);
-    let (writes, replies): (Vec<Write>, Vec<_>) =
-        batch.into_iter().map(|q| (q.write, q.reply)).unzip();
+    // The room goes back when this function returns, after every writer has its answer.
+    let mut rooms = Vec::with_capacity(batch.len());
+    let (writes, replies): (Vec<Write>, Vec<_>) = batch
+        .into_iter()
+        .map(|q| {
+            rooms.push(q.room);
+            (q.write, q.reply)
+        })
+        .unzip();
     match raft
         .client_write(Command::Writes { stamp_ms, writes })
         .await
@@ -189,5 +249,36 @@ mod tests {
         };
         assert_eq!(weight(&del), 3);
         assert_eq!(weight(&StateCommand::Restore(vec![0; 5000])), 5000);
+    }
+
+    /// The queue is bounded: 64 MiB of values fill it, the next write waits, and is refused
+    /// as `Full` after [`ADMISSION_WAIT`] unless an answered write makes room.
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_refuses_writes_after_a_wait_and_answered_ones_make_room() {
+        assert_eq!(permits(10), 1);
+        assert_eq!(permits(512 << 10), 513);
+        let room = Room::new();
+        let mut held = Vec::new();
+        // 127 values of 512 KiB plus small writes fill 65,536 permits exactly.
+        for _ in 0..127 {
+            held.push(room.admit(512 << 10).await.expect("room"));
+        }
+        for _ in 0..(MAX_HELD_PERMITS - 127 * 513) {
+            held.push(room.admit(3).await.expect("room"));
+        }
+        let started = tokio::time::Instant::now();
+        assert!(matches!(room.admit(3).await, Err(BatchError::Full)));
+        assert_eq!(started.elapsed(), ADMISSION_WAIT);
+        // A write that waits gets in as soon as an earlier one is answered.
+        let waiting = tokio::spawn({
+            let room = room.clone();
+            async move { room.admit(3).await.map(drop) }
+        });
+        tokio::time::sleep(ADMISSION_WAIT / 2).await;
+        held.pop();
+        assert!(waiting.await.unwrap().is_ok());
+        // A write larger than the whole room still gets in once the room is empty.
+        drop(held);
+        assert!(room.admit(usize::MAX / 2).await.is_ok());
     }
 }

@@ -162,6 +162,10 @@ pub enum ApiFailure {
     /// Raft refused or failed the write, in its words. Retry shortly; if it lasts, report it.
     #[error("{0}")]
     Unavailable(String),
+    /// The write is larger than one entry may carry ([`super::api::MAX_WRITE_BYTES`]); nothing
+    /// was proposed. Not retried: the same write fails the same way.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// A request on the server port.

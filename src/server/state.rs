@@ -11,6 +11,12 @@ use uuid::Uuid;
 pub const MAX_KEY: usize = 1024;
 /// Largest value, in bytes (Consul's `kv_max_value_size`).
 pub const MAX_VALUE: usize = 512 * 1024;
+/// Largest operator snapshot a restore accepts, in bytes of data (docs/state.md).
+pub const MAX_RESTORE: usize = 48 << 20;
+/// Most bytes of snapshot in one [`StateCommand::RestorePiece`]: a piece weighs what the
+/// largest value does, so every entry fits one AppendEntries (docs/state.md, "A restore
+/// travels in pieces").
+pub const RESTORE_PIECE: usize = 512 * 1024;
 
 /// One KV entry, with Consul's indexes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +68,19 @@ pub enum StateCommand {
     /// Replace the autopilot settings (`muster operator autopilot set-config`; the first
     /// leader also writes its configuration file's settings here once).
     AutopilotSet(super::autopilot::AutopilotConfig),
+    /// One piece of operator snapshot `id`, to go at `offset` of its data; offset 0 starts the
+    /// restore (docs/state.md, "A restore travels in pieces").
+    RestorePiece {
+        id: Uuid,
+        offset: u64,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// Snapshot `id` is complete at `size` bytes: replace the KV store and the catalog by it.
+    RestoreEnd {
+        id: Uuid,
+        size: u64,
+    },
 }
 
 /// A client request's id: made once by the agent that received the HTTP request and kept
@@ -215,9 +234,49 @@ pub struct State {
     pub catalog_index: u64,
     /// Autopilot settings and the index that last set them (None until the first leader).
     pub autopilot: Option<(super::autopilot::AutopilotConfig, u64)>,
-    /// Recent request ids and their first outcomes. Keep it the last field: a snapshot
-    /// written before it existed is this struct's bytes without it ([`SnapshotBody::decode`]).
+    /// Recent request ids and their first outcomes.
     pub recent: RecentWrites,
+    /// The operator snapshot being restored, piece by piece, if any. Keep it the last field:
+    /// a snapshot written before it existed is this struct's bytes without it
+    /// ([`SnapshotBody::decode`]).
+    pub restoring: Option<Restoring>,
+}
+
+/// An operator snapshot arriving in pieces: which restore, and its data so far.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restoring {
+    pub id: Uuid,
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for Restoring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Restoring {{ id: {}, {} bytes }}",
+            self.id,
+            self.data.len()
+        )
+    }
+}
+
+/// [`State`] as snapshots wrote it before restores in pieces: every field but the last.
+#[derive(Deserialize)]
+struct StateBeforePieces {
+    kv: BTreeMap<String, KvEntry>,
+    tombstones: BTreeMap<String, u64>,
+    kv_index: u64,
+    catalog: BTreeMap<String, CatalogNode>,
+    catalog_index: u64,
+    autopilot: Option<(super::autopilot::AutopilotConfig, u64)>,
+    recent: RecentWrites,
+}
+
+#[derive(Deserialize)]
+struct SnapshotBodyBeforePieces {
+    cluster_id: Option<Uuid>,
+    data: StateBeforePieces,
 }
 
 /// [`State`] as snapshots wrote it before request ids: every field but the last.
@@ -246,27 +305,46 @@ pub struct SnapshotBody {
 }
 
 impl SnapshotBody {
-    /// Reads a snapshot body, of this version or of one written before request ids (then
-    /// with an empty table). A body of this version never reads as the older one: the older
-    /// is a strict prefix, and the newer fails only where its table should begin.
+    /// Reads a snapshot body, of this version or of an earlier one: written before restores
+    /// in pieces (then with no restore under way), or before request ids (then also with an
+    /// empty table). A body never reads as an older version: each older one is a strict
+    /// prefix of the next, and the newer fails only where its added field should begin.
     pub fn decode(bytes: &[u8]) -> Result<SnapshotBody, postcard::Error> {
-        match postcard::from_bytes::<SnapshotBody>(bytes) {
-            Ok(body) => Ok(body),
-            Err(e) => match postcard::from_bytes::<SnapshotBodyBeforeIds>(bytes) {
-                Ok(old) => Ok(SnapshotBody {
-                    cluster_id: old.cluster_id,
-                    data: State {
-                        kv: old.data.kv,
-                        tombstones: old.data.tombstones,
-                        kv_index: old.data.kv_index,
-                        catalog: old.data.catalog,
-                        catalog_index: old.data.catalog_index,
-                        autopilot: old.data.autopilot,
-                        recent: RecentWrites::default(),
-                    },
-                }),
-                Err(_) => Err(e),
-            },
+        let e = match postcard::from_bytes::<SnapshotBody>(bytes) {
+            Ok(body) => return Ok(body),
+            Err(e) => e,
+        };
+        if let Ok(old) = postcard::from_bytes::<SnapshotBodyBeforePieces>(bytes) {
+            let d = old.data;
+            return Ok(SnapshotBody {
+                cluster_id: old.cluster_id,
+                data: State {
+                    kv: d.kv,
+                    tombstones: d.tombstones,
+                    kv_index: d.kv_index,
+                    catalog: d.catalog,
+                    catalog_index: d.catalog_index,
+                    autopilot: d.autopilot,
+                    recent: d.recent,
+                    restoring: None,
+                },
+            });
+        }
+        match postcard::from_bytes::<SnapshotBodyBeforeIds>(bytes) {
+            Ok(old) => Ok(SnapshotBody {
+                cluster_id: old.cluster_id,
+                data: State {
+                    kv: old.data.kv,
+                    tombstones: old.data.tombstones,
+                    kv_index: old.data.kv_index,
+                    catalog: old.data.catalog,
+                    catalog_index: old.data.catalog_index,
+                    autopilot: old.data.autopilot,
+                    recent: RecentWrites::default(),
+                    restoring: None,
+                },
+            }),
+            Err(_) => Err(e),
         }
     }
 }
@@ -386,22 +464,61 @@ impl State {
                 self.autopilot = Some((cfg.clone(), index));
                 true
             }
-            StateCommand::Restore(bytes) => match SnapshotBody::decode(bytes) {
-                Ok(SnapshotBody {
-                    data: mut restored, ..
-                }) => {
-                    restored.kv_index = index;
-                    restored.catalog_index = index;
-                    // The table is about requests to this cluster, not about the data: a
-                    // write acknowledged before the restore stays acknowledged once.
-                    restored.recent = std::mem::take(&mut self.recent);
-                    *self = restored;
-                    ch.all = true;
-                    true
+            StateCommand::Restore(bytes) => self.restore(index, bytes, ch),
+            StateCommand::RestorePiece { id, offset, bytes } => {
+                let follows = match &self.restoring {
+                    _ if *offset == 0 => true,
+                    Some(r) => r.id == *id && r.data.len() as u64 == *offset,
+                    None => false,
+                };
+                let fits = (*offset as usize).saturating_add(bytes.len()) <= MAX_RESTORE;
+                if !follows || !fits {
+                    return false;
                 }
-                // Checked by the leader before proposing; a corrupt entry changes nothing.
-                Err(_) => false,
+                match &mut self.restoring {
+                    Some(r) if *offset != 0 => r.data.extend_from_slice(bytes),
+                    _ => {
+                        self.restoring = Some(Restoring {
+                            id: *id,
+                            data: bytes.clone(),
+                        })
+                    }
+                }
+                true
+            }
+            StateCommand::RestoreEnd { id, size } => match self.restoring.take() {
+                Some(r) if r.id == *id => {
+                    r.data.len() as u64 == *size && self.restore(index, &r.data, ch)
+                }
+                other => {
+                    // Another restore's pieces: not this one's to end.
+                    self.restoring = other;
+                    false
+                }
             },
+        }
+    }
+
+    /// Replaces the KV store and the catalog by those of snapshot data `bytes`, as the entry
+    /// at `index`. False (and nothing changed) when the bytes do not decode.
+    fn restore(&mut self, index: u64, bytes: &[u8], ch: &mut Changes) -> bool {
+        match SnapshotBody::decode(bytes) {
+            Ok(SnapshotBody {
+                data: mut restored, ..
+            }) => {
+                restored.kv_index = index;
+                restored.catalog_index = index;
+                // The table is about requests to this cluster, not about the data: a write
+                // acknowledged before the restore stays acknowledged once.
+                restored.recent = std::mem::take(&mut self.recent);
+                // A snapshot's own unfinished restore is not this cluster's.
+                restored.restoring = None;
+                *self = restored;
+                ch.all = true;
+                true
+            }
+            // Checked by the leader before proposing; a corrupt entry changes nothing.
+            Err(_) => false,
         }
     }
 
@@ -875,6 +992,109 @@ mod tests {
         let retry = s.apply_writes(9, 1_000, &[lock(1, "lock", "me")], &mut ch);
         assert_eq!(retry, vec![Outcome { ok: true, index: 7 }]);
         assert_eq!(s.recent.get(&Uuid::from_u128(9)).map(|o| o.index), Some(8));
+    }
+
+    /// A restore in pieces: nothing changes until its end, pieces must follow each other, a
+    /// new restore drops an unfinished one, and the pieces survive a snapshot taken between
+    /// them (a follower that installs it assembles the same bytes).
+    #[test]
+    fn a_restore_in_pieces_replaces_everything_at_its_end() {
+        let mut a = State::default();
+        set(&mut a, 1, "x", "1", None);
+        let snap = postcard::to_allocvec(&SnapshotBody {
+            cluster_id: None,
+            data: a,
+        })
+        .unwrap();
+        let (id, other) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let piece = |id, offset: usize, bytes: &[u8]| StateCommand::RestorePiece {
+            id,
+            offset: offset as u64,
+            bytes: bytes.to_vec(),
+        };
+        let end = |id, size: usize| StateCommand::RestoreEnd {
+            id,
+            size: size as u64,
+        };
+        let mut b = State::default();
+        set(&mut b, 1, "y", "1", None);
+        let mut ch = Changes::default();
+        let half = snap.len() / 2;
+
+        assert!(!b.apply(2, &piece(id, 5, &snap[5..]), &mut ch), "no start");
+        assert!(b.apply(2, &piece(id, 0, &snap[..half]), &mut ch));
+        assert!(b.kv.contains_key("y") && !ch.all, "nothing visible yet");
+        assert!(!b.apply(3, &piece(other, half, &snap[half..]), &mut ch));
+        assert!(!b.apply(3, &piece(id, half + 1, &snap[half + 1..]), &mut ch));
+        assert!(!b.apply(3, &end(id, snap.len()), &mut ch), "incomplete");
+        assert!(b.restoring.is_none(), "an end that fails drops the pieces");
+
+        assert!(b.apply(4, &piece(id, 0, &snap[..half]), &mut ch));
+        // A snapshot between the pieces holds them: a follower installing it goes on.
+        let taken = postcard::to_allocvec(&SnapshotBody {
+            cluster_id: None,
+            data: b.clone(),
+        })
+        .unwrap();
+        let mut f = SnapshotBody::decode(&taken).unwrap().data;
+        assert_eq!(f, b);
+        for s in [&mut b, &mut f] {
+            assert!(s.apply(5, &piece(id, half, &snap[half..]), &mut ch));
+            assert!(!s.apply(6, &end(other, snap.len()), &mut ch), "not its end");
+            assert!(s.apply(6, &end(id, snap.len()), &mut ch));
+            assert!(s.kv.contains_key("x") && !s.kv.contains_key("y"));
+            assert_eq!((s.kv_index, s.restoring.as_ref()), (6, None));
+        }
+        assert_eq!(f, b);
+
+        // A second restore started over an unfinished one wins; the first's pieces are refused.
+        assert!(b.apply(7, &piece(id, 0, &snap[..half]), &mut ch));
+        assert!(b.apply(8, &piece(other, 0, &snap[..half]), &mut ch));
+        assert!(!b.apply(9, &piece(id, half, &snap[half..]), &mut ch));
+        assert!(!b.apply(9, &end(id, half), &mut ch));
+        assert!(b.apply(10, &piece(other, half, &snap[half..]), &mut ch));
+        assert!(b.apply(11, &end(other, snap.len()), &mut ch));
+        // Nothing beyond the restore limit is kept.
+        assert!(!b.apply(12, &piece(id, MAX_RESTORE, b"x"), &mut ch));
+    }
+
+    /// A snapshot written before restores in pieces (with the table of request ids, without
+    /// `restoring`) still reads, with no restore under way.
+    #[test]
+    fn a_snapshot_from_before_pieces_still_reads() {
+        let mut s = State::default();
+        s.apply_writes(7, 1_000, &[lock(1, "lock", "me")], &mut Changes::default());
+        #[derive(Serialize)]
+        struct OldState<'a> {
+            kv: &'a BTreeMap<String, KvEntry>,
+            tombstones: &'a BTreeMap<String, u64>,
+            kv_index: u64,
+            catalog: &'a BTreeMap<String, CatalogNode>,
+            catalog_index: u64,
+            autopilot: &'a Option<(super::super::autopilot::AutopilotConfig, u64)>,
+            recent: &'a RecentWrites,
+        }
+        #[derive(Serialize)]
+        struct OldBody<'a> {
+            cluster_id: Option<Uuid>,
+            data: OldState<'a>,
+        }
+        let old = postcard::to_allocvec(&OldBody {
+            cluster_id: Some(Uuid::from_u128(42)),
+            data: OldState {
+                kv: &s.kv,
+                tombstones: &s.tombstones,
+                kv_index: s.kv_index,
+                catalog: &s.catalog,
+                catalog_index: s.catalog_index,
+                autopilot: &s.autopilot,
+                recent: &s.recent,
+            },
+        })
+        .unwrap();
+        let read = SnapshotBody::decode(&old).unwrap();
+        assert_eq!(read.data, s);
+        assert_eq!(read.cluster_id, Some(Uuid::from_u128(42)));
     }
 
     #[test]

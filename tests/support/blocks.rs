@@ -104,6 +104,7 @@ pub enum Block {
     FaultSuite = 110,
     PartitionedLeader = 111,
     PausedLeader = 112,
+    LargeRestore = 130,
 }
 
 impl Block {

@@ -52,7 +52,13 @@ pub fn bin() -> PathBuf {
 
 /// Prints a numbered step, so a failing test reads like a script.
 pub fn step(n: u32, what: &str) {
-    eprintln!("--- step {n}: {what}");
+    // The UTC time of day, to line the steps up with the agents' log lines.
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() % 86_400_000)
+        .unwrap_or(0);
+    let (h, m, s, ms) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    eprintln!("--- step {n} at {h:02}:{m:02}:{s:02}.{ms:03}Z: {what}");
 }
 
 /// Calls `f` every `every` until it gives a value or `timeout` passes (None then).
