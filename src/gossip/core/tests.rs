@@ -162,10 +162,15 @@ impl Net {
     /// What the TCP syncer does for a join of `a` through `b`, with the same frames.
     fn join(&mut self, a: usize, b: usize) -> Result<usize, SyncError> {
         let request =
-            sync::request_frame(&self.nodes[a].core.sealer, &self.nodes[a].core.snapshot())?;
+            sync::request_frames(&self.nodes[a].core.sealer, &self.nodes[a].core.snapshot())?;
         let opened = {
             let core = &self.nodes[b].core;
-            sync::open_request(&core.sealer, &core.stats, &request)
+            let mut pages = sync::Pages::default();
+            request
+                .iter()
+                .map(|f| pages.add_request(&core.sealer, &core.stats, f))
+                .find_map(Result::transpose)
+                .expect("a last page")
         };
         let answer = match opened {
             Err(reason) => Err(reason),
@@ -175,8 +180,13 @@ impl Net {
                 answer
             }
         };
-        let reply = sync::answer_frame(&self.nodes[b].core.sealer, &answer).expect("encodable");
-        let theirs = sync::open_reply(&self.nodes[a].core.sealer, &reply)?;
+        let reply = sync::answer_frames(&self.nodes[b].core.sealer, &answer);
+        let mut pages = sync::Pages::default();
+        let theirs = reply
+            .iter()
+            .map(|f| pages.add_reply(&self.nodes[a].core.sealer, f))
+            .find_map(Result::transpose)
+            .expect("a last page")?;
         let (result, fx) = self.nodes[a].core.handle_sync_reply(theirs);
         self.apply(a, fx);
         self.deliver();
