@@ -104,6 +104,8 @@ pub enum Block {
     FaultSuite = 110,
     PartitionedLeader = 111,
     PausedLeader = 112,
+    // tests/reap.rs
+    Reap = 140,
 }
 
 impl Block {
