@@ -40,8 +40,8 @@ fn catalog_has(agent: &Agent, name: &str, status: &str) -> bool {
 }
 
 #[test]
-fn a_killed_client_is_failed_then_reaped_everywhere_and_deregistered_and_comes_back_when_restarted(
-) {
+fn a_killed_client_is_failed_then_reaped_everywhere_and_deregistered_and_comes_back_when_restarted()
+{
     let net = Block::Reap;
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_file(
@@ -62,7 +62,10 @@ fn a_killed_client_is_failed_then_reaped_everywhere_and_deregistered_and_comes_b
         &["-config-file", cfg, "-retry-join", &net.ip(1)],
     );
 
-    step(1, "the short timeout is taken, with Consul's minimum named once");
+    step(
+        1,
+        "the short timeout is taken, with Consul's minimum named once",
+    );
     for a in &s {
         let warned = a
             .log()
@@ -76,7 +79,10 @@ fn a_killed_client_is_failed_then_reaped_everywhere_and_deregistered_and_comes_b
         .unwrap_or_default();
     assert_eq!(debug["DebugConfig"]["ReconnectTimeoutLAN"], REAP_AFTER);
 
-    step(2, "every agent lists the client alive; the catalog has it alive");
+    step(
+        2,
+        "every agent lists the client alive; the catalog has it alive",
+    );
     wait_until(T, "every server sees the client alive", || {
         s.iter().all(|a| a.sees("reap-client", "alive"))
     });
@@ -84,11 +90,17 @@ fn a_killed_client_is_failed_then_reaped_everywhere_and_deregistered_and_comes_b
         catalog_has(&s[0], "reap-client", "alive")
     });
 
-    step(3, "SIGKILL the client: failed everywhere, still in the catalog (marked failed)");
+    step(
+        3,
+        "SIGKILL the client: failed everywhere, still in the catalog (marked failed)",
+    );
     client.kill();
-    wait_every(T, Duration::from_millis(100), "every server sees the client failed", || {
-        s.iter().all(|a| a.sees("reap-client", "failed"))
-    });
+    wait_every(
+        T,
+        Duration::from_millis(100),
+        "every server sees the client failed",
+        || s.iter().all(|a| a.sees("reap-client", "failed")),
+    );
     wait_every(
         T,
         Duration::from_millis(100),
@@ -96,7 +108,10 @@ fn a_killed_client_is_failed_then_reaped_everywhere_and_deregistered_and_comes_b
         || catalog_has(&s[1], "reap-client", "failed"),
     );
 
-    step(4, "after reconnect_timeout: gone from every member list and from the catalog");
+    step(
+        4,
+        "after reconnect_timeout: gone from every member list and from the catalog",
+    );
     wait_until(T, "no server lists the client any more", || {
         s.iter().all(|a| {
             a.members().is_some_and(|m| m.len() == 3)
@@ -131,7 +146,10 @@ fn a_killed_client_is_failed_then_reaped_everywhere_and_deregistered_and_comes_b
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    step(5, "the client starts again: alive everywhere and registered again");
+    step(
+        5,
+        "the client starts again: alive everywhere and registered again",
+    );
     client.restart();
     wait_until(T, "every agent sees the restarted client alive", || {
         s.iter().all(|a| a.sees("reap-client", "alive")) && client.alive_count() == 4

@@ -69,7 +69,7 @@ impl Core {
             MemberStatus::Left => ("left", self.timings.tombstone_timeout),
             _ => return,
         };
-        tracing::info!(member = %name, addr = %m.addr, "member reaped: {status} for {after:?}, forgotten");
+        tracing::info!(member = %name, addr = %m.addr, "member reaped: {status} for {}, forgotten", whole_units(after));
         self.forget(name);
     }
 
@@ -121,5 +121,16 @@ impl Core {
             store.records.remove(n);
         }
         self.meta_orphans = orphans.difference(&self.meta_orphans).cloned().collect();
+    }
+}
+
+/// `72h`, `30m`, `6s` for whole hours, minutes or seconds; Rust's `Debug` form otherwise.
+fn whole_units(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    match (d.subsec_nanos(), s) {
+        (0, s) if s > 0 && s % 3600 == 0 => format!("{}h", s / 3600),
+        (0, s) if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        (0, s) => format!("{s}s"),
+        _ => format!("{d:?}"),
     }
 }
