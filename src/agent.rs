@@ -290,7 +290,11 @@ impl Agent {
                 datacenter: config.datacenter.clone(),
                 key: config.encrypt.clone(),
                 tags: tags.clone(),
-                timings: Timings::default(),
+                timings: Timings {
+                    reconnect_timeout: config.reconnect_timeout,
+                    tombstone_timeout: config.tombstone_timeout,
+                    ..Timings::default()
+                },
             },
             udp,
             tcp,

@@ -31,6 +31,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "node_name",
     "performance",
     "ports",
+    "reconnect_timeout",
     "retry_interval",
     "retry_join",
     "retry_join_ec2",
@@ -39,6 +40,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "server",
     "skip_leave_on_interrupt",
     "start_join",
+    "tombstone_timeout",
 ];
 
 const PORT_KEYS: &[&str] = &["http", "serf_lan", "server"];
@@ -136,6 +138,7 @@ struct FileModel {
     node_name: Option<String>,
     ports: Option<PortsModel>,
     performance: Option<PerformanceModel>,
+    reconnect_timeout: Option<String>,
     retry_interval: Option<String>,
     #[serde(default)]
     retry_join: Vec<String>,
@@ -146,6 +149,7 @@ struct FileModel {
     skip_leave_on_interrupt: Option<bool>,
     #[serde(default)]
     start_join: Vec<String>,
+    tombstone_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -396,6 +400,8 @@ impl FileModel {
                 gce_credentials_file: gce.credentials_file,
             },
             raft_multiplier: self.performance.and_then(|p| p.raft_multiplier),
+            reconnect_timeout: self.reconnect_timeout,
+            tombstone_timeout: self.tombstone_timeout,
             ap_cleanup_dead_servers: ap.cleanup_dead_servers,
             ap_last_contact_threshold: ap.last_contact_threshold,
             ap_max_trailing_logs: ap.max_trailing_logs,
@@ -428,7 +434,8 @@ mod tests {
     #[test]
     fn json_and_hcl_read_the_same_keys() {
         let json = r#"{"server": true, "bootstrap_expect": 3, "retry_join": ["127.0.0.2"],
-            "ports": {"serf_lan": 9301, "http": 9500}, "retry_interval": "5s"}"#;
+            "ports": {"serf_lan": 9301, "http": 9500}, "retry_interval": "5s",
+            "reconnect_timeout": "8h", "tombstone_timeout": "1h"}"#;
         let hcl = r#"
             server = true
             bootstrap_expect = 3
@@ -438,6 +445,8 @@ mod tests {
               http = 9500
             }
             retry_interval = "5s"
+            reconnect_timeout = "8h"
+            tombstone_timeout = "1h"
         "#;
         let a = parse(json, Format::Json).unwrap();
         let b = parse(hcl, Format::Hcl).unwrap();
@@ -447,6 +456,8 @@ mod tests {
             assert_eq!(p.retry_join, vec!["127.0.0.2".to_string()]);
             assert_eq!(p.ports.serf_lan, Some(9301));
             assert_eq!(p.ports.http, Some(9500));
+            assert_eq!(p.reconnect_timeout.as_deref(), Some("8h"));
+            assert_eq!(p.tombstone_timeout.as_deref(), Some("1h"));
         }
     }
 

@@ -17,6 +17,9 @@ use super::{
 };
 use crate::duration::parse_go_duration;
 
+/// Consul's smallest `reconnect_timeout`; shorter values are taken with a warning.
+const REAP_FLOOR: Duration = Duration::from_secs(8 * 3600);
+
 /// Turns the merged layers into a [`RuntimeConfig`], applying defaults and every rule.
 ///
 /// `providers` are the discovery providers of this build: provider strings in `retry_join` are
@@ -41,6 +44,7 @@ pub fn finish(
     f.join_entries(&p);
     let retry_join = f.retry_join(&p, providers);
     let raft_multiplier = f.raft_multiplier(&p);
+    let (reconnect_timeout, tombstone_timeout) = f.reap_timeouts(&p);
     let autopilot = f.autopilot(&p);
     let leave_on_terminate = p.leave_on_terminate.unwrap_or(!mode.server);
     let skip_leave_on_interrupt = p.skip_leave_on_interrupt.unwrap_or(mode.server);
@@ -79,6 +83,8 @@ pub fn finish(
             leave_on_terminate,
             skip_leave_on_interrupt,
             raft_multiplier,
+            reconnect_timeout,
+            tombstone_timeout,
             autopilot,
         },
         warnings,
@@ -380,6 +386,49 @@ impl Findings {
                 1
             }
         }
+    }
+
+    /// `reconnect_timeout` and `tombstone_timeout`: Go durations of at least 1 s. Consul refuses
+    /// a `reconnect_timeout` under 8 h; muster takes it with a warning (tests and short-lived
+    /// fleets want minutes), and the same for `tombstone_timeout` (docs/configuration.md).
+    fn reap_timeouts(&mut self, p: &PartialConfig) -> (Duration, Duration) {
+        let mut one = |key: &str, value: &Option<String>, default: Duration, risk: &str| {
+            let Some(s) = value else { return default };
+            match parse_go_duration(s) {
+                Ok(d) if d < Duration::from_secs(1) => {
+                    self.error(format!(
+                        "{key} {s:?} is too short: use at least 1s (Consul's minimum is 8h)"
+                    ));
+                    default
+                }
+                Ok(d) => {
+                    if d < REAP_FLOOR {
+                        self.warn(format!(
+                            "{key} = {s:?} is below Consul's minimum of 8h: {risk}"
+                        ));
+                    }
+                    d
+                }
+                Err(why) => {
+                    self.error(format!("{key}: {why}"));
+                    default
+                }
+            }
+        };
+        let reconnect = one(
+            "reconnect_timeout",
+            &p.reconnect_timeout,
+            crate::gossip::DEFAULT_RECONNECT_TIMEOUT,
+            "a member failed (or cut off) for longer is forgotten everywhere and leaves the catalog; \
+             it is listed again only when it joins anew (-retry-join does so by itself, -join does not)",
+        );
+        let tombstone = one(
+            "tombstone_timeout",
+            &p.tombstone_timeout,
+            crate::gossip::DEFAULT_TOMBSTONE_TIMEOUT,
+            "a member that left is forgotten sooner; an agent that missed the leave may list it again until it fails",
+        );
+        (reconnect, tombstone)
     }
 
     /// The `autopilot { }` block, each key checked; unset keys stay unset.

@@ -166,3 +166,51 @@ fn legacy_entries_are_checked_against_the_providers_of_this_build() {
         assert!(errors_of(g).contains("provider \"gce\" is not compiled into this build"));
     }
 }
+
+#[test]
+fn reap_timeouts_default_to_consul_and_short_ones_warn_once_each() {
+    let c = built(base()).unwrap();
+    assert_eq!(c.config.reconnect_timeout, Duration::from_secs(72 * 3600));
+    assert_eq!(c.config.tombstone_timeout, Duration::from_secs(24 * 3600));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    let at_floor = built(PartialConfig {
+        reconnect_timeout: Some("8h".into()),
+        tombstone_timeout: Some("12h".into()),
+        ..base()
+    })
+    .unwrap();
+    assert_eq!(
+        at_floor.config.reconnect_timeout,
+        Duration::from_secs(8 * 3600)
+    );
+    assert!(at_floor.warnings.is_empty(), "{:?}", at_floor.warnings);
+
+    let short = built(PartialConfig {
+        reconnect_timeout: Some("5s".into()),
+        tombstone_timeout: Some("1m".into()),
+        ..base()
+    })
+    .unwrap();
+    assert_eq!(short.config.reconnect_timeout, Duration::from_secs(5));
+    assert_eq!(short.config.tombstone_timeout, Duration::from_secs(60));
+    assert_eq!(short.warnings.len(), 2, "{:?}", short.warnings);
+    assert!(
+        short.warnings[0].starts_with("reconnect_timeout = \"5s\" is below Consul's minimum of 8h")
+            && short.warnings[0].contains("forgotten everywhere")
+            && short.warnings[1].starts_with("tombstone_timeout = \"1m\""),
+        "{:?}",
+        short.warnings
+    );
+
+    let e = errors_of(PartialConfig {
+        reconnect_timeout: Some("500ms".into()),
+        tombstone_timeout: Some("a day".into()),
+        ..base()
+    });
+    assert!(
+        e.contains("reconnect_timeout \"500ms\" is too short: use at least 1s")
+            && e.contains("tombstone_timeout: "),
+        "{e}"
+    );
+}

@@ -168,6 +168,9 @@ impl AgentFlags {
                 gce_credentials_file: self.gce_credentials_file.clone(),
             },
             raft_multiplier: self.raft_multiplier,
+            // Consul has no reaping flags either: config files only (docs/configuration.md).
+            reconnect_timeout: None,
+            tombstone_timeout: None,
             // Consul has no autopilot flags: the config file's block or `operator autopilot`.
             ap_cleanup_dead_servers: None,
             ap_last_contact_threshold: None,

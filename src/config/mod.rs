@@ -141,6 +141,10 @@ pub struct RuntimeConfig {
     pub skip_leave_on_interrupt: bool,
     /// Scales every Raft timing; 1 = the LAN defaults of docs/servers.md.
     pub raft_multiplier: u32,
+    /// How long a failed gossip member is kept before it is reaped (docs/gossip.md, Reaping).
+    pub reconnect_timeout: Duration,
+    /// How long a gossip member that left is kept before it is reaped.
+    pub tombstone_timeout: Duration,
     /// The `autopilot { }` block as written; the agent fills what is unset with the server's
     /// defaults when it assembles the server's configuration (docs/operations.md).
     pub autopilot: AutopilotSettings,

@@ -41,6 +41,9 @@ pub struct PartialConfig {
     /// The `retry_join_ec2` / `retry_join_gce` blocks and their flags.
     pub legacy_cloud: LegacyCloud,
     pub raft_multiplier: Option<i64>,
+    /// `reconnect_timeout` and `tombstone_timeout` (Go durations; config files only).
+    pub reconnect_timeout: Option<String>,
+    pub tombstone_timeout: Option<String>,
     /// The `autopilot { }` block (its keys, Consul's names).
     pub ap_cleanup_dead_servers: Option<bool>,
     pub ap_last_contact_threshold: Option<String>,
@@ -79,7 +82,9 @@ impl PartialConfig {
             ap_max_trailing_logs,
             ap_min_quorum,
             ap_server_stabilization_time,
-            raft_multiplier
+            raft_multiplier,
+            reconnect_timeout,
+            tombstone_timeout
         );
         if later.ports.http.is_some() {
             self.ports.http = later.ports.http;

@@ -73,7 +73,18 @@ pub struct Timings {
     pub sync_timeout: Duration,
     /// Longest a graceful leave waits for its intent to spread before going down.
     pub leave_propagate: Duration,
+    /// How long a failed member is kept before it is reaped (forgotten). Consul's
+    /// `reconnect_timeout`, 72 h (docs/reference/consul.md §4.2; docs/gossip.md, Reaping).
+    pub reconnect_timeout: Duration,
+    /// How long a member that left is kept before it is reaped. Serf's `tombstone_timeout`,
+    /// 24 h (docs/gossip.md, Reaping).
+    pub tombstone_timeout: Duration,
 }
+
+/// Consul's default `reconnect_timeout`.
+pub const DEFAULT_RECONNECT_TIMEOUT: Duration = Duration::from_secs(72 * 3600);
+/// Serf's default tombstone timeout.
+pub const DEFAULT_TOMBSTONE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 impl Default for Timings {
     fn default() -> Self {
@@ -85,6 +96,8 @@ impl Default for Timings {
             anti_entropy_interval: Duration::from_secs(30),
             sync_timeout: Duration::from_secs(5),
             leave_propagate: Duration::from_secs(2),
+            reconnect_timeout: DEFAULT_RECONNECT_TIMEOUT,
+            tombstone_timeout: DEFAULT_TOMBSTONE_TIMEOUT,
         }
     }
 }

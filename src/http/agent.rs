@@ -212,6 +212,8 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
             "StartJoinAddrsLAN": c.start_join,
             "RetryJoinIntervalLAN": crate::duration::format_go_duration(c.retry_interval),
             "RetryJoinMaxAttemptsLAN": c.retry_max,
+            "ReconnectTimeoutLAN": crate::duration::format_go_duration(c.reconnect_timeout),
+            "TombstoneTimeoutLAN": crate::duration::format_go_duration(c.tombstone_timeout),
             "SerfPortLAN": c.ports.serf_lan,
             "ServerPort": c.ports.server,
             "HTTPPort": c.ports.http,

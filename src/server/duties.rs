@@ -254,8 +254,9 @@ impl Server {
     }
 
     /// Brings the catalog in line with gossip: every member registered with its address,
-    /// tags and status; members that left (or were forgotten) deregistered, as Consul's leader
-    /// does (docs/reference/consul.md).
+    /// tags and status (a failed member stays, marked failed); members that left, and members
+    /// gossip has reaped or pruned, deregistered, as Consul's leader does
+    /// (docs/reference/consul.md).
     pub(super) async fn reconcile_catalog(&self, members: &[Member]) {
         let current = self.sm.state.read().expect("sm lock").data.catalog.clone();
         let mut writes = Vec::new();
@@ -294,8 +295,12 @@ impl Server {
                 writes.push(state::StateCommand::CatalogUpsert(want));
             }
         }
+        // A member gossip no longer lists was reaped (failed past `reconnect_timeout`, left past
+        // `tombstone_timeout`) or pruned: deregistered, as Consul's leader does on a reap
+        // (docs/reference/consul.md §4.2, docs/gossip.md, Reaping).
         for name in current.keys() {
             if !members.iter().any(|m| &m.name == name) {
+                tracing::info!(node = %name, "deregistering a node gossip no longer lists (reaped)");
                 writes.push(state::StateCommand::CatalogRemove(name.clone()));
             }
         }

@@ -105,6 +105,8 @@ pub enum Block {
     PartitionedLeader = 111,
     PausedLeader = 112,
     LargeRestore = 130,
+    // tests/reap.rs
+    Reap = 140,
 }
 
 impl Block {

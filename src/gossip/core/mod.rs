@@ -8,12 +8,15 @@
 //!
 //! - this file: construction, the inputs and how foca's requests become [`Effects`].
 //! - `table.rs`: the member table and metadata records, how they react to SWIM and syncs.
+//! - `reap.rs`: forgetting failed and left members after their timeouts (docs/gossip.md,
+//!   Reaping).
 
+mod reap;
 mod table;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::atomic::Ordering;
@@ -58,6 +61,9 @@ pub(crate) enum Timer {
     Swim(foca::Timer<NodeIdentity>),
     /// Time for a full-state sync with a random live member.
     AntiEntropy,
+    /// A member has been failed (or left) for its whole timeout: forget it, unless its status
+    /// changed since (`token` is then stale).
+    Reap { name: String, token: u64 },
 }
 
 /// What the caller must do after an input, in order.
@@ -130,6 +136,12 @@ pub(crate) struct Core {
     out: Effects,
     /// The member list last handed out, to publish only changes.
     published: Arc<Vec<Member>>,
+    /// The reap timer armed for each failed or left member of the table.
+    reaps: BTreeMap<String, reap::PendingReap>,
+    next_reap_token: u64,
+    /// Metadata records of names no member carries, found by the last sweep; dropped if the
+    /// next sweep finds them orphaned still.
+    meta_orphans: BTreeSet<String>,
 }
 
 fn foca_config(t: &Timings, cluster_size: usize) -> foca::Config {
@@ -151,6 +163,11 @@ fn foca_config(t: &Timings, cluster_size: usize) -> foca::Config {
         frequency: t.gossip_interval,
         num_members: NonZeroUsize::new(3).expect("non-zero"),
     });
+    // The core reaps the members it lists (`reap.rs`) and takes them out of foca then; foca's
+    // own timer only catches down members the table never listed. Failed for the whole
+    // reconnect timeout, then left for the whole tombstone timeout is the longest a listed
+    // member is kept, so foca never forgets one first (docs/gossip.md, Reaping).
+    c.remove_down_after = Some(t.reconnect_timeout + t.tombstone_timeout);
     c
 }
 
@@ -198,6 +215,9 @@ impl Core {
             runtime: SwimRuntime::default(),
             out: Effects::default(),
             published: Arc::new(Vec::new()),
+            reaps: BTreeMap::new(),
+            next_reap_token: 0,
+            meta_orphans: BTreeSet::new(),
         };
         core.publish_local_meta();
         core
@@ -257,7 +277,9 @@ impl Core {
                     .timers
                     .push((self.timings.anti_entropy_interval, Timer::AntiEntropy));
                 self.anti_entropy();
+                self.sweep_metas();
             }
+            Timer::Reap { name, token } => self.reap(&name, token),
         }
         self.finish()
     }

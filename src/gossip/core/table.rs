@@ -63,6 +63,7 @@ impl Core {
         if was != Some(status) {
             tracing::info!(member = %id.name, addr = %id.addr, "member {}", if was.is_some() { "is alive again" } else { "joined" });
         }
+        let name = id.name.clone();
         self.table.insert(
             id.name.clone(),
             Member {
@@ -74,6 +75,7 @@ impl Core {
                 tags,
             },
         );
+        self.track_reap(&name);
     }
 
     fn member_down(&mut self, id: NodeIdentity) {
@@ -93,6 +95,7 @@ impl Core {
                 MemberStatus::Failed
             };
             tracing::info!(member = %id.name, addr = %id.addr, "member {}", m.status.as_str());
+            self.track_reap(&id.name);
         }
     }
 
@@ -128,6 +131,7 @@ impl Core {
                         (_, s) => s,
                     };
                 }
+                self.track_reap(&meta.name);
             }
         }
     }
@@ -206,6 +210,15 @@ impl Core {
 
     pub(super) fn merge(&mut self, state: SyncState) {
         let mut updates: Vec<SwimMember<NodeIdentity>> = state.members;
+        // A down member this agent does not know is news of nothing: it never saw it, or has
+        // reaped it already. Taken, it would come back in every sync from a peer that has not
+        // reaped yet, and circulate forever (docs/gossip.md, Reaping).
+        let known = self.swim_names();
+        updates.retain(|m| {
+            m.state() != State::Down
+                || m.id().name == self.local.name
+                || known.contains(m.id().name.as_str())
+        });
         if !updates.iter().any(|m| m.id() == &state.from) {
             updates.push(SwimMember::alive(state.from));
         }
@@ -215,11 +228,16 @@ impl Core {
         {
             tracing::debug!(error = %e, "applying synced members failed");
         }
+        // Records only of members foca holds now: a reaped member's record stays forgotten.
+        let known = self.swim_names();
         for meta in state.metas {
             if meta.name == self.local.name {
                 if meta.node_id == self.local.node_id {
                     self.meta_about_self(meta);
                 }
+                continue;
+            }
+            if !known.contains(meta.name.as_str()) {
                 continue;
             }
             if let Ok(bytes) = postcard::to_allocvec(&meta) {
@@ -292,7 +310,9 @@ impl Core {
             e.status = MemberStatus::Left;
         }
         if prune {
-            self.table.remove(name);
+            self.forget(name);
+        } else {
+            self.track_reap(name);
         }
         tracing::info!(member = %name, prune, "forced member to leave");
         Ok(())

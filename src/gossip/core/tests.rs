@@ -55,6 +55,7 @@ struct Spec<'a> {
     node_id: Uuid,
     datacenter: &'a str,
     key: Option<GossipKey>,
+    timings: Timings,
 }
 
 impl<'a> Spec<'a> {
@@ -64,6 +65,19 @@ impl<'a> Spec<'a> {
             node_id: Uuid::new_v4(),
             datacenter: "dc1",
             key: None,
+            timings: Timings::default(),
+        }
+    }
+
+    /// With reaping after `failed` (reconnect) and `left` (tombstone) seconds.
+    fn reaping(name: &'a str, failed: u64, left: u64) -> Self {
+        Spec {
+            timings: Timings {
+                reconnect_timeout: Duration::from_secs(failed),
+                tombstone_timeout: Duration::from_secs(left),
+                ..Timings::default()
+            },
+            ..Spec::named(name)
         }
     }
 }
@@ -78,7 +92,7 @@ impl Net {
         let mut core = Core::new(CoreParts {
             identity,
             tags: Tags::new(),
-            timings: Timings::default(),
+            timings: spec.timings,
             sealer: Arc::new(Sealer::new(spec.datacenter, spec.key.as_ref())),
             stats: Arc::new(Stats::default()),
             rng: StdRng::seed_from_u64(i as u64 + 1),
@@ -236,6 +250,21 @@ impl Net {
         self.apply(i, fx);
         self.deliver();
         self.nodes[i].stopped = true;
+    }
+
+    /// Whether `viewer` holds anything about `about`: a row, a foca entry (any state), a
+    /// metadata record, or an entry of its full state.
+    fn remembers(&self, viewer: usize, about: &str) -> bool {
+        let core = &self.nodes[viewer].core;
+        let state = core.snapshot();
+        core.table.contains_key(about)
+            || core
+                .swim
+                .iter_membership_state()
+                .any(|m| m.id().name == about)
+            || core.metas.lock().unwrap().records.contains_key(about)
+            || state.members.iter().any(|m| m.id().name == about)
+            || state.metas.iter().any(|m| m.name == about)
     }
 
     fn stats(&self, i: usize) -> &Stats {
@@ -502,4 +531,166 @@ fn anti_entropy_asks_for_one_sync_per_interval_with_a_live_member() {
         .collect();
     assert_eq!(from_a.len(), 1, "{from_a:?}");
     assert_ne!(from_a[0], net.nodes[a].addr);
+}
+
+/// Four nodes, every one joined through the first; `specs` in order.
+fn joined(specs: Vec<Spec<'_>>) -> (Net, Vec<usize>) {
+    let mut net = Net::default();
+    let ids: Vec<usize> = specs.into_iter().map(|s| net.add(s)).collect();
+    for &i in &ids[1..] {
+        net.join(i, ids[0]).unwrap();
+    }
+    net.secs(2.0);
+    (net, ids)
+}
+
+#[test]
+fn a_crashed_member_is_reaped_everywhere_and_a_peer_that_has_not_reaped_does_not_bring_it_back() {
+    // c keeps failed members four times as long as a and b: for 30 s it still syncs d as down.
+    let (mut net, ids) = joined(vec![
+        Spec::reaping("a", 10, 10),
+        Spec::reaping("b", 10, 10),
+        Spec::reaping("c", 40, 40),
+        Spec::reaping("d", 10, 10),
+    ]);
+    let (a, b, c, d) = (ids[0], ids[1], ids[2], ids[3]);
+    assert!(net.all_see(&[a, b, c], "d", MemberStatus::Alive));
+    net.nodes[d].stopped = true;
+    net.secs(5.0);
+    assert!(net.all_see(&[a, b, c], "d", MemberStatus::Failed));
+    // Failed is kept until the timeout, counted from when each saw d fail (2.5 s after the
+    // stop here).
+    net.secs(4.0);
+    assert!(net.all_see(&[a, b], "d", MemberStatus::Failed));
+    net.secs(4.0);
+    for v in [a, b] {
+        assert_eq!(net.status(v, "d"), None, "viewer {v}");
+        assert!(!net.remembers(v, "d"), "viewer {v} still holds d");
+    }
+    assert_eq!(net.status(c, "d"), Some(MemberStatus::Failed));
+    assert!(net.remembers(c, "d"));
+
+    // Full-state syncs both ways with c, which still has d down, and its metadata record.
+    for _ in 0..3 {
+        net.join(a, c).unwrap();
+        net.join(c, b).unwrap();
+        net.secs(1.0);
+        for v in [a, b] {
+            assert_eq!(
+                net.status(v, "d"),
+                None,
+                "a sync from c brought d back at {v}"
+            );
+            assert!(!net.remembers(v, "d"), "a sync from c put d back into {v}");
+        }
+    }
+    // c reaps in its own time; then no one has anything left about d.
+    net.secs(30.0);
+    for v in [a, b, c] {
+        assert_eq!(net.status(v, "d"), None, "viewer {v}");
+        assert!(!net.remembers(v, "d"), "viewer {v} still holds d");
+    }
+    assert!(net.all_see(&[a, b, c], "a", MemberStatus::Alive));
+    assert_eq!(net.nodes[a].members.len(), 3);
+}
+
+#[test]
+fn left_members_go_after_the_tombstone_timeout_and_failed_ones_after_the_reconnect_timeout() {
+    let (mut net, ids) = joined(vec![
+        Spec::reaping("a", 30, 5),
+        Spec::reaping("b", 30, 5),
+        Spec::reaping("c", 30, 5),
+        Spec::reaping("d", 30, 5),
+    ]);
+    let (a, b, c, d) = (ids[0], ids[1], ids[2], ids[3]);
+    net.leave(c);
+    net.nodes[d].stopped = true;
+    net.secs(3.0);
+    assert!(net.all_see(&[a, b], "c", MemberStatus::Left));
+    assert!(net.all_see(&[a, b], "d", MemberStatus::Failed));
+    net.secs(5.0);
+    for v in [a, b] {
+        assert!(
+            !net.remembers(v, "c"),
+            "viewer {v} still holds c, which left"
+        );
+        assert_eq!(net.status(v, "d"), Some(MemberStatus::Failed), "viewer {v}");
+    }
+    // A force-leave turns failed into left: the tombstone timeout runs from then on.
+    let (done, fx) = net.nodes[a].core.force_leave("d", false);
+    done.unwrap();
+    net.apply(a, fx);
+    net.secs(2.0);
+    assert!(net.all_see(&[a, b], "d", MemberStatus::Left));
+    net.secs(5.0);
+    for v in [a, b] {
+        assert!(!net.remembers(v, "d"), "viewer {v} still holds d");
+    }
+}
+
+#[test]
+fn a_reaped_member_that_comes_back_is_alive_again() {
+    let (mut net, ids) = joined(vec![
+        Spec::reaping("a", 5, 5),
+        Spec::reaping("b", 5, 5),
+        Spec::reaping("c", 5, 5),
+        Spec::reaping("d", 5, 5),
+    ]);
+    let (a, b, c, d) = (ids[0], ids[1], ids[2], ids[3]);
+    let d_id = net.nodes[d].core.local.node_id;
+
+    // Cut off (not stopped) for longer than the timeout: each side reaps the other.
+    net.cut.insert(d);
+    net.secs(10.0);
+    for v in [a, b, c] {
+        assert!(!net.remembers(v, "d"), "viewer {v} still holds d");
+    }
+    for other in ["a", "b", "c"] {
+        assert!(!net.remembers(d, other), "d still holds {other}");
+    }
+    // The cut heals; nothing reconnects by itself (no one remembers anyone to announce to)
+    // until d joins again, as its retry-join does.
+    net.cut.clear();
+    net.join(d, a).unwrap();
+    net.secs(3.0);
+    for name in ["a", "b", "c", "d"] {
+        assert!(
+            net.all_see(&[a, b, c, d], name, MemberStatus::Alive),
+            "{name}"
+        );
+    }
+
+    // Stopped, reaped, then restarted (same name and node id, a new process): alive again.
+    net.nodes[d].stopped = true;
+    net.secs(10.0);
+    for v in [a, b, c] {
+        assert!(!net.remembers(v, "d"), "viewer {v} still holds d");
+    }
+    let d2 = net.add(Spec {
+        node_id: d_id,
+        ..Spec::reaping("d", 5, 5)
+    });
+    net.join(d2, b).unwrap();
+    net.secs(3.0);
+    assert!(net.all_see(&[a, b, c, d2], "d", MemberStatus::Alive));
+}
+
+#[test]
+fn a_metadata_record_no_member_carries_is_dropped_after_two_sweeps() {
+    let (mut net, [a, _, _]) = three();
+    let stray = crate::gossip::meta::MemberMeta {
+        name: "ghost".into(),
+        node_id: Uuid::new_v4(),
+        generation: 1,
+        version: 1,
+        tags: Tags::new(),
+        leaving: false,
+    };
+    net.nodes[a].core.metas.lock().unwrap().offer(stray);
+    let interval = Timings::default().anti_entropy_interval.as_secs_f64();
+    net.secs(interval);
+    assert!(net.remembers(a, "ghost"), "dropped at the first sweep");
+    net.secs(interval);
+    assert!(!net.remembers(a, "ghost"), "kept after the second sweep");
+    assert!(net.remembers(a, "b"), "a live member's record was dropped");
 }
