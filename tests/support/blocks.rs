@@ -104,6 +104,8 @@ pub enum Block {
     FaultSuite = 110,
     PartitionedLeader = 111,
     PausedLeader = 112,
+    // tests/kv_tombstones.rs
+    KvTombstones = 145,
 }
 
 impl Block {
