@@ -312,6 +312,7 @@ impl Agent {
                     raft_multiplier: config.raft_multiplier,
                     data_dir: data_dir.clone(),
                     autopilot: autopilot_config(&config),
+                    tombstone_ttl: config.kv_tombstone_ttl,
                 };
                 match Server::start(cfg, gossip.clone(), listener, tags).await {
                     Ok(s) => Some(s),

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::{
     netif, AutopilotSettings, Built, ConfigError, ConfigErrors, GossipKey, LogLevel, PartialConfig,
-    Ports, RuntimeConfig, DEFAULT_HTTP_PORT, DEFAULT_RETRY_INTERVAL, DEFAULT_SERF_LAN_PORT,
-    DEFAULT_SERVER_PORT,
+    Ports, RuntimeConfig, DEFAULT_HTTP_PORT, DEFAULT_KV_TOMBSTONE_TTL, DEFAULT_RETRY_INTERVAL,
+    DEFAULT_SERF_LAN_PORT, DEFAULT_SERVER_PORT, MIN_KV_TOMBSTONE_TTL,
 };
 use crate::duration::parse_go_duration;
 
@@ -46,6 +46,7 @@ pub fn finish(
     let raft_multiplier = f.raft_multiplier(&p);
     let (reconnect_timeout, tombstone_timeout) = f.reap_timeouts(&p);
     let autopilot = f.autopilot(&p);
+    let kv_tombstone_ttl = f.kv_tombstone_ttl(&p);
     let leave_on_terminate = p.leave_on_terminate.unwrap_or(!mode.server);
     let skip_leave_on_interrupt = p.skip_leave_on_interrupt.unwrap_or(mode.server);
 
@@ -86,6 +87,7 @@ pub fn finish(
             reconnect_timeout,
             tombstone_timeout,
             autopilot,
+            kv_tombstone_ttl,
         },
         warnings,
     })
@@ -372,6 +374,26 @@ impl Findings {
             self.error(refused.to_string());
         }
         retry_join
+    }
+
+    /// `kv_tombstone_ttl`: a Go duration, at least [`MIN_KV_TOMBSTONE_TTL`].
+    fn kv_tombstone_ttl(&mut self, p: &PartialConfig) -> Duration {
+        let Some(s) = &p.kv_tombstone_ttl else {
+            return DEFAULT_KV_TOMBSTONE_TTL;
+        };
+        match parse_go_duration(s) {
+            Ok(d) if d >= MIN_KV_TOMBSTONE_TTL => d,
+            Ok(_) => {
+                self.error(format!(
+                    "kv_tombstone_ttl {s:?} is too short: use at least 1s (the default is 15m)"
+                ));
+                DEFAULT_KV_TOMBSTONE_TTL
+            }
+            Err(why) => {
+                self.error(format!("kv_tombstone_ttl: {why}"));
+                DEFAULT_KV_TOMBSTONE_TTL
+            }
+        }
     }
 
     /// `performance.raft_multiplier`: 1 to 10.

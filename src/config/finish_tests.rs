@@ -214,3 +214,21 @@ fn reap_timeouts_default_to_consul_and_short_ones_warn_once_each() {
         "{e}"
     );
 }
+
+#[test]
+fn kv_tombstone_ttl_defaults_to_15m_and_takes_a_go_duration_of_at_least_1s() {
+    assert_eq!(
+        built(base()).unwrap().config.kv_tombstone_ttl,
+        Duration::from_secs(900)
+    );
+    let ttl = |v: &str| PartialConfig {
+        kv_tombstone_ttl: Some(v.into()),
+        ..base()
+    };
+    assert_eq!(
+        built(ttl("90s")).unwrap().config.kv_tombstone_ttl,
+        Duration::from_secs(90)
+    );
+    assert!(errors_of(ttl("500ms")).contains("kv_tombstone_ttl \"500ms\" is too short"));
+    assert!(errors_of(ttl("soon")).starts_with("kv_tombstone_ttl: "));
+}

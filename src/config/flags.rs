@@ -140,6 +140,8 @@ impl AgentFlags {
             datacenter: self.datacenter.clone(),
             dev: self.dev,
             encrypt: self.encrypt.clone(),
+            // Config files only, like the leave behaviour.
+            kv_tombstone_ttl: None,
             leave_on_terminate: None,
             log_json: self.log_json,
             log_level: self.log_level.clone(),

@@ -35,6 +35,10 @@ pub const DEFAULT_SERVER_PORT: u16 = 8300;
 pub const DEFAULT_HTTP_PORT: u16 = 8500;
 /// Default longest wait between retry-join attempts, as Consul.
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+/// Default `kv_tombstone_ttl`: Consul's (internal) `TombstoneTTL`.
+pub const DEFAULT_KV_TOMBSTONE_TTL: Duration = Duration::from_secs(15 * 60);
+/// Shortest `kv_tombstone_ttl` accepted.
+pub const MIN_KV_TOMBSTONE_TTL: Duration = Duration::from_secs(1);
 
 /// One problem with the configuration, worded for the operator: it names the file or flag and
 /// the key, and says what to write instead. Retrying cannot help: the agent refuses to start
@@ -148,6 +152,8 @@ pub struct RuntimeConfig {
     /// The `autopilot { }` block as written; the agent fills what is unset with the server's
     /// defaults when it assembles the server's configuration (docs/operations.md).
     pub autopilot: AutopilotSettings,
+    /// How long a KV tombstone is kept before the leader reaps it (servers; docs/state.md).
+    pub kv_tombstone_ttl: Duration,
 }
 
 /// The autopilot settings a new cluster starts with, as the operator gave them (checked). `None`

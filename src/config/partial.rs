@@ -26,6 +26,8 @@ pub struct PartialConfig {
     pub datacenter: Option<String>,
     pub dev: Option<bool>,
     pub encrypt: Option<String>,
+    /// `kv_tombstone_ttl`, a Go duration as written.
+    pub kv_tombstone_ttl: Option<String>,
     pub leave_on_terminate: Option<bool>,
     pub log_json: Option<bool>,
     pub log_level: Option<String>,
@@ -68,6 +70,7 @@ impl PartialConfig {
             datacenter,
             dev,
             encrypt,
+            kv_tombstone_ttl,
             leave_on_terminate,
             log_json,
             log_level,

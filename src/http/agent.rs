@@ -148,6 +148,7 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
     let mut consul: BTreeMap<String, String> = BTreeMap::new();
     consul.insert("server".into(), c.server.to_string());
     let mut raft: Option<BTreeMap<String, String>> = None;
+    let mut kv: Option<BTreeMap<String, String>> = None;
     if let Some(s) = &agent.server {
         let leader = s.leader_addr();
         consul.insert(
@@ -160,6 +161,7 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
         consul.insert("bootstrap_status".into(), s.gate_status());
         consul.insert("blocking_queries".into(), s.blocking_queries().to_string());
         raft = Some(s.info());
+        kv = Some(s.kv_info());
     } else {
         let known = crate::server::server_views(&members)
             .iter()
@@ -186,6 +188,9 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
     });
     if let Some(r) = raft {
         stats["raft"] = json!(r);
+    }
+    if let Some(k) = kv {
+        stats["kv"] = json!(k);
     }
     if let Some(st) = agent.join_status.lock().expect("join status lock").as_ref() {
         stats["retry_join"] = json!(st.lock().expect("join status lock").section());

@@ -14,6 +14,7 @@ use super::error::ServerError;
 use super::health::REMOVED_HOLD;
 use super::protocol::{server_view, server_views, ServerView};
 use super::state;
+use super::tombstones::TombstoneClock;
 use super::types::{node_uuid, Command, NodeId, ServerNode};
 use super::Server;
 use crate::gossip::{Member, MemberStatus};
@@ -31,6 +32,7 @@ impl Server {
         let mut advertised_cluster: Option<Uuid> = None;
         let mut quorum_log = QuorumLog::new();
         let mut last_shape = metrics_shape(&metrics.borrow());
+        let mut tombstone_clock = TombstoneClock::new(self.cfg.tombstone_ttl);
         loop {
             tokio::select! {
                 _ = members.changed() => {}
@@ -56,6 +58,7 @@ impl Server {
                 return;
             }
             let quorum_ok = quorum_log.observe(self.quorum_problem());
+            tombstone_clock.observe(*self.sm.applied.borrow(), Instant::now());
             if m.state != ServerState::Leader {
                 leader_logged = false;
                 continue;
@@ -69,6 +72,7 @@ impl Server {
                 continue;
             }
             self.leader_round(&m, &members).await;
+            self.reap_tombstones(&mut tombstone_clock).await;
         }
     }
 

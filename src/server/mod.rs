@@ -18,6 +18,7 @@
 //! - `status`: what a server reports (info, configuration, quorum, leader address).
 //! - [`api`]: KV, catalog and snapshot requests with Consul's consistency modes.
 //! - [`batch`]: the leader's group commit of concurrent writes.
+//! - `tombstones`: when KV tombstones are reaped (the tombstone clock) and the `kv` info.
 //! - [`recovery`]: outage recovery (`peers.json`, `muster operator raft recover`).
 //! - this module: [`Server`] and the one constructor that wires the parts together.
 
@@ -39,6 +40,7 @@ pub mod rpc;
 pub mod state;
 mod status;
 pub mod store;
+mod tombstones;
 pub mod types;
 
 use std::net::SocketAddr;
@@ -78,6 +80,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Autopilot settings from the configuration file; the first leader replicates them.
     pub autopilot: autopilot::AutopilotConfig,
+    /// How long a KV tombstone is kept before the leader reaps it (`kv_tombstone_ttl`).
+    pub tombstone_ttl: Duration,
 }
 
 /// A running server.

@@ -81,6 +81,12 @@ pub enum StateCommand {
         id: Uuid,
         size: u64,
     },
+    /// Remove the KV tombstones whose index is ≤ `upto`: the leader's collection once they
+    /// have outlived the TTL (docs/state.md, "Tombstones and their collection"). Keep it after
+    /// every variant that existed before it: postcard numbers variants in order.
+    KvReapTombstones {
+        upto: u64,
+    },
 }
 
 /// A client request's id: made once by the agent that received the HTTP request and kept
@@ -236,10 +242,16 @@ pub struct State {
     pub autopilot: Option<(super::autopilot::AutopilotConfig, u64)>,
     /// Recent request ids and their first outcomes.
     pub recent: RecentWrites,
-    /// The operator snapshot being restored, piece by piece, if any. Keep it the last field:
-    /// a snapshot written before it existed is this struct's bytes without it
-    /// ([`SnapshotBody::decode`]).
+    /// The operator snapshot being restored, piece by piece, if any.
     pub restoring: Option<Restoring>,
+    /// The highest index of any tombstone reaped (0: none yet): the floor of every watch
+    /// index but a present key's, so that collecting tombstones never lowers one
+    /// ([`State::watch_index`]). Keep it the last field: a snapshot written before it and
+    /// `restoring` existed is this struct's bytes without them. `default` is for
+    /// self-describing formats; postcard cannot skip a field, so [`SnapshotBody::decode`]
+    /// reads such a snapshot explicitly.
+    #[serde(default)]
+    pub reaped_index: u64,
 }
 
 /// An operator snapshot arriving in pieces: which restore, and its data so far.
@@ -261,9 +273,10 @@ impl std::fmt::Debug for Restoring {
     }
 }
 
-/// [`State`] as snapshots wrote it before restores in pieces: every field but the last.
+/// [`State`] as snapshots wrote it before restores in pieces and tombstone reaping: every
+/// field up to `recent`.
 #[derive(Deserialize)]
-struct StateBeforePieces {
+struct StateBeforeReap {
     kv: BTreeMap<String, KvEntry>,
     tombstones: BTreeMap<String, u64>,
     kv_index: u64,
@@ -274,12 +287,12 @@ struct StateBeforePieces {
 }
 
 #[derive(Deserialize)]
-struct SnapshotBodyBeforePieces {
+struct SnapshotBodyBeforeReap {
     cluster_id: Option<Uuid>,
-    data: StateBeforePieces,
+    data: StateBeforeReap,
 }
 
-/// [`State`] as snapshots wrote it before request ids: every field but the last.
+/// [`State`] as snapshots wrote it before request ids: every field up to `autopilot`.
 #[derive(Deserialize)]
 struct StateBeforeIds {
     kv: BTreeMap<String, KvEntry>,
@@ -305,16 +318,18 @@ pub struct SnapshotBody {
 }
 
 impl SnapshotBody {
-    /// Reads a snapshot body, of this version or of an earlier one: written before restores
-    /// in pieces (then with no restore under way), or before request ids (then also with an
-    /// empty table). A body never reads as an older version: each older one is a strict
-    /// prefix of the next, and the newer fails only where its added field should begin.
+    /// Reads a snapshot body of this version, of one written before restores in pieces and
+    /// tombstone reaping (then with no restore under way and `reaped_index` 0), or of one
+    /// written before request ids (then with an empty table too). Newest first: each older
+    /// version is a strict prefix of the next, which fails to read it only where its first
+    /// missing field should begin, while an older reading of a newer body would succeed
+    /// (postcard ignores trailing bytes).
     pub fn decode(bytes: &[u8]) -> Result<SnapshotBody, postcard::Error> {
         let e = match postcard::from_bytes::<SnapshotBody>(bytes) {
             Ok(body) => return Ok(body),
             Err(e) => e,
         };
-        if let Ok(old) = postcard::from_bytes::<SnapshotBodyBeforePieces>(bytes) {
+        if let Ok(old) = postcard::from_bytes::<SnapshotBodyBeforeReap>(bytes) {
             let d = old.data;
             return Ok(SnapshotBody {
                 cluster_id: old.cluster_id,
@@ -327,6 +342,7 @@ impl SnapshotBody {
                     autopilot: d.autopilot,
                     recent: d.recent,
                     restoring: None,
+                    reaped_index: 0,
                 },
             });
         }
@@ -342,6 +358,7 @@ impl SnapshotBody {
                     autopilot: old.data.autopilot,
                     recent: RecentWrites::default(),
                     restoring: None,
+                    reaped_index: 0,
                 },
             }),
             Err(_) => Err(e),
@@ -464,6 +481,10 @@ impl State {
                 self.autopilot = Some((cfg.clone(), index));
                 true
             }
+            StateCommand::KvReapTombstones { upto } => {
+                self.reap_tombstones(*upto, ch);
+                true
+            }
             StateCommand::Restore(bytes) => self.restore(index, bytes, ch),
             StateCommand::RestorePiece { id, offset, bytes } => {
                 let follows = match &self.restoring {
@@ -513,6 +534,9 @@ impl State {
                 restored.recent = std::mem::take(&mut self.recent);
                 // A snapshot's own unfinished restore is not this cluster's.
                 restored.restoring = None;
+                // Everything changed here: no watch index may read lower than this entry
+                // (the snapshot's tombstones and floor are older than what it replaced).
+                restored.reaped_index = restored.reaped_index.max(index);
                 *self = restored;
                 ch.all = true;
                 true
@@ -554,15 +578,42 @@ impl State {
         outcomes
     }
 
-    /// The index a blocking query on `scope` waits to see pass.
+    /// Removes the tombstones whose index is ≤ `upto` and raises [`State::reaped_index`] to
+    /// the highest of them. Returns how many were removed. Changes no key, so not `kv_index`.
+    fn reap_tombstones(&mut self, upto: u64, ch: &mut Changes) -> usize {
+        let mut highest = 0;
+        let before = self.tombstones.len();
+        self.tombstones.retain(|key, index| {
+            if *index > upto {
+                return true;
+            }
+            highest = highest.max(*index);
+            ch.tombstones.insert(key.clone());
+            false
+        });
+        self.reaped_index = self.reaped_index.max(highest);
+        before - self.tombstones.len()
+    }
+
+    /// How many tombstones have an index ≤ `upto`: what a reap up to it would remove.
+    pub fn tombstones_upto(&self, upto: u64) -> usize {
+        self.tombstones.values().filter(|i| **i <= upto).count()
+    }
+
+    /// The index a blocking query on `scope` waits to see pass. Never lowered by a reap: a
+    /// missing key's and a prefix's are at least [`State::reaped_index`], the highest index
+    /// reaped (a present key's tombstone, if it had one, was older than its ModifyIndex).
     pub fn watch_index(&self, scope: &KvScope) -> u64 {
         match scope {
-            KvScope::Key(k) => self
-                .kv
-                .get(k)
-                .map(|e| e.modify_index)
-                .or_else(|| self.tombstones.get(k).copied())
-                .unwrap_or(0),
+            KvScope::Key(k) => match self.kv.get(k) {
+                Some(e) => e.modify_index,
+                None => self
+                    .tombstones
+                    .get(k)
+                    .copied()
+                    .unwrap_or(0)
+                    .max(self.reaped_index),
+            },
             KvScope::Prefix(p) => {
                 let live = self
                     .kv
@@ -574,7 +625,7 @@ impl State {
                     .range(p.clone()..)
                     .take_while(|(k, _)| k.starts_with(p.as_str()))
                     .map(|(_, i)| *i);
-                live.chain(dead).max().unwrap_or(0)
+                live.chain(dead).max().unwrap_or(0).max(self.reaped_index)
             }
         }
     }
@@ -753,6 +804,224 @@ mod tests {
             },
             &mut ch
         ));
+    }
+
+    fn del(s: &mut State, i: u64, k: &str, recurse: bool) {
+        assert!(s.apply(
+            i,
+            &StateCommand::KvDelete {
+                key: k.into(),
+                recurse,
+                cas: None
+            },
+            &mut Changes::default(),
+        ));
+    }
+
+    fn reap(s: &mut State, i: u64, upto: u64) -> Changes {
+        let mut ch = Changes::default();
+        assert!(s.apply(i, &StateCommand::KvReapTombstones { upto }, &mut ch));
+        ch
+    }
+
+    /// Every key and every prefix of every key (and a few that match nothing).
+    fn scopes(keys: &[&str]) -> Vec<KvScope> {
+        let mut out = vec![
+            KvScope::Prefix(String::new()),
+            KvScope::Prefix("zz".into()),
+            KvScope::Key("zz".into()),
+        ];
+        for k in keys {
+            out.push(KvScope::Key(k.to_string()));
+            for end in 1..=k.len() {
+                out.push(KvScope::Prefix(k[..end].to_string()));
+            }
+        }
+        out
+    }
+
+    fn watch_all(s: &State, scopes: &[KvScope]) -> Vec<u64> {
+        scopes.iter().map(|sc| s.watch_index(sc)).collect()
+    }
+
+    /// A reap removes exactly the tombstones at or below its index, records the highest of
+    /// them as the floor, moves no key and not `kv_index`, and lowers no watch index.
+    #[test]
+    fn a_reap_removes_only_tombstones_up_to_its_index_and_lowers_no_watch_index() {
+        let keys = ["a/1", "a/2", "a/3", "b/1"];
+        let sc = scopes(&keys);
+        let mut s = State::default();
+        for (i, k) in keys.iter().enumerate() {
+            set(&mut s, i as u64 + 1, k, "v", None);
+        }
+        del(&mut s, 5, "a/1", false);
+        del(&mut s, 6, "a/2", false);
+        del(&mut s, 7, "b/1", false);
+        set(&mut s, 8, "a/3", "w", None);
+        let before = watch_all(&s, &sc);
+        assert_eq!(s.watch_index(&KvScope::Prefix("b/".into())), 7);
+        assert_eq!(s.tombstones_upto(6), 2);
+
+        let ch = reap(&mut s, 9, 6);
+        assert_eq!(
+            s.tombstones,
+            BTreeMap::from([("b/1".to_string(), 7)]),
+            "only the tombstones at or below 6 are gone"
+        );
+        assert_eq!(ch.tombstones, BTreeSet::from(["a/1".into(), "a/2".into()]));
+        assert!(ch.kv.is_empty());
+        assert_eq!((s.reaped_index, s.kv_index), (6, 8));
+        assert_eq!(s.kv.keys().collect::<Vec<_>>(), ["a/3"]);
+        let after = watch_all(&s, &sc);
+        for ((scope, b), a) in sc.iter().zip(&before).zip(&after) {
+            assert!(a >= b, "{scope:?}: {b} before the reap, {a} after");
+        }
+        assert_eq!(s.watch_index(&KvScope::Key("a/1".into())), 6);
+        assert_eq!(
+            s.watch_index(&KvScope::Key("a/3".into())),
+            8,
+            "a live key keeps its own"
+        );
+
+        // Nothing at or below: nothing changes, the floor included.
+        let same = s.clone();
+        reap(&mut s, 10, 4);
+        assert_eq!(s, same);
+
+        // The floor is the highest index reaped, not the reap's `upto`.
+        reap(&mut s, 11, 100);
+        assert!(s.tombstones.is_empty());
+        assert_eq!(s.reaped_index, 7);
+        assert_eq!(s.watch_index(&KvScope::Prefix("b/".into())), 7);
+        for ((scope, b), a) in sc.iter().zip(&before).zip(&watch_all(&s, &sc)) {
+            assert!(a >= b, "{scope:?}: {b} before the reaps, {a} after");
+        }
+        // A later write passes any index a watcher can hold from before.
+        set(&mut s, 12, "b/2", "v", None);
+        assert_eq!(s.watch_index(&KvScope::Prefix("b/".into())), 12);
+    }
+
+    /// Under a random mix of sets, deletes and reaps, no watch index ever goes down, and a
+    /// watch index that rose past X before a reap is still past X after it.
+    #[test]
+    fn no_watch_index_goes_down_under_sets_deletes_and_reaps() {
+        let keys = ["a", "a/b", "a/c", "ab", "b/x", "b/y/z", "c"];
+        let sc = scopes(&keys);
+        let mut s = State::default();
+        let mut last = watch_all(&s, &sc);
+        let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
+        for index in 1..=3_000u64 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let k = keys[(rng % keys.len() as u64) as usize];
+            match (rng >> 8) % 10 {
+                0..=3 => {
+                    set(&mut s, index, k, "v", None);
+                }
+                4..=6 => del(&mut s, index, k, (rng >> 16) % 4 == 0),
+                _ => {
+                    let upto = index.saturating_sub((rng >> 20) % 50);
+                    reap(&mut s, index, upto);
+                }
+            }
+            let now = watch_all(&s, &sc);
+            for ((scope, b), a) in sc.iter().zip(&last).zip(&now) {
+                assert!(a >= b, "entry {index}: {scope:?} went from {b} to {a}");
+            }
+            last = now;
+        }
+        assert!(s.reaped_index > 0);
+    }
+
+    /// The reap is the last variant: every command written before keeps its encoding.
+    #[test]
+    fn the_reap_command_is_appended_to_the_encoding() {
+        let tag = |c: &StateCommand| postcard::to_allocvec(c).unwrap()[0];
+        assert_eq!(tag(&StateCommand::CatalogRemove("n".into())), 3);
+        assert_eq!(tag(&StateCommand::Restore(vec![])), 4);
+        let piece = StateCommand::RestorePiece {
+            id: Uuid::nil(),
+            offset: 0,
+            bytes: vec![],
+        };
+        assert_eq!(tag(&piece), 6);
+        let end = StateCommand::RestoreEnd {
+            id: Uuid::nil(),
+            size: 0,
+        };
+        assert_eq!(tag(&end), 7);
+        let reap = StateCommand::KvReapTombstones { upto: 300 };
+        let bytes = postcard::to_allocvec(&reap).unwrap();
+        assert_eq!(bytes, [8, 0xac, 0x02]);
+        assert_eq!(postcard::from_bytes::<StateCommand>(&bytes).unwrap(), reap);
+    }
+
+    /// The floor is in the snapshot body and comes back; a body written before the floor (a
+    /// strict prefix of this version's) still reads, with floor 0 and everything else as
+    /// written, where postcard alone (`#[serde(default)]` notwithstanding) refuses it.
+    #[test]
+    fn snapshots_keep_the_reaped_index_and_bodies_from_before_it_still_read() {
+        let mut s = State::default();
+        s.apply_writes(3, 1_000, &[lock(1, "q/1", "x")], &mut Changes::default());
+        del(&mut s, 4, "q/1", false);
+        set(&mut s, 5, "q/2", "y", None);
+        del(&mut s, 6, "q/2", false);
+        reap(&mut s, 7, 4);
+        assert_eq!(s.reaped_index, 4);
+        let body = SnapshotBody {
+            cluster_id: Some(Uuid::from_u128(7)),
+            data: s.clone(),
+        };
+        let bytes = postcard::to_allocvec(&body).unwrap();
+        assert_eq!(SnapshotBody::decode(&bytes).unwrap(), body);
+
+        #[derive(Serialize)]
+        struct BeforeReap<'a> {
+            kv: &'a BTreeMap<String, KvEntry>,
+            tombstones: &'a BTreeMap<String, u64>,
+            kv_index: u64,
+            catalog: &'a BTreeMap<String, CatalogNode>,
+            catalog_index: u64,
+            autopilot: &'a Option<(super::super::autopilot::AutopilotConfig, u64)>,
+            recent: &'a RecentWrites,
+        }
+        #[derive(Serialize)]
+        struct OldBody<'a> {
+            cluster_id: Option<Uuid>,
+            data: BeforeReap<'a>,
+        }
+        let old = postcard::to_allocvec(&OldBody {
+            cluster_id: body.cluster_id,
+            data: BeforeReap {
+                kv: &s.kv,
+                tombstones: &s.tombstones,
+                kv_index: s.kv_index,
+                catalog: &s.catalog,
+                catalog_index: s.catalog_index,
+                autopilot: &s.autopilot,
+                recent: &s.recent,
+            },
+        })
+        .unwrap();
+        assert!(
+            bytes.starts_with(&old),
+            "the old body is a prefix of the new"
+        );
+        assert!(postcard::from_bytes::<SnapshotBody>(&old).is_err());
+        let read = SnapshotBody::decode(&old).unwrap();
+        assert_eq!(read.cluster_id, body.cluster_id);
+        assert_eq!(
+            read.data,
+            State {
+                reaped_index: 0,
+                ..s.clone()
+            }
+        );
+        assert_eq!(
+            read.data.recent.get(&Uuid::from_u128(1)).map(|o| o.index),
+            Some(3)
+        );
     }
 
     #[test]

@@ -107,6 +107,8 @@ pub enum Block {
     LargeRestore = 130,
     // tests/reap.rs
     Reap = 140,
+    // tests/kv_tombstones.rs
+    KvTombstones = 145,
 }
 
 impl Block {
