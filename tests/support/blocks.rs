@@ -104,6 +104,8 @@ pub enum Block {
     FaultSuite = 110,
     PartitionedLeader = 111,
     PausedLeader = 112,
+    // tests/faults/main.rs: gossip healing after a split (issue 10 item 9)
+    HealedSplit = 150,
 }
 
 impl Block {
