@@ -293,6 +293,105 @@ fn a_retried_lock_is_applied_once() {
     assert_eq!((st, body.as_str()), (200, "me"));
 }
 
+/// How soon after a partition heals every agent must list every other alive again: a few
+/// probe periods (docs/gossip.md, "Healing after a partition").
+const HEAL_BOUND: Duration = Duration::from_secs(3);
+/// How long a split is kept after each side lists the other failed, before it heals.
+const SPLIT_SETTLE: Duration = Duration::from_secs(3);
+
+/// Issue 10 item 9: after a 2|3 split of five servers healed, two of them still listed the
+/// other three failed (and logged "quorum lost") for about 11 s, while Raft already committed
+/// through them. Five servers, split 2|3 until each side lists the other side failed, then
+/// healed: every agent must list all five alive within [`HEAL_BOUND`]. The time it took is
+/// printed (docs/performance.md).
+#[test]
+fn a_healed_split_lists_everyone_alive_within_a_few_probe_periods() {
+    if !netns::enter("a_healed_split_lists_everyone_alive_within_a_few_probe_periods") {
+        return;
+    }
+    let net = Block::HealedSplit;
+    let fw = netns::Firewall::new();
+    step(1, "five servers form; every one lists all five alive");
+    let ips: Vec<String> = (1..=5).map(|i| net.ip(i)).collect();
+    let mut joins = Vec::new();
+    for ip in &ips {
+        joins.extend(["-retry-join", ip.as_str()]);
+    }
+    let s = servers(net, 5, 5, &joins);
+    let refs: Vec<&Agent> = s.iter().collect();
+    wait_for_leader(&refs, T);
+    // Whether agent `a` lists every agent of `of` as `status`: one members request per agent.
+    let lists = |a: &Agent, of: &[usize], status: &str| {
+        let statuses = a.statuses();
+        of.iter().all(|&j| {
+            statuses
+                .iter()
+                .any(|(n, st)| *n == s[j].name && st == status)
+        })
+    };
+    let everyone: Vec<usize> = (0..5).collect();
+    let all_alive = || s.iter().all(|a| lists(a, &everyone, "alive"));
+    wait_until(T, "every agent lists all five alive", all_alive);
+
+    step(2, "split 2|3 until each side lists the other side failed");
+    let (two, three) = ([0, 1], [2, 3, 4]);
+    let side_ips = |side: &[usize]| side.iter().map(|&i| s[i].ip.as_str()).collect::<Vec<_>>();
+    fw.partition(&side_ips(&two), &side_ips(&three));
+    let split_at = Instant::now();
+    wait_until(T, "each side lists the other side failed", || {
+        two.iter().all(|&i| lists(&s[i], &three, "failed"))
+            && three.iter().all(|&i| lists(&s[i], &two, "failed"))
+    });
+    eprintln!(
+        "each side lists the other failed {:.2} s after the split",
+        split_at.elapsed().as_secs_f64()
+    );
+    // Held a while longer, as the fault suite holds its split, so that no probe of the split's
+    // own failure detection is still in flight when it heals (one in flight can bridge the
+    // sides by chance); meanwhile neither side may list the other alive.
+    let settled = Instant::now() + SPLIT_SETTLE;
+    while Instant::now() < settled {
+        assert!(
+            two.iter().all(|&i| lists(&s[i], &three, "failed"))
+                && three.iter().all(|&i| lists(&s[i], &two, "failed")),
+            "a side listed the other alive through the split: {}",
+            fw.rules()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    step(
+        3,
+        "healed: every agent lists all five alive within the bound",
+    );
+    fw.heal();
+    let healed_at = Instant::now();
+    let healed = support::poll(HEAL_BOUND, Duration::from_millis(50), || {
+        all_alive().then(|| healed_at.elapsed())
+    });
+    if let Some(took) = healed {
+        eprintln!(
+            "every agent lists all five alive {:.2} s after the heal (bound {HEAL_BOUND:?})",
+            took.as_secs_f64()
+        );
+        return;
+    }
+    // Over the bound: who saw what then, and how long it did take, within 90 s (without the
+    // core's announce to failed members, foca's every 65 s was the only way across).
+    let views: Vec<String> = s
+        .iter()
+        .map(|a| format!("{}: {:?}", a.name, a.statuses()))
+        .collect();
+    let late = support::poll(Duration::from_secs(90), Duration::from_millis(50), || {
+        all_alive().then(|| healed_at.elapsed())
+    });
+    panic!(
+        "not every agent listed all five alive within {HEAL_BOUND:?} of the heal; they did after \
+         {late:?}; views at the bound:\n{}",
+        views.join("\n")
+    );
+}
+
 /// One trial in the test command: every kind of fault once, in a seeded random order.
 #[test]
 fn fault_suite_short() {

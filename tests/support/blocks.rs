@@ -109,6 +109,8 @@ pub enum Block {
     Reap = 140,
     // tests/kv_tombstones.rs
     KvTombstones = 145,
+    // tests/faults/main.rs: gossip healing after a split (issue 10 item 9)
+    HealedSplit = 150,
 }
 
 impl Block {

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use foca::{Foca, OwnedNotification, PostcardCodec};
 use rand::rngs::StdRng;
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, IteratorRandom};
 use rand::SeedableRng;
 
 use super::envelope::{Kind, OpenError, Sealer};
@@ -64,6 +64,8 @@ pub(crate) enum Timer {
     /// A member has been failed (or left) for its whole timeout: forget it, unless its status
     /// changed since (`token` is then stale).
     Reap { name: String, token: u64 },
+    /// Time to announce this agent to one member it lists failed (healing a partition).
+    AnnounceToFailed,
 }
 
 /// What the caller must do after an input, in order.
@@ -168,6 +170,11 @@ fn foca_config(t: &Timings, cluster_size: usize) -> foca::Config {
     // reconnect timeout, then left for the whole tombstone timeout is the longest a listed
     // member is kept, so foca never forgets one first (docs/gossip.md, Reaping).
     c.remove_down_after = Some(t.reconnect_timeout + t.tombstone_timeout);
+    // foca's own announce to down members (every 65 s in `new_lan`) is replaced by the core's
+    // [`Timer::AnnounceToFailed`], once per probe period and only to members listed failed, so
+    // that a healed partition closes within a few probe periods (docs/gossip.md, "Healing
+    // after a partition").
+    c.periodic_announce_to_down_members = None;
     c
 }
 
@@ -229,6 +236,9 @@ impl Core {
         self.out
             .timers
             .push((self.timings.anti_entropy_interval, Timer::AntiEntropy));
+        self.out
+            .timers
+            .push((self.timings.probe_period, Timer::AnnounceToFailed));
         self.finish()
     }
 
@@ -280,6 +290,12 @@ impl Core {
                 self.sweep_metas();
             }
             Timer::Reap { name, token } => self.reap(&name, token),
+            Timer::AnnounceToFailed => {
+                self.out
+                    .timers
+                    .push((self.timings.probe_period, Timer::AnnounceToFailed));
+                self.announce_to_failed();
+            }
         }
         self.finish()
     }
@@ -381,6 +397,37 @@ impl Core {
             .collect();
         if let Some(addr) = live.choose(&mut self.rng).copied() {
             self.out.syncs.push(addr);
+        }
+    }
+
+    /// Once per probe period, announces this agent to one random member it lists failed: the
+    /// first packet across a healed partition. foca never probes or gossips to a member it
+    /// holds down, and a down identity stays down, so without this packet the two sides of a
+    /// healed split stay apart (foca's own announce to down members, every 65 s, is off). The
+    /// member answers as foca answers a member it holds down, with `TurnUndead`, or else with a
+    /// `Feed`. Either way the exchange makes both sides renew their identities and accept the
+    /// other's renewed one, and gossip carries the new identities to everyone (docs/gossip.md,
+    /// "Healing after a partition"). A member really gone answers nothing. One that left is
+    /// listed left, not failed, so it is never announced to.
+    fn announce_to_failed(&mut self) {
+        if self.local_status != MemberStatus::Alive {
+            return;
+        }
+        let chosen = self
+            .table
+            .values()
+            .filter(|m| m.status == MemberStatus::Failed)
+            .choose(&mut self.rng)
+            .map(|m| NodeIdentity {
+                name: m.name.clone(),
+                node_id: m.node_id,
+                addr: m.addr,
+                generation: m.generation,
+            });
+        if let Some(id) = chosen {
+            if let Err(e) = self.swim.announce(id, &mut self.runtime) {
+                tracing::debug!(error = %e, "announce to a failed member failed");
+            }
         }
     }
 

@@ -46,6 +46,8 @@ struct Net {
     wire: VecDeque<(usize, SocketAddr, Vec<u8>)>,
     /// Nodes cut off from everyone (their datagrams are lost both ways).
     cut: BTreeSet<usize>,
+    /// Pairs (from, to) whose datagrams are lost: the two sides of a partition.
+    apart: BTreeSet<(usize, usize)>,
     /// Anti-entropy syncs the cores asked for, in order: (node, peer).
     syncs_asked: Vec<(usize, SocketAddr)>,
 }
@@ -139,13 +141,24 @@ impl Net {
             let lost = self.nodes[from].stopped
                 || self.nodes[j].stopped
                 || self.cut.contains(&from)
-                || self.cut.contains(&j);
+                || self.cut.contains(&j)
+                || self.apart.contains(&(from, j));
             if lost {
                 continue;
             }
             let from_addr = self.nodes[from].addr;
             let fx = self.nodes[j].core.handle_datagram(&packet, from_addr);
             self.apply(j, fx);
+        }
+    }
+
+    /// Splits the network: nothing passes between a node of `x` and a node of `y`.
+    fn partition(&mut self, x: &[usize], y: &[usize]) {
+        for &i in x {
+            for &j in y {
+                self.apart.insert((i, j));
+                self.apart.insert((j, i));
+            }
         }
     }
 
@@ -693,4 +706,86 @@ fn a_metadata_record_no_member_carries_is_dropped_after_two_sweeps() {
     net.secs(interval);
     assert!(!net.remembers(a, "ghost"), "kept after the second sweep");
     assert!(net.remembers(a, "b"), "a live member's record was dropped");
+}
+
+/// Five nodes split 2|3 until each side lists the other failed, then healed: every one lists
+/// every other alive again within a few probe periods (docs/gossip.md, "Healing after a
+/// partition"), while a member that died before stays failed and one that left stays left.
+#[test]
+fn a_healed_split_lists_everyone_alive_within_a_few_probe_periods() {
+    let mut net = Net::default();
+    let ids = net.add_named(&["a", "b", "c", "d", "e", "dead", "gone"]);
+    let (live, dead, gone) = (&ids[..5], ids[5], ids[6]);
+    for &i in &ids[1..] {
+        net.join(i, ids[0]).unwrap();
+    }
+    net.secs(2.0);
+    net.leave(gone);
+    // Its process still runs after the leave (foca holds itself down): nothing may pull it back.
+    net.nodes[gone].stopped = false;
+    net.nodes[dead].stopped = true;
+    net.secs(5.0);
+    let names = ["a", "b", "c", "d", "e"];
+    for name in names {
+        assert!(net.all_see(live, name, MemberStatus::Alive), "{name}");
+    }
+    assert!(net.all_see(live, "dead", MemberStatus::Failed));
+    assert!(net.all_see(live, "gone", MemberStatus::Left));
+
+    let (x, y) = (&live[..2], &live[2..]);
+    net.partition(x, y);
+    let sees_other_side_failed = |net: &Net| {
+        x.iter().all(|&v| {
+            names[2..]
+                .iter()
+                .all(|n| net.status(v, n) == Some(MemberStatus::Failed))
+        }) && y.iter().all(|&v| {
+            names[..2]
+                .iter()
+                .all(|n| net.status(v, n) == Some(MemberStatus::Failed))
+        })
+    };
+    let mut waited = 0.0;
+    while !sees_other_side_failed(&net) {
+        assert!(waited < 10.0, "the sides did not list each other failed");
+        net.secs(0.05);
+        waited += 0.05;
+    }
+    net.secs(3.0);
+    assert!(
+        sees_other_side_failed(&net),
+        "a side came back through the split"
+    );
+
+    net.apart.clear();
+    let bound = 6.0 * Timings::default().probe_period.as_secs_f64();
+    let all_alive = |net: &Net| {
+        names
+            .iter()
+            .all(|n| net.all_see(live, n, MemberStatus::Alive))
+    };
+    let mut waited = 0.0;
+    while !all_alive(&net) {
+        assert!(
+            waited < bound,
+            "not every node listed every other alive within {bound} s of the heal: {:?}",
+            live.iter()
+                .map(|&v| net.nodes[v]
+                    .members
+                    .iter()
+                    .map(|m| (m.name.clone(), m.status))
+                    .collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        );
+        net.secs(0.05);
+        waited += 0.05;
+    }
+    // And it stays so: nobody flaps, the dead stays failed, the one that left stays left.
+    for _ in 0..100 {
+        net.secs(0.1);
+        assert!(all_alive(&net));
+        assert!(net.all_see(live, "dead", MemberStatus::Failed));
+        assert!(net.all_see(live, "gone", MemberStatus::Left));
+    }
+    assert_eq!(net.status(gone, "gone"), Some(MemberStatus::Left));
 }
