@@ -42,7 +42,7 @@ pub enum BatchError {
     NotLeader,
     /// Raft refused or failed the write.
     Failed(String),
-    /// The queue stayed full for [`ADMISSION_WAIT`]: the write was not queued, so it is
+    /// The queue stayed full for 2 s (`ADMISSION_WAIT`): the write was not queued, so it is
     /// certainly not applied.
     Full,
 }
