@@ -1,6 +1,6 @@
 //! The command line: one module per subcommand, one enum that dispatches.
 //!
-//! Every command but `agent`, `discover`, `validate`, `keygen` and `version` talks to a running agent over
+//! Every command but `agent`, `discover`, `validate`, `keygen`, `tls` and `version` talks to a running agent over
 //! its HTTP API (`-http-addr`, or `MUSTER_HTTP_ADDR`, default 127.0.0.1:8500), as Consul's CLI
 //! does. Exit codes: 0 success, 1 usage or configuration error (and the failures Consul maps to
 //! 1, such as "could not reach the agent"), 2 runtime failure of the agent.
@@ -17,6 +17,7 @@ pub mod leave;
 pub mod members;
 pub mod operator;
 pub mod snapshot;
+pub mod tls;
 pub mod validate;
 
 use std::ffi::OsString;
@@ -61,6 +62,8 @@ pub enum Command {
     Validate(validate::ValidateCmd),
     /// Print a new gossip encryption key.
     Keygen,
+    /// Create a CA and agent certificates (docs/tls.md).
+    Tls(tls::TlsCmd),
     /// Print the version.
     Version,
 }
@@ -93,6 +96,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Snapshot(c) => client::block_on(snapshot::run(c)),
         Command::Validate(c) => validate::run(c),
         Command::Keygen => keygen::run(),
+        Command::Tls(c) => tls::run(c),
         Command::Version => {
             println!("muster v{}", crate::VERSION);
             0
