@@ -272,27 +272,8 @@ fn catalog_reconciles_gossip_members() {
     let net = Block::Catalog;
     let (s, _) = cluster(Block::Catalog);
     let client = Agent::start("cat-client", &net.ip(9), &["-join", &net.ip(1)]);
-    let names = |a: &Agent| -> Vec<(String, String)> {
-        let b = http_full(&a.http_addr(), "GET", "/v1/catalog/nodes", b"")
-            .map(|r| r.2)
-            .unwrap_or_default();
-        let v: Value = serde_json::from_slice(&b).unwrap_or_default();
-        v.as_array()
-            .into_iter()
-            .flatten()
-            .map(|n| {
-                (
-                    n["Node"].as_str().unwrap_or("").to_string(),
-                    n["Meta"]["muster-status"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_string(),
-                )
-            })
-            .collect()
-    };
     wait_until(T, "the catalog lists the 4 agents alive", || {
-        let n = names(&client);
+        let n = client.catalog();
         n.len() == 4 && n.iter().all(|(_, st)| st == "alive")
     });
     let (_, h, b) = get(&client.http_addr(), "/v1/catalog/nodes");
@@ -312,7 +293,7 @@ fn catalog_reconciles_gossip_members() {
     step(1, "the client leaves: deregistered");
     assert!(client.cli(&["leave"]).status.success());
     wait_until(T, "the catalog drops the client", || {
-        names(&s[0]).len() == 3
+        s[0].catalog().len() == 3
     });
 }
 

@@ -13,30 +13,11 @@ const T: Duration = Duration::from_secs(30);
 /// Short enough for a test; below Consul's 8h minimum, so every agent warns about it.
 const REAP_AFTER: &str = "6s";
 
-/// Name → `muster-status` of every node in `/v1/catalog/nodes`, as `agent` answers it.
-fn catalog(agent: &Agent) -> Vec<(String, String)> {
-    let body = http_full(&agent.http_addr(), "GET", "/v1/catalog/nodes", b"")
-        .filter(|r| r.0 == 200)
-        .map(|r| r.2)
-        .unwrap_or_default();
-    let v: Value = serde_json::from_slice(&body).unwrap_or_default();
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|n| {
-            (
-                n["Node"].as_str().unwrap_or("").to_string(),
-                n["Meta"]["muster-status"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-            )
-        })
-        .collect()
-}
-
 fn catalog_has(agent: &Agent, name: &str, status: &str) -> bool {
-    catalog(agent).iter().any(|(n, s)| n == name && s == status)
+    agent
+        .catalog()
+        .iter()
+        .any(|(n, s)| n == name && s == status)
 }
 
 #[test]
@@ -120,7 +101,7 @@ fn a_killed_client_is_failed_then_reaped_everywhere_and_deregistered_and_comes_b
     });
     wait_until(T, "the catalog no longer lists the client", || {
         s.iter().all(|a| {
-            let c = catalog(a);
+            let c = a.catalog();
             c.len() == 3 && !c.iter().any(|(n, _)| n == "reap-client")
         })
     });

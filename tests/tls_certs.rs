@@ -11,14 +11,6 @@ use std::time::Duration;
 
 use support::*;
 
-fn muster(dir: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run muster")
-}
-
 fn openssl(dir: &Path, args: &[&str]) -> Output {
     Command::new("openssl")
         .args(args)
@@ -45,7 +37,7 @@ fn a_ca_and_certificates_that_openssl_verifies_by_purpose_and_name() {
     let d = dir.path();
 
     step(1, "a CA: two files, the key 0600; never overwritten");
-    let o = muster(d, &["tls", "ca", "create"]);
+    let o = muster_in(d, &["tls", "ca", "create"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         text(&o).contains("Saved muster-agent-ca.pem"),
@@ -53,7 +45,7 @@ fn a_ca_and_certificates_that_openssl_verifies_by_purpose_and_name() {
         text(&o)
     );
     assert_eq!(mode(&d.join("muster-agent-ca-key.pem")), 0o600);
-    let o = muster(d, &["tls", "ca", "create"]);
+    let o = muster_in(d, &["tls", "ca", "create"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("already exists"), "{}", text(&o));
 
@@ -73,7 +65,7 @@ fn a_ca_and_certificates_that_openssl_verifies_by_purpose_and_name() {
         "-additional-ipaddress",
         "127.0.0.9",
     ];
-    let o = muster(d, server);
+    let o = muster_in(d, server);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("WARNING"), "{}", text(&o));
     assert!(
@@ -81,15 +73,17 @@ fn a_ca_and_certificates_that_openssl_verifies_by_purpose_and_name() {
         "{}",
         text(&o)
     );
-    assert!(muster(d, server).status.success());
+    assert!(muster_in(d, server).status.success());
     assert!(d.join("dc1-server-muster-1.pem").exists());
     assert_eq!(mode(&d.join("dc1-server-muster-0-key.pem")), 0o600);
-    assert!(muster(d, &["tls", "cert", "create", "-client"])
+    assert!(muster_in(d, &["tls", "cert", "create", "-client"])
         .status
         .success());
-    assert!(muster(d, &["tls", "cert", "create", "-cli", "-dc", "dc2"])
-        .status
-        .success());
+    assert!(
+        muster_in(d, &["tls", "cert", "create", "-cli", "-dc", "dc2"])
+            .status
+            .success()
+    );
     assert!(d.join("dc1-client-muster-0.pem").exists());
     assert!(d.join("dc2-cli-muster-0.pem").exists());
 
@@ -218,17 +212,17 @@ fn a_ca_and_certificates_that_openssl_verifies_by_purpose_and_name() {
     assert!(t.contains("Verified peername: server.dc1.consul"), "{t}");
 
     step(5, "usage errors name the fix and exit 1");
-    let o = muster(d, &["tls", "cert", "create"]);
+    let o = muster_in(d, &["tls", "cert", "create"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o).contains("exactly one of -server, -client or -cli"),
         "{}",
         text(&o)
     );
-    let o = muster(d, &["tls", "cert", "create", "-server", "-client"]);
+    let o = muster_in(d, &["tls", "cert", "create", "-server", "-client"]);
     assert_eq!(o.status.code(), Some(1));
     let empty = tempfile::tempdir().unwrap();
-    let o = muster(empty.path(), &["tls", "cert", "create", "-server"]);
+    let o = muster_in(empty.path(), &["tls", "cert", "create", "-server"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
         text(&o).contains("muster-agent-ca.pem") && text(&o).contains("muster tls ca create"),
@@ -236,10 +230,10 @@ fn a_ca_and_certificates_that_openssl_verifies_by_purpose_and_name() {
         text(&o)
     );
     // Another CA's key beside this CA's certificate is refused before anything is written.
-    assert!(muster(empty.path(), &["tls", "ca", "create"])
+    assert!(muster_in(empty.path(), &["tls", "ca", "create"])
         .status
         .success());
-    let o = muster(
+    let o = muster_in(
         d,
         &[
             "tls",

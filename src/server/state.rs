@@ -1327,45 +1327,6 @@ mod tests {
         assert!(!b.apply(12, &piece(id, MAX_RESTORE, b"x"), &mut ch));
     }
 
-    /// A snapshot written before restores in pieces (with the table of request ids, without
-    /// `restoring`) still reads, with no restore under way.
-    #[test]
-    fn a_snapshot_from_before_pieces_still_reads() {
-        let mut s = State::default();
-        s.apply_writes(7, 1_000, &[lock(1, "lock", "me")], &mut Changes::default());
-        #[derive(Serialize)]
-        struct OldState<'a> {
-            kv: &'a BTreeMap<String, KvEntry>,
-            tombstones: &'a BTreeMap<String, u64>,
-            kv_index: u64,
-            catalog: &'a BTreeMap<String, CatalogNode>,
-            catalog_index: u64,
-            autopilot: &'a Option<(super::super::autopilot::AutopilotConfig, u64)>,
-            recent: &'a RecentWrites,
-        }
-        #[derive(Serialize)]
-        struct OldBody<'a> {
-            cluster_id: Option<Uuid>,
-            data: OldState<'a>,
-        }
-        let old = postcard::to_allocvec(&OldBody {
-            cluster_id: Some(Uuid::from_u128(42)),
-            data: OldState {
-                kv: &s.kv,
-                tombstones: &s.tombstones,
-                kv_index: s.kv_index,
-                catalog: &s.catalog,
-                catalog_index: s.catalog_index,
-                autopilot: &s.autopilot,
-                recent: &s.recent,
-            },
-        })
-        .unwrap();
-        let read = SnapshotBody::decode(&old).unwrap();
-        assert_eq!(read.data, s);
-        assert_eq!(read.cluster_id, Some(Uuid::from_u128(42)));
-    }
-
     #[test]
     fn limits_are_named() {
         assert!(check_sizes(&"k".repeat(MAX_KEY + 1), 0)

@@ -303,6 +303,25 @@ impl Agent {
     }
 
     /// The `Stats` of `/v1/agent/self`, or None while the agent does not answer.
+    /// Name and `muster-status` of every node in `/v1/catalog/nodes` as this agent answers
+    /// it (empty while it does not answer 200).
+    pub fn catalog(&self) -> Vec<(String, String)> {
+        let body = Client::TEST
+            .send(&self.http_addr(), "GET", "/v1/catalog/nodes", b"")
+            .filter(|r| r.0 == 200)
+            .map(|r| r.2)
+            .unwrap_or_default();
+        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| {
+                let field = |v: &Value| v.as_str().unwrap_or("").to_string();
+                (field(&n["Node"]), field(&n["Meta"]["muster-status"]))
+            })
+            .collect()
+    }
+
     pub fn stats(&self) -> Option<Value> {
         self.get_json("/v1/agent/self").map(|v| v["Stats"].clone())
     }

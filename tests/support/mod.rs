@@ -91,8 +91,14 @@ pub fn wait_until(timeout: Duration, what: &str, cond: impl FnMut() -> bool) {
 /// Runs `muster ARGS` with no agent involved; a run longer than 60 s is killed and fails the
 /// test (a command expected to exit must not hang the suite).
 pub fn muster(args: &[&str]) -> Output {
+    muster_in(Path::new("."), args)
+}
+
+/// [`muster`], run in `dir` (for the commands that write files where they run, `muster tls`).
+pub fn muster_in(dir: &Path, args: &[&str]) -> Output {
     let mut child = Command::new(bin())
         .args(args)
+        .current_dir(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
