@@ -57,6 +57,10 @@ pub enum AgentError {
     /// `-retry-join` ran out of attempts (`-retry-max`). Exit 1.
     #[error("retry join gave up after {attempts} attempts: {errors}")]
     RetryJoinExhausted { attempts: u32, errors: String },
+    /// The TLS files named in the configuration do not load (checked with the configuration
+    /// too, so only a file changed in between gets here). Exit 1: the operator fixes the file.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Why the agent stopped.
@@ -209,6 +213,8 @@ pub struct Agent {
     leave_lock: tokio::sync::Mutex<bool>,
     /// The retry-join loop's status, once it runs (`retry_join` in `muster info`).
     pub join_status: std::sync::Mutex<Option<Arc<std::sync::Mutex<join::JoinStatus>>>>,
+    /// TLS of the server port, in and out (docs/security.md); reloaded on SIGHUP.
+    pub rpc_tls: Option<Arc<crate::tls::rpc::RpcTls>>,
 }
 
 impl Drop for Agent {
@@ -264,6 +270,15 @@ impl Agent {
             config.ports.server = rpc.port();
         }
         config.ports.http = http_bind.port();
+        let rpc_tls = match &config.tls.rpc {
+            Some(settings) => Some(Arc::new(crate::tls::rpc::RpcTls::new(
+                crate::tls::Reloadable::load(
+                    settings.clone(),
+                    crate::tls::server_name(&config.datacenter, &config.domain),
+                )?,
+            ))),
+            None => None,
+        };
         let (data_dir, dev_dir) = match (&config.data_dir, config.dev) {
             (Some(d), _) => (d.clone(), None),
             (None, _) => {
@@ -313,6 +328,7 @@ impl Agent {
                     data_dir: data_dir.clone(),
                     autopilot: autopilot_config(&config),
                     tombstone_ttl: config.kv_tombstone_ttl,
+                    tls: rpc_tls.clone(),
                 };
                 match Server::start(cfg, gossip.clone(), listener, tags).await {
                     Ok(s) => Some(s),
@@ -328,7 +344,11 @@ impl Agent {
         } else {
             Some(config.bind_addr)
         };
-        let client = Client::new(gossip.clone(), server.clone(), RpcClient::new(rpc_source));
+        let client = Client::new(
+            gossip.clone(),
+            server.clone(),
+            RpcClient::new(rpc_source, rpc_tls.clone()),
+        );
         let (stop_tx, _) = watch::channel(StopReason::Running);
         let agent = Arc::new(Agent {
             config,
@@ -343,6 +363,7 @@ impl Agent {
             dev_dir,
             leave_lock: tokio::sync::Mutex::new(false),
             join_status: std::sync::Mutex::new(None),
+            rpc_tls,
         });
         tracing::info!(
             node = %agent.config.node_name, node_id = %node_id, datacenter = %agent.config.datacenter,
@@ -476,6 +497,19 @@ impl Agent {
     }
 
     /// Asks the process to stop (the HTTP server drains, `run` returns).
+    /// Re-reads what can change without a restart (SIGHUP): today the TLS certificates, keys
+    /// and CAs, at the paths the agent started with (docs/security.md, Reload). Other
+    /// settings are not reloaded yet. On an error nothing changes; the error says why.
+    pub fn reload(&self) -> Result<Vec<&'static str>, String> {
+        let mut reloaded = Vec::new();
+        if let Some(t) = &self.rpc_tls {
+            t.reload()
+                .map_err(|e| format!("server port TLS not reloaded: {e}"))?;
+            reloaded.push("server port TLS");
+        }
+        Ok(reloaded)
+    }
+
     pub fn stop(&self, why: StopReason) {
         self.stop_tx.send_if_modified(|cur| {
             if *cur == StopReason::Running {

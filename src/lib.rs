@@ -8,6 +8,7 @@
 //! - [`agent`]: wires gossip, joining and the HTTP API; start-up and graceful shutdown.
 //! - [`join`]: join-address resolution, `-join` and the retry-join loop with its backoff.
 //! - [`server`]: Raft (openraft, redb), the server RPC port, the bootstrap gate, the leader's duties, KV and catalog.
+//! - [`tls`]: TLS for the server RPC port and the HTTPS API (rustls): settings, material, roles.
 //! - [`client`]: reaching the cluster from any agent: own Raft state or forwarding with failover.
 //! - [`http`]: the Consul-shaped HTTP API on 127.0.0.1:8500.
 //! - [`cli`]: one module per subcommand; every command but `agent` talks to the agent over HTTP.
@@ -28,6 +29,7 @@ pub mod http;
 pub mod join;
 pub mod node_id;
 pub mod server;
+pub mod tls;
 
 /// The version every agent advertises in its `build` tag.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

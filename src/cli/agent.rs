@@ -3,6 +3,8 @@
 //! Signals follow Consul: SIGINT leaves gracefully unless `skip_leave_on_interrupt`, SIGTERM
 //! leaves only with `leave_on_terminate` (defaults: clients leave on both, servers on neither,
 //! so a stopped server keeps its Raft seat). A second signal during a leave exits at once.
+//! SIGHUP reloads what [`Agent::reload`] can reload (the TLS files so far) and never stops
+//! the agent.
 
 use std::sync::Arc;
 
@@ -72,11 +74,13 @@ fn init_logging(level: LogLevel, json: bool) {
 }
 
 async fn run_agent(config: config::RuntimeConfig) -> u8 {
-    let (mut sigint, mut sigterm) = match (
+    // SIGHUP is taken before anything starts: its default action would kill the agent.
+    let (mut sigint, mut sigterm, mut sighup) = match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(i), Ok(t)) => (i, t),
+        (Ok(i), Ok(t), Ok(h)) => (i, t, h),
         _ => {
             eprintln!("cannot install signal handlers");
             return 2;
@@ -93,7 +97,8 @@ async fn run_agent(config: config::RuntimeConfig) -> u8 {
             return match e {
                 AgentError::StartJoin(_)
                 | AgentError::RetryJoinExhausted { .. }
-                | AgentError::NodeId(NodeIdError::Mismatch(_)) => 1,
+                | AgentError::NodeId(NodeIdError::Mismatch(_))
+                | AgentError::Tls(_) => 1,
                 _ => 2,
             };
         }
@@ -105,10 +110,23 @@ async fn run_agent(config: config::RuntimeConfig) -> u8 {
             agent.config.leave_on_terminate
         }
     };
-    let reason = tokio::select! {
-        r = agent.stopped() => r,
-        _ = sigint.recv() => on_signal(&agent, "interrupt", leave_on(true), &mut sigint, &mut sigterm).await,
-        _ = sigterm.recv() => on_signal(&agent, "terminate", leave_on(false), &mut sigint, &mut sigterm).await,
+    let reason = loop {
+        tokio::select! {
+            r = agent.stopped() => break r,
+            _ = sigint.recv() => break on_signal(&agent, "interrupt", leave_on(true), &mut sigint, &mut sigterm).await,
+            _ = sigterm.recv() => break on_signal(&agent, "terminate", leave_on(false), &mut sigint, &mut sigterm).await,
+            _ = sighup.recv() => match agent.reload() {
+                Ok(what) if what.is_empty() => tracing::info!(
+                    "caught SIGHUP: nothing to reload (only TLS files are reloaded so far)"
+                ),
+                Ok(what) => tracing::info!(
+                    reloaded = %what.join(", "),
+                    "caught SIGHUP: reloaded {} (other settings need a restart so far)",
+                    what.join(", ")
+                ),
+                Err(e) => tracing::error!("caught SIGHUP: {e}; the agent carries on with what it had"),
+            },
+        }
     };
     // Let the HTTP API answer the request that asked us to leave.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::tls::{TlsKeys, TlsLayer, TLS_BLOCK_KEYS, TLS_RPC_KEYS, TLS_STANZA_KEYS};
 use super::{ConfigError, LegacyCloud, PartialConfig, Ports};
 
 /// Top-level keys, exactly as Consul names them.
@@ -20,10 +21,15 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "autopilot",
     "bootstrap",
     "bootstrap_expect",
+    "ca_file",
+    "ca_path",
+    "cert_file",
     "client_addr",
     "data_dir",
     "datacenter",
+    "domain",
     "encrypt",
+    "key_file",
     "kv_tombstone_ttl",
     "leave_on_terminate",
     "log_json",
@@ -41,7 +47,29 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "server",
     "skip_leave_on_interrupt",
     "start_join",
+    "tls",
+    "tls_cipher_suites",
+    "tls_min_version",
     "tombstone_timeout",
+    "verify_incoming",
+    "verify_incoming_https",
+    "verify_incoming_rpc",
+    "verify_outgoing",
+    "verify_server_hostname",
+];
+
+/// Consul security settings muster does not implement: errors, never warnings, so that an
+/// agent asked for a protection never starts without it (docs/security.md, Fail closed).
+const UNIMPLEMENTED_SECURITY_KEYS: &[(&str, &str)] = &[
+    (
+        "auto_encrypt",
+        "muster servers do not hand out certificates; make them with `muster tls cert create` \
+         and set cert_file and key_file",
+    ),
+    (
+        "auto_config",
+        "muster has no auto-config; give each agent its settings and certificates",
+    ),
 ];
 
 const PORT_KEYS: &[&str] = &["http", "serf_lan", "server"];
@@ -87,19 +115,14 @@ const CONSUL_ONLY_KEYS: &[&str] = &[
     "acl",
     "addresses",
     "advertise_addr_wan",
-    "auto_encrypt",
-    "ca_file",
-    "cert_file",
     "check_update_interval",
     "checks",
     "connect",
     "disable_update_check",
     "dns_config",
-    "domain",
     "enable_local_script_checks",
     "enable_script_checks",
     "enable_syslog",
-    "key_file",
     "limits",
     "performance",
     "primary_datacenter",
@@ -112,11 +135,11 @@ const CONSUL_ONLY_KEYS: &[&str] = &[
     "serf_lan",
     "services",
     "telemetry",
+    // A no-op in Go since 1.18; rustls always prefers the server's order.
+    "tls_prefer_server_cipher_suites",
     "translate_wan_addrs",
     "ui",
     "ui_config",
-    "verify_incoming",
-    "verify_outgoing",
 ];
 
 /// The raw, typed shape of one file. Every field is optional: absent means "not set here".
@@ -131,6 +154,7 @@ struct FileModel {
     client_addr: Option<String>,
     data_dir: Option<PathBuf>,
     datacenter: Option<String>,
+    domain: Option<String>,
     encrypt: Option<String>,
     kv_tombstone_ttl: Option<String>,
     leave_on_terminate: Option<bool>,
@@ -152,6 +176,29 @@ struct FileModel {
     #[serde(default)]
     start_join: Vec<String>,
     tombstone_timeout: Option<String>,
+    tls: Option<TlsStanza>,
+    verify_incoming_rpc: Option<bool>,
+    verify_incoming_https: Option<bool>,
+    // Consul's older top-level TLS keys (docs/security.md). `flatten` cannot be used with
+    // `deny_unknown_fields`, hence one field each.
+    ca_file: Option<PathBuf>,
+    ca_path: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    tls_min_version: Option<String>,
+    tls_cipher_suites: Option<String>,
+    verify_incoming: Option<bool>,
+    verify_outgoing: Option<bool>,
+    verify_server_hostname: Option<bool>,
+}
+
+/// The `tls` stanza (Consul 1.12 and later); `grpc` was taken out before (muster has none).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsStanza {
+    defaults: Option<TlsKeys>,
+    internal_rpc: Option<TlsKeys>,
+    https: Option<TlsKeys>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -284,8 +331,19 @@ pub fn parse_str(
         if TOP_LEVEL_KEYS.contains(&key.as_str()) {
             continue;
         }
-        top.remove(&key);
-        if CONSUL_ONLY_KEYS.contains(&key.as_str()) {
+        let value = top.remove(&key);
+        if let Some((_, fix)) = UNIMPLEMENTED_SECURITY_KEYS.iter().find(|(k, _)| *k == key) {
+            errors.push(ConfigError::new(format!(
+                "{origin}: key `{key}` is a Consul security setting that muster does not \
+                 implement, and an agent asked for it must not start without it: {fix}"
+            )));
+        } else if key == "acl" && acl_enabled(value.as_ref()) {
+            errors.push(ConfigError::new(format!(
+                "{origin}: `acl {{ enabled = true }}`: muster has no ACLs yet, and an agent asked \
+                 for them must not start open; remove the block (or set enabled = false) and \
+                 keep the HTTP API on a trusted address (client_addr)"
+            )));
+        } else if CONSUL_ONLY_KEYS.contains(&key.as_str()) {
             warnings.push(format!(
                 "{origin}: key `{key}` is a Consul setting that muster does not implement; it is ignored"
             ));
@@ -337,6 +395,7 @@ pub fn parse_str(
             }
         }
     }
+    tls_stanza(&mut top, origin, &mut errors, warnings);
     // Consul accepts a single string where a list is expected for these keys.
     for list_key in ["retry_join", "start_join"] {
         if let Some(Value::String(s)) = top.get(list_key) {
@@ -372,6 +431,7 @@ impl FileModel {
             client_addr: self.client_addr,
             data_dir: self.data_dir,
             datacenter: self.datacenter,
+            domain: self.domain,
             dev: None,
             encrypt: self.encrypt,
             kv_tombstone_ttl: self.kv_tombstone_ttl,
@@ -410,6 +470,108 @@ impl FileModel {
             ap_max_trailing_logs: ap.max_trailing_logs,
             ap_min_quorum: ap.min_quorum,
             ap_server_stabilization_time: ap.server_stabilization_time,
+            tls: {
+                let stanza = self.tls.unwrap_or_default();
+                TlsLayer {
+                    top: TlsKeys {
+                        ca_file: self.ca_file,
+                        ca_path: self.ca_path,
+                        cert_file: self.cert_file,
+                        key_file: self.key_file,
+                        tls_min_version: self.tls_min_version,
+                        tls_cipher_suites: self.tls_cipher_suites,
+                        verify_incoming: self.verify_incoming,
+                        verify_outgoing: self.verify_outgoing,
+                        verify_server_hostname: self.verify_server_hostname,
+                    },
+                    verify_incoming_rpc: self.verify_incoming_rpc,
+                    verify_incoming_https: self.verify_incoming_https,
+                    defaults: stanza.defaults.unwrap_or_default(),
+                    internal_rpc: stanza.internal_rpc.unwrap_or_default(),
+                    https: stanza.https.unwrap_or_default(),
+                }
+            },
+        }
+    }
+}
+
+/// Whether an `acl` block asks for ACLs (`enabled = true`), in any of HCL's shapes.
+fn acl_enabled(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Object(o)) => o.get("enabled") == Some(&Value::Bool(true)),
+        Some(Value::Array(items)) => items.iter().any(|i| acl_enabled(Some(i))),
+        _ => false,
+    }
+}
+
+/// HCL gives a block written twice as a list of objects; Consul merges them.
+fn merge_blocks(v: &mut Value) {
+    if let Value::Array(items) = v {
+        let mut merged = serde_json::Map::new();
+        for item in items.iter() {
+            if let Value::Object(o) = item {
+                merged.extend(o.clone());
+            }
+        }
+        *v = Value::Object(merged);
+    }
+}
+
+/// Checks the keys of the `tls` stanza, and takes out `tls.grpc`: muster has no gRPC
+/// listener, so its settings are ignored with a warning, unless they ask for verification
+/// (an error: docs/security.md, Fail closed).
+fn tls_stanza(
+    top: &mut serde_json::Map<String, Value>,
+    origin: &str,
+    errors: &mut Vec<ConfigError>,
+    warnings: &mut Vec<String>,
+) {
+    let Some(tls) = top.get_mut("tls") else {
+        return;
+    };
+    merge_blocks(tls);
+    let Value::Object(blocks) = tls else {
+        return; // the typed read names the wrong type
+    };
+    if let Some(mut grpc) = blocks.remove("grpc") {
+        merge_blocks(&mut grpc);
+        if grpc.get("verify_incoming") == Some(&Value::Bool(true)) {
+            errors.push(ConfigError::new(format!(
+                "{origin}: `tls.grpc.verify_incoming = true`: muster has no gRPC listener to \
+                 verify callers on; remove the tls.grpc block"
+            )));
+        } else {
+            warnings.push(format!(
+                "{origin}: `tls.grpc` is for a gRPC listener, which muster does not have; it is ignored"
+            ));
+        }
+    }
+    for (name, block) in blocks.iter_mut() {
+        let known = match name.as_str() {
+            "internal_rpc" => TLS_RPC_KEYS,
+            "defaults" | "https" => TLS_BLOCK_KEYS,
+            _ => {
+                errors.push(ConfigError::new(format!(
+                    "{origin}: unknown key `tls.{name}`{}",
+                    suggestion(name, TLS_STANZA_KEYS)
+                )));
+                continue;
+            }
+        };
+        merge_blocks(block);
+        if let Value::Object(keys) = block {
+            for key in keys.keys() {
+                if !known.contains(&key.as_str()) {
+                    let hint = if key == "verify_server_hostname" {
+                        " — it belongs in tls.internal_rpc".to_string()
+                    } else {
+                        suggestion(key, known)
+                    };
+                    errors.push(ConfigError::new(format!(
+                        "{origin}: unknown key `tls.{name}.{key}`{hint}"
+                    )));
+                }
+            }
         }
     }
 }

@@ -47,6 +47,21 @@ pub fn finish(
     let (reconnect_timeout, tombstone_timeout) = f.reap_timeouts(&p);
     let autopilot = f.autopilot(&p);
     let kv_tombstone_ttl = f.kv_tombstone_ttl(&p);
+    let domain = f.domain(&p);
+    let tls = {
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        let server_name = crate::tls::server_name(&datacenter, &domain);
+        let t = super::tls::finish_tls(
+            &p.tls,
+            mode.server,
+            &server_name,
+            &mut errors,
+            &mut warnings,
+        );
+        f.errors.extend(errors.into_iter().map(ConfigError::new));
+        f.warnings.extend(warnings);
+        t
+    };
     let leave_on_terminate = p.leave_on_terminate.unwrap_or(!mode.server);
     let skip_leave_on_interrupt = p.skip_leave_on_interrupt.unwrap_or(mode.server);
 
@@ -88,6 +103,8 @@ pub fn finish(
             tombstone_timeout,
             autopilot,
             kv_tombstone_ttl,
+            domain,
+            tls,
         },
         warnings,
     })
@@ -313,6 +330,30 @@ impl Findings {
             Some(n) => n.min(u32::MAX as i64) as u32,
         };
         (retry_interval, retry_max)
+    }
+
+    /// `domain`: a DNS name (a trailing dot, as Consul writes `consul.`, is dropped).
+    fn domain(&mut self, p: &PartialConfig) -> String {
+        let Some(d) = &p.domain else {
+            return "consul".into();
+        };
+        let d = d.trim_end_matches('.');
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        };
+        if d.split('.').all(label_ok) {
+            d.to_ascii_lowercase()
+        } else {
+            self.error(format!(
+                "domain {d:?}: not a DNS name; use labels of letters, digits and hyphens \
+                 separated by dots (Consul's default is consul)"
+            ));
+            "consul".into()
+        }
     }
 
     fn encrypt(&mut self, p: &PartialConfig) -> Option<GossipKey> {

@@ -36,6 +36,9 @@ pub struct AgentFlags {
     /// Datacenter name. Default dc1.
     #[arg(long, value_name = "DC")]
     pub datacenter: Option<String>,
+    /// DNS domain of certificate names (server.DC.DOMAIN, docs/security.md). Default consul.
+    #[arg(long, value_name = "DOMAIN")]
+    pub domain: Option<String>,
     /// Directory for the agent's state (node id, later Raft data). Required unless -dev.
     #[arg(long = "data-dir", value_name = "PATH")]
     pub data_dir: Option<PathBuf>,
@@ -138,6 +141,7 @@ impl AgentFlags {
             client_addr: self.client.clone(),
             data_dir: self.data_dir.clone(),
             datacenter: self.datacenter.clone(),
+            domain: self.domain.clone(),
             dev: self.dev,
             encrypt: self.encrypt.clone(),
             // Config files only, like the leave behaviour.
@@ -179,6 +183,8 @@ impl AgentFlags {
             ap_max_trailing_logs: None,
             ap_min_quorum: None,
             ap_server_stabilization_time: None,
+            // TLS settings are config files only, as in Consul.
+            tls: Default::default(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod flags;
 pub mod legacy;
 pub mod netif;
 mod partial;
+pub mod tls;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -154,6 +155,10 @@ pub struct RuntimeConfig {
     pub autopilot: AutopilotSettings,
     /// How long a KV tombstone is kept before the leader reaps it (servers; docs/state.md).
     pub kv_tombstone_ttl: Duration,
+    /// The DNS domain of certificate names: `server.<datacenter>.<domain>` (docs/tls.md).
+    pub domain: String,
+    /// TLS per interface, checked and its files loaded once (docs/security.md).
+    pub tls: tls::TlsConfig,
 }
 
 /// The autopilot settings a new cluster starts with, as the operator gave them (checked). `None`

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::legacy::LegacyCloud;
+use super::tls::TlsLayer;
 
 /// Port numbers, per layer as written (`Option<i64>`, unchecked) or validated (`u16`).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub struct PartialConfig {
     pub client_addr: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub datacenter: Option<String>,
+    /// The DNS domain of certificate names (`server.<dc>.<domain>`); `consul` by default.
+    pub domain: Option<String>,
     pub dev: Option<bool>,
     pub encrypt: Option<String>,
     /// `kv_tombstone_ttl`, a Go duration as written.
@@ -52,6 +55,8 @@ pub struct PartialConfig {
     pub ap_max_trailing_logs: Option<i64>,
     pub ap_min_quorum: Option<i64>,
     pub ap_server_stabilization_time: Option<String>,
+    /// TLS settings: the `tls` stanza and Consul's older top-level keys.
+    pub tls: TlsLayer,
 }
 
 impl PartialConfig {
@@ -68,6 +73,7 @@ impl PartialConfig {
             client_addr,
             data_dir,
             datacenter,
+            domain,
             dev,
             encrypt,
             kv_tombstone_ttl,
@@ -99,6 +105,7 @@ impl PartialConfig {
             self.ports.server = later.ports.server;
         }
         self.legacy_cloud.merge(later.legacy_cloud);
+        self.tls.merge(later.tls);
         self.retry_join.extend(later.retry_join);
         self.start_join.extend(later.start_join);
         self.origin = later.origin;

@@ -82,6 +82,8 @@ pub struct ServerConfig {
     pub autopilot: autopilot::AutopilotConfig,
     /// How long a KV tombstone is kept before the leader reaps it (`kv_tombstone_ttl`).
     pub tombstone_ttl: Duration,
+    /// TLS on the RPC port, inbound and outbound (docs/security.md); `None`: plaintext.
+    pub tls: Option<Arc<crate::tls::rpc::RpcTls>>,
 }
 
 /// A running server.
@@ -180,7 +182,7 @@ impl Server {
                 source,
             })?;
         let id = node_id(cfg.node_id);
-        let rpc = RpcClient::new(listener.local_addr().ok().map(|a| a.ip()));
+        let rpc = RpcClient::new(listener.local_addr().ok().map(|a| a.ip()), cfg.tls.clone());
         let raft_cfg = Arc::new(raft_config(cfg.raft_multiplier)?);
         let lease = Duration::from_millis(raft_cfg.election_timeout_max);
         let book = network::AddressBook::default();
@@ -223,7 +225,7 @@ impl Server {
             tasks: Mutex::new(vec![batching]),
         });
         let s = server.clone();
-        let serve = tokio::spawn(rpc::serve(listener, move |req| {
+        let serve = tokio::spawn(rpc::serve(listener, server.cfg.tls.clone(), move |req| {
             let s = s.clone();
             async move { s.handle(req).await }
         }));

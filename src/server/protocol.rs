@@ -216,6 +216,52 @@ pub enum Request {
     WriteOnce(Write),
 }
 
+impl Request {
+    /// Whether only a server sends this: Raft's requests and the bootstrap gate's promises.
+    /// With `verify_incoming` and `verify_server_hostname` they are served only to callers
+    /// with a server certificate (docs/security.md, Roles).
+    pub fn server_only(&self) -> bool {
+        match self {
+            Self::AppendEntries(_)
+            | Self::Vote(_)
+            | Self::InstallSnapshot(_)
+            | Self::BootstrapPropose { .. }
+            | Self::BootstrapRelease { .. }
+            | Self::TimeoutNow
+            | Self::PreVote(_) => true,
+            Self::PeerStatus
+            | Self::RemovePeer { .. }
+            | Self::KvRead(_)
+            | Self::Write(_)
+            | Self::CatalogNodes(_)
+            | Self::SnapshotSave
+            | Self::AutopilotState
+            | Self::WriteOnce(_) => false,
+        }
+    }
+
+    /// The request's name, for log lines.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::AppendEntries(_) => "AppendEntries",
+            Self::Vote(_) => "Vote",
+            Self::InstallSnapshot(_) => "InstallSnapshot",
+            Self::PeerStatus => "PeerStatus",
+            Self::BootstrapPropose { .. } => "BootstrapPropose",
+            Self::RemovePeer { .. } => "RemovePeer",
+            Self::KvRead(_) => "KvRead",
+            Self::Write(_) => "Write",
+            Self::CatalogNodes(_) => "CatalogNodes",
+            Self::SnapshotSave => "SnapshotSave",
+            Self::AutopilotState => "AutopilotState",
+            Self::TimeoutNow => "TimeoutNow",
+            Self::BootstrapRelease { .. } => "BootstrapRelease",
+            Self::PreVote(_) => "PreVote",
+            Self::WriteOnce(_) => "WriteOnce",
+        }
+    }
+}
+
 /// A pre-vote: "would you vote for me if I stood now?" Changes nothing on either side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreVote {

@@ -27,6 +27,7 @@ use tokio::task::AbortHandle;
 
 use super::protocol::{Answer, Request, Response};
 use crate::frame::FrameError;
+use crate::tls::rpc::{plain, Role, RpcTls};
 
 /// Largest frame accepted (a snapshot chunk or a large append fits well below).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -225,15 +226,19 @@ pub struct RpcClient {
     conns: Mutex<HashMap<String, Arc<Conn>>>,
     next_id: Arc<AtomicU64>,
     bind_ip: Option<IpAddr>,
+    /// TLS for outgoing connections (docs/security.md, Outbound); `None`: plaintext.
+    tls: Option<Arc<RpcTls>>,
 }
 
 impl RpcClient {
-    /// `bind_ip`: source address of outgoing connections (the agent's bind address).
-    pub fn new(bind_ip: Option<IpAddr>) -> Arc<Self> {
+    /// `bind_ip`: source address of outgoing connections (the agent's bind address); `tls`:
+    /// the server port's TLS, which decides whether connections are dialled with TLS.
+    pub fn new(bind_ip: Option<IpAddr>, tls: Option<Arc<RpcTls>>) -> Arc<Self> {
         Arc::new(Self {
             conns: Mutex::new(HashMap::new()),
             next_id: Arc::new(AtomicU64::new(1)),
             bind_ip,
+            tls,
         })
     }
 
@@ -266,7 +271,10 @@ impl RpcClient {
             .map_err(|e| unreachable(e.to_string()))?;
         let _ = stream.set_nodelay(true);
         keep_alive(&stream);
-        let (rd, wr) = stream.into_split();
+        let (rd, wr) = match &self.tls {
+            Some(tls) => tls.connect(stream).await.map_err(unreachable)?,
+            None => plain(stream),
+        };
         let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, rd);
         let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(1024);
         let state = Arc::new(ConnState {
@@ -531,8 +539,10 @@ fn admit(admission: &Arc<Mutex<Admission>>, ip: IpAddr) -> Option<Slot> {
     None
 }
 
-/// Serves the RPC port: each request is handled on its own task by `handle`.
-pub async fn serve<H, F>(listener: TcpListener, handle: H)
+/// Serves the RPC port: each request is handled on its own task by `handle`. With `tls`, each
+/// connection is TLS or plaintext as docs/security.md says, and a caller whose certificate does
+/// not make it a server may not send what only servers send.
+pub async fn serve<H, F>(listener: TcpListener, tls: Option<Arc<RpcTls>>, handle: H)
 where
     H: Fn(Request) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
@@ -551,9 +561,9 @@ where
         let Some(slot) = admit(&admission, peer.ip()) else {
             continue;
         };
-        let handle = handle.clone();
+        let (handle, tls) = (handle.clone(), tls.clone());
         tokio::spawn(async move {
-            serve_conn(stream, peer, handle).await;
+            serve_conn(stream, peer, tls, handle).await;
             drop(slot);
         });
     }
@@ -572,14 +582,26 @@ async fn idle(in_flight: &AtomicUsize, last_activity: &Mutex<Instant>) {
     }
 }
 
-async fn serve_conn<H, F>(stream: TcpStream, peer: SocketAddr, handle: H)
+async fn serve_conn<H, F>(stream: TcpStream, peer: SocketAddr, tls: Option<Arc<RpcTls>>, handle: H)
 where
     H: Fn(Request) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
     let _ = stream.set_nodelay(true);
     keep_alive(&stream);
-    let (rd, wr) = stream.into_split();
+    let (rd, wr, role) = match &tls {
+        Some(t) => match t.accept(stream, FRAME_TIMEOUT).await {
+            Ok(x) => x,
+            Err(why) => {
+                t.log_refusal(peer, &why);
+                return;
+            }
+        },
+        None => {
+            let (r, w) = plain(stream);
+            (r, w, Role::Anonymous)
+        }
+    };
     let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, rd);
     let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(1024);
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -619,6 +641,19 @@ where
                 break;
             }
         };
+        if let Some(t) = tls
+            .as_ref()
+            .filter(|t| !t.permits(role, frame.body.server_only()))
+        {
+            t.log_refusal(
+                peer,
+                &format!(
+                    "it sent {}, which only servers send, and its certificate does not name                      the servers' name (verify_server_hostname); connection closed",
+                    frame.body.kind()
+                ),
+            );
+            break;
+        }
         let (handle, out) = (handle.clone(), out_tx.clone());
         let (in_flight, last_activity) = (in_flight.clone(), last_activity.clone());
         in_flight.fetch_add(1, Ordering::Relaxed);
