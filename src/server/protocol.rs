@@ -344,3 +344,31 @@ answers! {
     AutopilotState => Result<AutopilotReport, String>,
     PreVote => PreVoteAnswer,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bytes of two requests as tests/tls.rs writes them by hand: if the encoding of
+    /// `Request` changes, that test's frames (and every older agent) must change with it.
+    #[test]
+    fn hand_written_frames_of_tests_tls_match_the_encoding() {
+        #[derive(Serialize)]
+        struct Frame<T> {
+            id: u64,
+            body: T,
+        }
+        let status = postcard::to_allocvec(&Frame {
+            id: 1,
+            body: Request::PeerStatus,
+        })
+        .unwrap();
+        assert_eq!(status, [1, 3]);
+        let vote = Request::Vote(openraft::raft::VoteRequest {
+            vote: openraft::Vote::new(0, 7),
+            last_log_id: None,
+        });
+        let vote = postcard::to_allocvec(&Frame { id: 1, body: vote }).unwrap();
+        assert_eq!(vote, [1, 1, 0, 7, 0, 0]);
+    }
+}

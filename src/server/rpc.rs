@@ -27,7 +27,7 @@ use tokio::task::AbortHandle;
 
 use super::protocol::{Answer, Request, Response};
 use crate::frame::FrameError;
-use crate::tls::rpc::{plain, Role, RpcTls};
+use crate::tls::rpc::{plain, Refused, Role, RpcTls};
 
 /// Largest frame accepted (a snapshot chunk or a large append fits well below).
 pub const MAX_FRAME: usize = 64 << 20;
@@ -593,7 +593,7 @@ where
         Some(t) => match t.accept(stream, FRAME_TIMEOUT).await {
             Ok(x) => x,
             Err(why) => {
-                t.log_refusal(peer, &why);
+                t.log_refusal(Refused::Connection, peer, &why);
                 return;
             }
         },
@@ -646,9 +646,11 @@ where
             .filter(|t| !t.permits(role, frame.body.server_only()))
         {
             t.log_refusal(
+                Refused::Request,
                 peer,
                 &format!(
-                    "it sent {}, which only servers send, and its certificate does not name                      the servers' name (verify_server_hostname); connection closed",
+                    "it sent {}, which only servers send, and its certificate does not name \
+                     the servers' name (verify_server_hostname); connection closed",
                     frame.body.kind()
                 ),
             );

@@ -38,14 +38,25 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct RpcTls {
     material: Reloadable,
-    refusals: Mutex<Option<(Instant, u64)>>,
+    /// Per kind of refusal (a handshake, a request), when one was last logged and how many
+    /// came since: a flood of one kind does not hide the other.
+    refusals: Mutex<[Option<(Instant, u64)>; 2]>,
+}
+
+/// What was refused, for [`RpcTls::log_refusal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The connection: plaintext with `verify_incoming`, a failed handshake.
+    Connection = 0,
+    /// A request the caller's role may not send.
+    Request = 1,
 }
 
 impl RpcTls {
     pub fn new(material: Reloadable) -> Self {
         Self {
             material,
-            refusals: Mutex::new(None),
+            refusals: Mutex::new([None, None]),
         }
     }
 
@@ -66,10 +77,11 @@ impl RpcTls {
         !server_only || !self.checks_roles() || role == Role::Server
     }
 
-    /// Logs a refused caller, at most once per [`REFUSAL_LOG_EVERY`] with the count since.
-    pub fn log_refusal(&self, peer: std::net::SocketAddr, why: &str) {
+    /// Logs a refused caller, at most once per [`REFUSAL_LOG_EVERY`] and kind, with the
+    /// count since.
+    pub fn log_refusal(&self, kind: Refused, peer: std::net::SocketAddr, why: &str) {
         let mut r = self.refusals.lock().expect("refusals lock");
-        match &mut *r {
+        match &mut r[kind as usize] {
             Some((at, n)) if at.elapsed() < REFUSAL_LOG_EVERY => *n += 1,
             other => {
                 let earlier = other.map(|(_, n)| n).unwrap_or(0);

@@ -111,6 +111,9 @@ pub enum Block {
     KvTombstones = 145,
     // tests/faults/main.rs: gossip healing after a split (issue 10 item 9)
     HealedSplit = 150,
+    // tests/tls.rs (issue 11: TLS on the server port)
+    TlsCluster = 160,
+    TlsRotation = 161,
 }
 
 impl Block {
