@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
-use support::cluster3::{start_etcd, start_muster};
+use support::cluster3::{start_etcd, start_muster, start_muster_tls};
 use support::http::KeepAlive as Conn;
 use support::{Agent, Block, Fixture};
 
@@ -48,6 +48,31 @@ impl System for Muster {
     }
     fn start(&self, root: &Path) -> Members {
         Members::Muster((1..=3).map(|i| start_muster(root, i)).collect())
+    }
+    fn ready(&self) -> bool {
+        (1..=3).all(|i| {
+            Conn::open(&format!("{}:8500", Block::Loopback.ip(i)))
+                .and_then(|mut c| c.call("PUT", "/v1/kv/ready", b"1"))
+                .is_some_and(|(s, b)| s == 200 && b == b"true")
+        })
+    }
+    fn put(&self, c: &mut Conn, w: usize, n: u64, value: &[u8]) -> bool {
+        c.call("PUT", &format!("/v1/kv/bench/{w}/{}", n % 1000), value)
+            .is_some_and(|(s, b)| s == 200 && b == b"true")
+    }
+}
+
+/// muster with mutual TLS on the server port (docs/security.md); the HTTP API is the same.
+struct MusterTls;
+impl System for MusterTls {
+    fn name(&self) -> &'static str {
+        "muster, mutual TLS"
+    }
+    fn port(&self) -> u16 {
+        8500
+    }
+    fn start(&self, root: &Path) -> Members {
+        Members::Muster((1..=3).map(|i| start_muster_tls(root, i)).collect())
     }
     fn ready(&self) -> bool {
         (1..=3).all(|i| {
@@ -148,17 +173,19 @@ fn run(sys: &(dyn System + Sync), writers: usize) -> (f64, f64, f64, usize) {
     (throughput, percentile(&lat, 0.5), percentile(&lat, 0.99), f)
 }
 
-/// `kv_bench [muster|etcd|both] [WRITERS…]`: both systems and 1, 16, 64 writers by default;
+/// `kv_bench [muster|tls|etcd|both] [WRITERS…]`: both systems and 1, 16, 64 writers by default;
 /// narrower runs are for profiling one side.
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let which = args.first().map(String::as_str).unwrap_or("both");
     let systems: Vec<&(dyn System + Sync)> = match which {
-        "both" => vec![&Muster, &Etcd],
+        "both" => vec![&Muster, &MusterTls, &Etcd],
         "muster" => vec![&Muster],
+        // TLS on and off, side by side.
+        "tls" => vec![&Muster, &MusterTls],
         "etcd" => vec![&Etcd],
         other => {
-            eprintln!("unknown system {other:?}: expected muster, etcd or both");
+            eprintln!("unknown system {other:?}: expected muster, tls, etcd or both");
             std::process::exit(1);
         }
     };

@@ -11,7 +11,8 @@
 //! - **idle RSS** per member, 2 s after formation.
 //!
 //! Run: `cargo build --release --bin muster --example raft_bench && target/release/examples/raft_bench`
-//! (`raft_bench muster 30`: muster alone, 30 trials — for comparing two builds of muster).
+//! (`raft_bench muster 30`: muster alone, 30 trials — for comparing two builds of muster;
+//! `raft_bench tls 15`: muster with and without mutual TLS on the server port).
 //! (etcd must be on PATH: `apt-get install etcd-server`).
 
 use std::path::Path;
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
-use support::cluster3::{start_etcd, start_muster};
+use support::cluster3::{start_etcd, start_muster, start_muster_tls};
 use support::{rss_kib, Agent, Block, Client, Fixture};
 
 const TRIALS: usize = 7;
@@ -61,10 +62,21 @@ fn muster_raft(i: u8) -> Option<serde_json::Value> {
 }
 
 fn muster_trial(root: &Path) -> (f64, f64, f64) {
+    muster_trial_with(root, start_muster)
+}
+
+/// The same trial with mutual TLS on the server port (docs/security.md). The certificates
+/// are made before the clock starts.
+fn muster_tls_trial(root: &Path) -> (f64, f64, f64) {
+    support::cluster3::make_certs(root);
+    muster_trial_with(root, start_muster_tls)
+}
+
+fn muster_trial_with(root: &Path, start: fn(&Path, u8) -> Agent) -> (f64, f64, f64) {
     let mut procs: Vec<Option<Agent>> = Vec::new();
     let t0 = Instant::now();
     for i in 1..=3 {
-        procs.push(Some(start_muster(root, i)));
+        procs.push(Some(start(root, i)));
     }
     let formed = poll(Duration::from_secs(30), || {
         (1..=3).find(|&i| {
@@ -199,21 +211,24 @@ fn main() {
         None => TRIALS,
         Some(Ok(n)) if n > 0 => n,
         Some(_) => {
-            eprintln!("usage: raft_bench [muster|etcd|both] [TRIALS>0]");
+            eprintln!("usage: raft_bench [muster|tls|etcd|both] [TRIALS>0]");
             std::process::exit(1);
         }
     };
-    let all: [(&str, Trial); 3] = [
+    let all: [(&str, Trial); 4] = [
         ("muster", muster_trial),
+        ("muster, mutual TLS", muster_tls_trial),
         ("etcd 3.4, defaults", etcd_trial),
         ("etcd 3.4, muster's timings", etcd_tuned_trial),
     ];
     let systems: Vec<(&str, Trial)> = match which {
         "both" => all.to_vec(),
         "muster" => all[..1].to_vec(),
-        "etcd" => all[1..].to_vec(),
+        // TLS on and off, side by side.
+        "tls" => all[..2].to_vec(),
+        "etcd" => all[2..].to_vec(),
         other => {
-            eprintln!("raft_bench: unknown system {other:?}; use muster, etcd or both");
+            eprintln!("raft_bench: unknown system {other:?}; use muster, tls, etcd or both");
             std::process::exit(1);
         }
     };
