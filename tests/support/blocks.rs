@@ -114,6 +114,8 @@ pub enum Block {
     // tests/tls.rs (issue 11: TLS on the server port)
     TlsCluster = 160,
     TlsRotation = 161,
+    // tests/secure_guide.rs (docs/secure-datacenter.md)
+    SecureGuide = 162,
 }
 
 impl Block {
