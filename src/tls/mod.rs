@@ -4,7 +4,7 @@
 //! - [`settings`]: one interface's settings (Consul's keys, checked) — plain data for config.
 //! - [`Material`]: the files of those settings, loaded into rustls configurations.
 //! - [`Reloadable`]: the material in use now, replaced as a whole on reload (SIGHUP).
-//! - [`verify`]: the outbound verifier that checks the chain but not the name, for
+//! - `verify`: the outbound verifier that checks the chain but not the name, for
 //!   `verify_outgoing` without `verify_server_hostname`.
 //! - [`rpc`]: the server port's side: telling TLS from plaintext, handshakes, roles.
 

@@ -77,7 +77,7 @@ impl RpcTls {
         !server_only || !self.checks_roles() || role == Role::Server
     }
 
-    /// Logs a refused caller, at most once per [`REFUSAL_LOG_EVERY`] and kind, with the
+    /// Logs a refused caller, at most once per 10 s and kind, with the
     /// count since.
     pub fn log_refusal(&self, kind: Refused, peer: std::net::SocketAddr, why: &str) {
         let mut r = self.refusals.lock().expect("refusals lock");
