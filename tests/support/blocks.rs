@@ -111,6 +111,9 @@ pub enum Block {
     KvTombstones = 145,
     // tests/faults/main.rs: gossip healing after a split (issue 10 item 9)
     HealedSplit = 150,
+    // tests/keyring.rs
+    Keyring = 170,
+    KeyringEnable = 172,
 }
 
 impl Block {
