@@ -270,3 +270,85 @@ fn a_key_is_rotated_in_a_running_cluster_and_the_rotation_survives_a_restart() {
     assert_eq!(keys, vec![format!("{new} [5/5]")]);
     assert_eq!(primary, vec![format!("{new} [5/5]")]);
 }
+
+/// Consul's rolling procedure (docs/gossip.md, "Turning encryption on in a running cluster"):
+/// a plain cluster of three gets the key with both checks off, then outgoing on, then incoming
+/// on, one agent restarted at a time, and stays one cluster throughout; at the end a plain agent
+/// is refused.
+#[test]
+fn encryption_is_turned_on_in_a_running_cluster_in_rolling_steps() {
+    let net = Block::KeyringEnable;
+    let key = keygen();
+    let configs = tempfile::tempdir().unwrap();
+    let file = |i: u8| configs.path().join(format!("n{i}.json"));
+    let write = |i: u8, text: &str| {
+        std::fs::write(file(i), text).unwrap();
+    };
+    step(1, "three plain agents");
+    let mut agents = Vec::new();
+    for i in 1..=3u8 {
+        write(i, "{}");
+        let join = net.ip(if i == 1 { 2 } else { 1 });
+        let path = file(i).display().to_string();
+        let mut args = vec!["-config-file", path.as_str()];
+        if i > 1 {
+            args.extend(["-join", join.as_str()]);
+        }
+        let a = Agent::start(&format!("n{i}"), &net.ip(i), &args);
+        a.wait_ready();
+        agents.push(a);
+    }
+    let all_alive = |agents: &[Agent], what: &str| {
+        for a in agents {
+            wait_until(T, &format!("{} sees 3 alive ({what})", a.name), || {
+                a.alive_count() == 3
+            });
+        }
+    };
+    all_alive(&agents, "plain");
+    // n1 rejoins through n2 after its restarts.
+    agents[0].extra.extend(["-join".to_string(), net.ip(2)]);
+
+    let phases = [
+        (
+            2,
+            "the key, both checks off",
+            format!(
+                r#"{{"encrypt": "{key}", "encrypt_verify_incoming": false, "encrypt_verify_outgoing": false}}"#
+            ),
+        ),
+        (
+            3,
+            "outgoing on",
+            format!(r#"{{"encrypt": "{key}", "encrypt_verify_incoming": false}}"#),
+        ),
+        (4, "incoming on", format!(r#"{{"encrypt": "{key}"}}"#)),
+    ];
+    for (n, what, text) in &phases {
+        step(*n, &format!("{what}: restart one agent at a time"));
+        for i in 0..3 {
+            write(i as u8 + 1, text);
+            agents[i].restart();
+            agents[i].wait_ready();
+            all_alive(&agents, &format!("{what}, n{} restarted", i + 1));
+        }
+    }
+
+    step(5, "every agent encrypts; a plain agent is refused");
+    for a in &agents {
+        let stats = a.stats().expect("agent self");
+        let encrypted = &stats["serf_lan"]["encrypted"];
+        assert!(
+            encrypted == "true" || encrypted == true,
+            "{}: {encrypted}",
+            a.name
+        );
+    }
+    let mut plain = Agent::start("n4", &net.ip(4), &["-join", &net.ip(1)]);
+    assert_eq!(plain.wait_exit(T), Some(1), "{}", plain.log());
+    assert!(
+        plain.log().contains("requires gossip encryption"),
+        "{}",
+        plain.log()
+    );
+}
