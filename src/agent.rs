@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use crate::client::Client;
 use crate::config::RuntimeConfig;
-use crate::gossip::{Gossip, GossipConfig, NodeIdentity, Tags, Timings};
+use crate::gossip::{Gossip, GossipConfig, NodeIdentity, Tags, Timings, Verify};
 use crate::join::{self, backoff::Schedule};
 use crate::node_id::NodeIdError;
 use crate::server::autopilot::AutopilotConfig;
@@ -51,6 +51,11 @@ pub enum AgentError {
     /// what is named. Exit 2.
     #[error(transparent)]
     Server(#[from] crate::server::StartError),
+    /// The keyring file (`<data_dir>/serf/local.keyring`) cannot be read, parsed or written;
+    /// the message names the file and the fix. The agent never starts without the keys the
+    /// file holds. Exit 1.
+    #[error(transparent)]
+    Keyring(#[from] crate::gossip::keyring::KeyringFileError),
     /// `-join` reached no one; nothing was joined. Exit 1, like Consul.
     #[error("could not join any of the -join addresses: {0}")]
     StartJoin(String),
@@ -295,6 +300,10 @@ impl Agent {
             source,
         })?;
         let node_id = crate::node_id::load_or_create(&data_dir, config.node_id)?;
+        let keyring = crate::gossip::keyring::load_or_create(&data_dir, config.encrypt.as_ref())?;
+        if let Some(w) = &keyring.warning {
+            tracing::warn!("{w}");
+        }
 
         let advertise = SocketAddr::new(config.advertise_addr, config.ports.serf_lan);
         let identity = NodeIdentity::new(config.node_name.clone(), node_id, advertise);
@@ -303,7 +312,12 @@ impl Agent {
             GossipConfig {
                 identity,
                 datacenter: config.datacenter.clone(),
-                key: config.encrypt.clone(),
+                keyring: keyring.keyring,
+                keyring_file: Some(keyring.file),
+                verify: Verify {
+                    incoming: config.encrypt_verify_incoming,
+                    outgoing: config.encrypt_verify_outgoing,
+                },
                 tags: tags.clone(),
                 timings: Timings {
                     reconnect_timeout: config.reconnect_timeout,

@@ -19,7 +19,9 @@ async fn node(name: &str, ip: &str) -> Gossip {
         GossipConfig {
             identity: NodeIdentity::new(name.into(), uuid::Uuid::new_v4(), addr),
             datacenter: "dc1".into(),
-            key: None,
+            keyring: None,
+            keyring_file: None,
+            verify: Default::default(),
             tags,
             timings: Timings::default(),
         },

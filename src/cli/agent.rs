@@ -13,6 +13,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::agent::{Agent, AgentError, Listeners, StopReason};
 use crate::config::{self, AgentFlags, LogLevel};
+use crate::gossip::keyring::KeyringFileError;
 use crate::node_id::NodeIdError;
 
 #[derive(Debug, Args)]
@@ -97,6 +98,11 @@ async fn run_agent(config: config::RuntimeConfig) -> u8 {
             return match e {
                 AgentError::StartJoin(_)
                 | AgentError::RetryJoinExhausted { .. }
+                | AgentError::Keyring(
+                    KeyringFileError::Parse { .. }
+                    | KeyringFileError::Empty { .. }
+                    | KeyringFileError::BadKey { .. },
+                )
                 | AgentError::NodeId(NodeIdError::Mismatch(_))
                 | AgentError::Tls(_) => 1,
                 _ => 2,

@@ -123,6 +123,21 @@ impl Client {
         serde_json::from_str(&reply.body).map_err(GetFailure::Unexpected)
     }
 
+    /// A request of any method with a body (`muster keyring` sends its key in one).
+    pub async fn with_body(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> Result<Reply, String> {
+        self.send(
+            self.http
+                .request(method, format!("{}{path}", self.base))
+                .body(body),
+        )
+        .await
+    }
+
     pub async fn put_body(&self, path: &str, body: Vec<u8>) -> Result<Reply, String> {
         self.send(self.http.put(format!("{}{path}", self.base)).body(body))
             .await

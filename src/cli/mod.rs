@@ -12,6 +12,7 @@ pub mod force_leave;
 pub mod info;
 pub mod join;
 pub mod keygen;
+pub mod keyring;
 pub mod kv;
 pub mod leave;
 pub mod members;
@@ -62,6 +63,8 @@ pub enum Command {
     Validate(validate::ValidateCmd),
     /// Print a new gossip encryption key.
     Keygen,
+    /// List, install, use or remove gossip encryption keys on every member.
+    Keyring(keyring::KeyringCmd),
     /// Create a CA and agent certificates (docs/tls.md).
     Tls(tls::TlsCmd),
     /// Print the version.
@@ -96,6 +99,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Snapshot(c) => client::block_on(snapshot::run(c)),
         Command::Validate(c) => validate::run(c),
         Command::Keygen => keygen::run(),
+        Command::Keyring(c) => client::block_on(keyring::run(c)),
         Command::Tls(c) => tls::run(c),
         Command::Version => {
             println!("muster v{}", crate::VERSION);

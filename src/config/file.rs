@@ -29,6 +29,8 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "datacenter",
     "domain",
     "encrypt",
+    "encrypt_verify_incoming",
+    "encrypt_verify_outgoing",
     "key_file",
     "kv_tombstone_ttl",
     "leave_on_terminate",
@@ -156,6 +158,8 @@ struct FileModel {
     datacenter: Option<String>,
     domain: Option<String>,
     encrypt: Option<String>,
+    encrypt_verify_incoming: Option<bool>,
+    encrypt_verify_outgoing: Option<bool>,
     kv_tombstone_ttl: Option<String>,
     leave_on_terminate: Option<bool>,
     log_json: Option<bool>,
@@ -434,6 +438,8 @@ impl FileModel {
             domain: self.domain,
             dev: None,
             encrypt: self.encrypt,
+            encrypt_verify_incoming: self.encrypt_verify_incoming,
+            encrypt_verify_outgoing: self.encrypt_verify_outgoing,
             kv_tombstone_ttl: self.kv_tombstone_ttl,
             leave_on_terminate: self.leave_on_terminate,
             log_json: self.log_json,
@@ -600,7 +606,7 @@ mod tests {
     fn json_and_hcl_read_the_same_keys() {
         let json = r#"{"server": true, "bootstrap_expect": 3, "retry_join": ["127.0.0.2"],
             "ports": {"serf_lan": 9301, "http": 9500}, "retry_interval": "5s",
-            "reconnect_timeout": "8h", "tombstone_timeout": "1h"}"#;
+            "reconnect_timeout": "8h", "tombstone_timeout": "1h", "encrypt_verify_incoming": false}"#;
         let hcl = r#"
             server = true
             bootstrap_expect = 3
@@ -612,6 +618,7 @@ mod tests {
             retry_interval = "5s"
             reconnect_timeout = "8h"
             tombstone_timeout = "1h"
+            encrypt_verify_incoming = false
         "#;
         let a = parse(json, Format::Json).unwrap();
         let b = parse(hcl, Format::Hcl).unwrap();
@@ -623,6 +630,8 @@ mod tests {
             assert_eq!(p.ports.http, Some(9500));
             assert_eq!(p.reconnect_timeout.as_deref(), Some("8h"));
             assert_eq!(p.tombstone_timeout.as_deref(), Some("1h"));
+            assert_eq!(p.encrypt_verify_incoming, Some(false));
+            assert_eq!(p.encrypt_verify_outgoing, None);
         }
     }
 

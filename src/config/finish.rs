@@ -94,6 +94,8 @@ pub fn finish(
             retry_interval,
             retry_max,
             encrypt,
+            encrypt_verify_incoming: p.encrypt_verify_incoming.unwrap_or(true),
+            encrypt_verify_outgoing: p.encrypt_verify_outgoing.unwrap_or(true),
             log_level,
             log_json: p.log_json.unwrap_or(false),
             leave_on_terminate,

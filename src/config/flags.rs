@@ -144,7 +144,9 @@ impl AgentFlags {
             domain: self.domain.clone(),
             dev: self.dev,
             encrypt: self.encrypt.clone(),
-            // Config files only, like the leave behaviour.
+            // Config files only, like the leave behaviour (Consul has no flags either).
+            encrypt_verify_incoming: None,
+            encrypt_verify_outgoing: None,
             kv_tombstone_ttl: None,
             leave_on_terminate: None,
             log_json: self.log_json,

@@ -138,6 +138,10 @@ pub struct RuntimeConfig {
     /// Attempts of the retry loop; 0 = forever.
     pub retry_max: u32,
     pub encrypt: Option<GossipKey>,
+    /// Consul's `encrypt_verify_incoming` / `encrypt_verify_outgoing` (default true): false
+    /// only while turning encryption on in a running cluster (docs/gossip.md).
+    pub encrypt_verify_incoming: bool,
+    pub encrypt_verify_outgoing: bool,
     pub log_level: LogLevel,
     pub log_json: bool,
     /// Leave gracefully on SIGTERM (default: clients yes, servers no).

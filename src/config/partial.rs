@@ -29,6 +29,9 @@ pub struct PartialConfig {
     pub domain: Option<String>,
     pub dev: Option<bool>,
     pub encrypt: Option<String>,
+    /// `encrypt_verify_incoming` / `encrypt_verify_outgoing` (config files only; docs/gossip.md).
+    pub encrypt_verify_incoming: Option<bool>,
+    pub encrypt_verify_outgoing: Option<bool>,
     /// `kv_tombstone_ttl`, a Go duration as written.
     pub kv_tombstone_ttl: Option<String>,
     pub leave_on_terminate: Option<bool>,
@@ -76,6 +79,8 @@ impl PartialConfig {
             domain,
             dev,
             encrypt,
+            encrypt_verify_incoming,
+            encrypt_verify_outgoing,
             kv_tombstone_ttl,
             leave_on_terminate,
             log_json,

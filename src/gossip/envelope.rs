@@ -16,9 +16,12 @@ use aes_gcm::aead::consts::U12;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::aes::Aes192;
 use aes_gcm::{Aes128Gcm, Aes256Gcm, AesGcm, Nonce};
+use std::sync::{Arc, RwLock};
+
 use rand::Rng;
 
 use super::key::GossipKey;
+use super::keyring::Keyring;
 
 const MAGIC: &[u8; 2] = b"MU";
 const VERSION: u8 = 1;
@@ -43,6 +46,10 @@ pub enum Kind {
     /// TCP: the sync was refused; payload is the reason in UTF-8. May be sent unencrypted, since
     /// it is the answer to a peer whose envelope could not be opened.
     Refused = 4,
+    /// TCP, encrypted only: a keyring operation (docs/gossip.md, Keyring).
+    KeyringRequest = 5,
+    /// TCP, encrypted only: a member's answer to a keyring operation.
+    KeyringReply = 6,
 }
 
 impl Kind {
@@ -52,6 +59,8 @@ impl Kind {
             2 => Self::SyncRequest,
             3 => Self::SyncReply,
             4 => Self::Refused,
+            5 => Self::KeyringRequest,
+            6 => Self::KeyringReply,
             _ => return None,
         })
     }
@@ -118,31 +127,106 @@ impl Cipher {
     }
 }
 
-/// Seals and opens envelopes for one agent: its datacenter and its key, if any.
+/// What an agent with a keyring requires of messages: Consul's `encrypt_verify_incoming` and
+/// `encrypt_verify_outgoing`, both true by default; false only while encryption is being turned
+/// on in a running cluster (docs/gossip.md, "Turning encryption on in a running cluster").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verify {
+    /// False: plain messages (but never keyring ones) are accepted too.
+    pub incoming: bool,
+    /// False: messages (but never keyring ones) are sent plain.
+    pub outgoing: bool,
+}
+
+impl Default for Verify {
+    fn default() -> Self {
+        Self {
+            incoming: true,
+            outgoing: true,
+        }
+    }
+}
+
+/// The keyring with a cipher per key, primary first; replaced whole on a change.
+struct Keys {
+    keyring: Keyring,
+    ciphers: Vec<Cipher>,
+}
+
+impl Keys {
+    fn new(keyring: Keyring) -> Self {
+        let ciphers = keyring.keys().iter().map(|k| Cipher::new(&k.0)).collect();
+        Self { keyring, ciphers }
+    }
+}
+
+/// Seals and opens envelopes for one agent: its datacenter and its keyring, if any. The
+/// keyring is shared-mutable (behind a lock, swapped whole) because keyring operations change
+/// it while the driver and the syncer use it; nothing else changes it.
 pub struct Sealer {
     datacenter: String,
-    cipher: Option<Cipher>,
+    keys: RwLock<Option<Arc<Keys>>>,
+    verify: Verify,
 }
 
 impl Sealer {
+    /// A sealer with at most one key and strict verification.
     pub fn new(datacenter: &str, key: Option<&GossipKey>) -> Self {
+        Self::with_keyring(
+            datacenter,
+            key.cloned().map(Keyring::new),
+            Verify::default(),
+        )
+    }
+
+    /// A sealer with a keyring (or none: plain gossip) and what it verifies.
+    pub fn with_keyring(datacenter: &str, keyring: Option<Keyring>, verify: Verify) -> Self {
         assert!(
             datacenter.len() <= 255,
             "datacenter names are validated to 128 bytes"
         );
         Self {
             datacenter: datacenter.to_string(),
-            cipher: key.map(|k| Cipher::new(&k.0)),
+            keys: RwLock::new(keyring.map(|k| Arc::new(Keys::new(k)))),
+            verify,
         }
     }
 
-    /// Whether messages are encrypted.
-    pub fn encrypted(&self) -> bool {
-        self.cipher.is_some()
+    fn keys(&self) -> Option<Arc<Keys>> {
+        self.keys.read().expect("keyring lock").clone()
     }
 
-    /// Wraps `payload` of `kind` for sending.
+    /// Whether this agent has a keyring (messages are encrypted, unless
+    /// `encrypt_verify_outgoing` is false).
+    pub fn encrypted(&self) -> bool {
+        self.keys().is_some()
+    }
+
+    /// The keyring in use, if any.
+    pub fn keyring(&self) -> Option<Keyring> {
+        self.keys().map(|k| k.keyring.clone())
+    }
+
+    /// Replaces the keyring: only a keyring operation does (docs/gossip.md, Keyring).
+    pub(crate) fn set_keyring(&self, keyring: Keyring) {
+        *self.keys.write().expect("keyring lock") = Some(Arc::new(Keys::new(keyring)));
+    }
+
+    /// Wraps `payload` of `kind` for sending: sealed with the primary key, or plain without a
+    /// keyring or with `encrypt_verify_outgoing = false`.
     pub fn seal(&self, kind: Kind, payload: &[u8]) -> Vec<u8> {
+        let keys = self.keys().filter(|_| self.verify.outgoing);
+        self.seal_with(kind, payload, keys.as_deref())
+    }
+
+    /// Wraps `payload` sealed with the primary key whatever `encrypt_verify_outgoing` says (the
+    /// keyring kinds); `None` without a keyring.
+    pub fn seal_encrypted(&self, kind: Kind, payload: &[u8]) -> Option<Vec<u8>> {
+        let keys = self.keys()?;
+        Some(self.seal_with(kind, payload, Some(&keys)))
+    }
+
+    fn seal_with(&self, kind: Kind, payload: &[u8], keys: Option<&Keys>) -> Vec<u8> {
         let mut body = Vec::with_capacity(2 + self.datacenter.len() + payload.len());
         body.push(kind as u8);
         body.push(self.datacenter.len() as u8);
@@ -151,7 +235,7 @@ impl Sealer {
         let mut out = Vec::with_capacity(HEADER_LEN + NONCE_LEN + body.len() + TAG_LEN);
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
-        match &self.cipher {
+        match keys.map(|k| &k.ciphers[0]) {
             None => {
                 out.push(0);
                 out.extend_from_slice(&body);
@@ -185,8 +269,9 @@ impl Sealer {
         out
     }
 
-    /// Opens a received message: checks the header, decrypts, checks the datacenter.
-    /// An unencrypted refusal is always readable, so that a joiner learns why it was refused.
+    /// Opens a received message: checks the header, decrypts (primary key first, then the
+    /// others), checks the datacenter. An unencrypted refusal is always readable, so that a
+    /// joiner learns why it was refused; a plain keyring message never is.
     pub fn open(&self, data: &[u8]) -> Result<(Kind, Vec<u8>), OpenError> {
         if data.len() < HEADER_LEN + 2 || &data[..2] != MAGIC || data[2] != VERSION {
             return Err(OpenError::Malformed);
@@ -195,35 +280,41 @@ impl Sealer {
         if flags & !FLAG_ENCRYPTED != 0 {
             return Err(OpenError::Malformed);
         }
-        let body: Vec<u8> = match (flags & FLAG_ENCRYPTED != 0, &self.cipher) {
+        let encrypted = flags & FLAG_ENCRYPTED != 0;
+        let body: Vec<u8> = match (encrypted, self.keys()) {
             (false, None) => data[HEADER_LEN..].to_vec(),
             (false, Some(_)) => {
                 if data[HEADER_LEN] == Kind::Refused as u8 && data[HEADER_LEN + 1] == 0 {
                     return Ok((Kind::Refused, data[HEADER_LEN + 2..].to_vec()));
                 }
-                return Err(OpenError::Unencrypted);
+                if self.verify.incoming {
+                    return Err(OpenError::Unencrypted);
+                }
+                data[HEADER_LEN..].to_vec()
             }
             (true, None) => return Err(OpenError::UnexpectedEncrypted),
-            (true, Some(cipher)) => {
+            (true, Some(keys)) => {
                 if data.len() < HEADER_LEN + NONCE_LEN + TAG_LEN + 2 {
                     return Err(OpenError::Malformed);
                 }
                 let nonce = &data[HEADER_LEN..HEADER_LEN + NONCE_LEN];
-                cipher
-                    .decrypt(
-                        nonce,
-                        Payload {
-                            msg: &data[HEADER_LEN + NONCE_LEN..],
-                            aad: &data[..HEADER_LEN],
-                        },
-                    )
-                    .map_err(|_| OpenError::Decrypt)?
+                let payload = || Payload {
+                    msg: &data[HEADER_LEN + NONCE_LEN..],
+                    aad: &data[..HEADER_LEN],
+                };
+                keys.ciphers
+                    .iter()
+                    .find_map(|c| c.decrypt(nonce, payload()).ok())
+                    .ok_or(OpenError::Decrypt)?
             }
         };
         if body.len() < 2 {
             return Err(OpenError::Malformed);
         }
         let kind = Kind::from_u8(body[0]).ok_or(OpenError::Malformed)?;
+        if !encrypted && matches!(kind, Kind::KeyringRequest | Kind::KeyringReply) {
+            return Err(OpenError::Unencrypted);
+        }
         let dc_len = body[1] as usize;
         if body.len() < 2 + dc_len {
             return Err(OpenError::Malformed);
@@ -291,6 +382,54 @@ mod tests {
         let last = m.len() - 1;
         m[last] ^= 1;
         assert_eq!(dc1.open(&m), Err(OpenError::Decrypt));
+    }
+
+    #[test]
+    fn seals_with_the_primary_and_opens_with_any_key() {
+        let (old, new) = (GossipKey(vec![1; 32]), GossipKey(vec![2; 16]));
+        let only_old = Sealer::new("dc1", Some(&old));
+        let only_new = Sealer::new("dc1", Some(&new));
+        let both = Sealer::with_keyring(
+            "dc1",
+            Keyring::from_keys(vec![old.clone(), new.clone()]),
+            Verify::default(),
+        );
+        // Primary old: both read it; only_new cannot.
+        let m = both.seal(Kind::Swim, b"x");
+        assert_eq!(only_old.open(&m).unwrap().1, b"x");
+        assert_eq!(only_new.open(&m), Err(OpenError::Decrypt));
+        // both opens messages sealed with either key.
+        assert!(both.open(&only_old.seal(Kind::Swim, b"x")).is_ok());
+        assert!(both.open(&only_new.seal(Kind::Swim, b"x")).is_ok());
+        // After `use new`, it seals with new.
+        both.set_keyring(Keyring::from_keys(vec![new.clone(), old.clone()]).unwrap());
+        let m = both.seal(Kind::Swim, b"y");
+        assert_eq!(only_new.open(&m).unwrap().1, b"y");
+        assert_eq!(only_old.open(&m), Err(OpenError::Decrypt));
+        assert_eq!(both.keyring().unwrap().primary(), &new);
+    }
+
+    #[test]
+    fn relaxed_verification_never_relaxes_keyring_messages() {
+        let key = GossipKey(vec![1; 32]);
+        let plain = Sealer::new("dc1", None);
+        let lax = Verify {
+            incoming: false,
+            outgoing: false,
+        };
+        let relaxed = Sealer::with_keyring("dc1", Some(Keyring::new(key.clone())), lax);
+        let strict = Sealer::new("dc1", Some(&key));
+        // Plain in, plain out.
+        assert!(relaxed.open(&plain.seal(Kind::Swim, b"x")).is_ok());
+        assert!(plain.open(&relaxed.seal(Kind::Swim, b"x")).is_ok());
+        assert!(relaxed.open(&strict.seal(Kind::Swim, b"x")).is_ok());
+        // Keyring kinds: sealed anyway, and plain ones refused everywhere.
+        let req = relaxed.seal_encrypted(Kind::KeyringRequest, b"op").unwrap();
+        assert_eq!(strict.open(&req).unwrap().0, Kind::KeyringRequest);
+        let plain_req = plain.seal(Kind::KeyringRequest, b"op");
+        assert_eq!(relaxed.open(&plain_req), Err(OpenError::Unencrypted));
+        assert_eq!(plain.open(&plain_req), Err(OpenError::Unencrypted));
+        assert!(plain.seal_encrypted(Kind::KeyringRequest, b"op").is_none());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`identity`]: what a member is called and how foca tells incarnations apart.
 //! - [`key`]: the `-encrypt` key and its parsing.
-//! - [`envelope`]: framing, datacenter check and AES-256-GCM around every message.
+//! - [`keyring`]: several keys, one primary; the keyring file; cluster-wide key changes.
+//! - [`envelope`]: framing, datacenter check and AES-GCM around every message.
 //! - [`meta`]: tags and leave intents, versioned and spread with SWIM's messages.
 //! - [`members`]: the member list operators see.
 //! - [`sync`]: the TCP join handshake and anti-entropy.
@@ -20,12 +21,14 @@ mod driver;
 pub mod envelope;
 pub mod identity;
 pub mod key;
+pub mod keyring;
 pub mod members;
 pub mod meta;
 pub mod stats;
 pub mod sync;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,15 +37,17 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 pub use core::ForceLeaveError;
-pub use envelope::OpenError;
+pub use envelope::{OpenError, Verify};
 pub use identity::NodeIdentity;
 pub use key::{GossipKey, KeyError};
+pub use keyring::{Keyring, KeyringError, KeyringOp, KeyringReport, NodeAnswer};
 pub use members::{Member, MemberStatus};
 pub use meta::Tags;
 pub use sync::{Refusal, SyncError};
 
 use driver::{Command, Driver};
 use envelope::{Sealer, MAX_OVERHEAD};
+use keyring::KeyringStore;
 use stats::Stats;
 use sync::Syncer;
 
@@ -107,7 +112,13 @@ impl Default for Timings {
 pub struct GossipConfig {
     pub identity: NodeIdentity,
     pub datacenter: String,
-    pub key: Option<GossipKey>,
+    /// The keys, or `None` for plain gossip (docs/gossip.md, Keyring).
+    pub keyring: Option<Keyring>,
+    /// Where keyring changes are persisted (`<data_dir>/serf/local.keyring`); `None` keeps
+    /// them in memory only.
+    pub keyring_file: Option<PathBuf>,
+    /// `encrypt_verify_incoming` / `encrypt_verify_outgoing`.
+    pub verify: Verify,
     pub tags: Tags,
     pub timings: Timings,
 }
@@ -123,12 +134,22 @@ pub struct Gossip {
     leave_propagate: Duration,
     tasks: Arc<Vec<JoinHandle<()>>>,
     local: NodeIdentity,
+    keyring: Arc<KeyringStore>,
 }
 
 impl Gossip {
     /// Starts gossip on already-bound sockets. Must be called inside a tokio runtime.
     pub fn start(config: GossipConfig, udp: UdpSocket, tcp: TcpListener) -> Gossip {
-        let sealer = Arc::new(Sealer::new(&config.datacenter, config.key.as_ref()));
+        let sealer = Arc::new(Sealer::with_keyring(
+            &config.datacenter,
+            config.keyring,
+            config.verify,
+        ));
+        let keyring = Arc::new(KeyringStore {
+            sealer: sealer.clone(),
+            file: config.keyring_file,
+            lock: Default::default(),
+        });
         let stats = Arc::new(Stats::default());
         let udp = Arc::new(udp);
         let (commands_tx, commands_rx) = mpsc::channel::<Command>(4096);
@@ -139,6 +160,7 @@ impl Gossip {
             stats: stats.clone(),
             timeout: config.timings.sync_timeout,
             bind_ip: tcp.local_addr().ok().map(|a| a.ip()),
+            keyring: keyring.clone(),
         };
         let core = core::Core::new(core::CoreParts {
             identity: config.identity.clone(),
@@ -168,7 +190,50 @@ impl Gossip {
             leave_propagate: config.timings.leave_propagate,
             tasks: Arc::new(tasks),
             local: config.identity,
+            keyring,
         }
+    }
+
+    /// Runs a keyring operation on this agent and on every other member listed alive or
+    /// leaving (at most [`keyring::MAX_CONCURRENT_ASKS`] at a time, each within the sync
+    /// deadline), and gathers every answer, this agent's first. Refused at once without a
+    /// keyring (docs/gossip.md, Keyring).
+    pub async fn keyring(&self, op: KeyringOp) -> Result<KeyringReport, KeyringError> {
+        if !self.keyring.sealer.encrypted() {
+            return Err(KeyringError::NotEnabled);
+        }
+        let mine = NodeAnswer {
+            node: self.local.name.clone(),
+            result: self.keyring.apply(&op).await.map_err(|e| e.to_string()),
+        };
+        let others: Vec<Member> = self
+            .members()
+            .iter()
+            .filter(|m| m.name != self.local.name)
+            .filter(|m| matches!(m.status, MemberStatus::Alive | MemberStatus::Leaving))
+            .cloned()
+            .collect();
+        let gate = Arc::new(tokio::sync::Semaphore::new(keyring::MAX_CONCURRENT_ASKS));
+        let op = Arc::new(op);
+        let asks: Vec<_> = others
+            .into_iter()
+            .map(|m| {
+                let (syncer, gate, op) = (self.syncer.clone(), gate.clone(), op.clone());
+                let ask = tokio::spawn(async move {
+                    let _turn = gate.acquire_owned().await;
+                    syncer.ask_keyring(m.addr, &op).await
+                });
+                (m.name, ask)
+            })
+            .collect();
+        let mut answers = vec![mine];
+        for (node, ask) in asks {
+            let result = ask
+                .await
+                .unwrap_or_else(|e| Err(format!("the ask failed: {e}")));
+            answers.push(NodeAnswer { node, result });
+        }
+        Ok(KeyringReport { answers })
     }
 
     /// This agent's identity.

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::driver::Command;
 use super::envelope::{Kind, OpenError, Sealer};
 use super::identity::NodeIdentity;
+use super::keyring::KeyringStore;
 use super::meta::MemberMeta;
 use super::stats::Stats;
 use crate::frame::{read_frame, write_frame};
@@ -236,14 +237,27 @@ impl Pages {
     }
 
     /// Opens one frame of a peer's sync request; the whole request once it was the last page.
-    /// A refusal here is counted in `stats` like a dropped datagram.
+    /// A refusal here is counted in `stats` like a dropped datagram. (The syncer opens the frame
+    /// first, to tell a keyring request apart, and calls `add_opened`.)
+    #[cfg(test)]
     pub(super) fn add_request(
         &mut self,
         sealer: &Sealer,
         stats: &Stats,
         frame: &[u8],
     ) -> Result<Option<SyncState>, Refusal> {
-        match sealer.open(frame) {
+        self.add_opened(sealer.open(frame), stats, frame.len())
+    }
+
+    /// Adds one already opened frame (`len` bytes) of a peer's sync request; the whole request
+    /// once it was the last page. A refusal here is counted in `stats` like a dropped datagram.
+    fn add_opened(
+        &mut self,
+        opened: Result<(Kind, Vec<u8>), OpenError>,
+        stats: &Stats,
+        len: usize,
+    ) -> Result<Option<SyncState>, Refusal> {
+        match opened {
             Err(e) => {
                 stats.count_drop(&e);
                 Err(Refusal::Envelope(e))
@@ -251,7 +265,7 @@ impl Pages {
             Ok((Kind::SyncRequest, body)) => {
                 let page =
                     Page::decode(&body).map_err(|e| Refusal::MalformedState(e.to_string()))?;
-                self.add(page, frame.len()).map_err(Refusal::MalformedState)
+                self.add(page, len).map_err(Refusal::MalformedState)
             }
             Ok((kind, _)) => Err(Refusal::UnexpectedKind(kind)),
         }
@@ -299,6 +313,8 @@ pub struct Syncer {
     /// Source address of outgoing connections: the agent's bind address, so that traffic leaves
     /// from the interface the operator chose (and tests stay on their own 127.0.0.x).
     pub(super) bind_ip: Option<std::net::IpAddr>,
+    /// Where keyring requests arriving on the sync port are applied (docs/gossip.md, Keyring).
+    pub(super) keyring: Arc<KeyringStore>,
 }
 
 impl Syncer {
@@ -347,7 +363,7 @@ impl Syncer {
             .map_err(|r| SyncError::Refused(r.to_string()))
     }
 
-    async fn connect(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    pub(super) async fn connect(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
         let socket = if addr.is_ipv4() {
             tokio::net::TcpSocket::new_v4()?
         } else {
@@ -386,6 +402,8 @@ impl Syncer {
 
     async fn answer(&self, mut stream: TcpStream, peer: SocketAddr) {
         let mut pages = Pages::default();
+        // The first frame says what the connection is for: a sync, or a keyring operation.
+        let mut first = true;
         let opened = loop {
             let frame = match read_frame(&mut stream, MAX_FRAME).await {
                 Ok(f) => f,
@@ -395,7 +413,16 @@ impl Syncer {
                     return;
                 }
             };
-            match pages.add_request(&self.sealer, &self.stats, &frame) {
+            let opened = self.sealer.open(&frame);
+            if first {
+                first = false;
+                if let Ok((Kind::KeyringRequest, body)) = &opened {
+                    self.stats.syncs_in.fetch_add(1, Ordering::Relaxed);
+                    self.answer_keyring(&mut stream, peer, body).await;
+                    return;
+                }
+            }
+            match pages.add_opened(opened, &self.stats, frame.len()) {
                 Ok(None) => continue,
                 Ok(Some(theirs)) => break Ok(theirs),
                 Err(reason) => break Err(reason),
@@ -507,6 +534,11 @@ mod tests {
             stats: Arc::new(Stats::default()),
             timeout: Duration::from_secs(10),
             bind_ip: None,
+            keyring: Arc::new(KeyringStore {
+                sealer: Arc::new(Sealer::new("dc1", None)),
+                file: None,
+                lock: Default::default(),
+            }),
         }
     }
 

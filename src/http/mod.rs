@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`agent`]: `/v1/agent/*` — members, join, leave, force-leave, self.
 //! - [`autopilot`]: `/v1/operator/autopilot/*` — settings, health, state.
+//! - [`keyring`]: `/v1/operator/keyring` — the gossip keyring on every member.
 //! - [`kv`]: `/v1/kv/*` — Consul's KV API with blocking queries and consistency modes.
 //! - [`catalog`]: `/v1/catalog/nodes`, the catalog of nodes.
 //! - [`snapshot`]: `/v1/snapshot` — operator backup and restore.
@@ -14,6 +15,7 @@
 pub mod agent;
 pub mod autopilot;
 pub mod catalog;
+pub mod keyring;
 pub mod kv;
 pub mod snapshot;
 pub mod status;
@@ -51,6 +53,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .merge(agent::routes())
         .merge(status::routes())
         .merge(autopilot::routes())
+        .merge(keyring::routes())
         .merge(kv::routes())
         .merge(catalog::routes())
         .merge(snapshot::routes())

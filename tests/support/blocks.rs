@@ -116,6 +116,9 @@ pub enum Block {
     TlsRotation = 161,
     // tests/secure_guide.rs (docs/secure-datacenter.md)
     SecureGuide = 162,
+    // tests/keyring.rs
+    Keyring = 170,
+    KeyringEnable = 172,
 }
 
 impl Block {
