@@ -76,8 +76,25 @@ impl Server {
         }
     }
 
-    /// Points the address book at where gossip shows each alive server now.
+    /// Points the address book at where gossip shows each alive server now. A node id claimed
+    /// by two members is left out (`server_views`) and logged once per change.
     fn update_address_book(&self, members: &[Member]) {
+        let contested = super::protocol::contested_ids(members);
+        let mut last = self.contested.lock().expect("contested lock");
+        if *last != contested {
+            for (id, names) in &contested {
+                tracing::warn!(
+                    node_id = %super::id::node_uuid(*id),
+                    "gossip members {} all claim server id {}: none of them is trusted as that \
+                     server (the Raft configuration keeps its address); find the impostor or the \
+                     copied data dir (a cloned node-id file)",
+                    names.join(", "),
+                    super::id::node_uuid(*id)
+                );
+            }
+            *last = contested;
+        }
+        drop(last);
         self.book.replace(
             server_views(members)
                 .into_iter()

@@ -138,6 +138,8 @@ pub struct Server {
     pub(crate) batcher: batch::WriteBatcher,
     /// The RPC listener, the gate, the duty loop and the batcher, aborted on shutdown.
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Node ids more than one gossip member claims, as last logged (src/server/duties.rs).
+    contested: Mutex<Vec<(NodeId, Vec<String>)>>,
 }
 
 /// openraft timings for a LAN, scaled by the multiplier (docs/servers.md).
@@ -223,6 +225,7 @@ impl Server {
             blocking_queries: std::sync::atomic::AtomicU64::new(0),
             batcher,
             tasks: Mutex::new(vec![batching]),
+            contested: Mutex::new(Vec::new()),
         });
         let s = server.clone();
         let serve = tokio::spawn(rpc::serve(listener, server.cfg.tls.clone(), move |req| {

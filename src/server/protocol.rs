@@ -55,12 +55,17 @@ impl ServerView {
 }
 
 /// This member as a server, from its tags, Consul's names (docs/reference/consul.md): `role=consul`, an `id` and a
-/// `port`; `None` when it is not a server.
+/// `port`; `None` when it is not a server. The `id` tag must be the member's own gossip node
+/// id: a member advertising another node's id is not taken for that server (docs/security.md,
+/// Identity).
 pub fn server_view(m: &Member) -> Option<ServerView> {
     if m.tags.get("role").map(String::as_str) != Some("consul") {
         return None;
     }
     let id = Uuid::parse_str(m.tags.get("id")?).ok()?;
+    if id != m.node_id {
+        return None;
+    }
     let port: u16 = m.tags.get("port")?.parse().ok()?;
     Some(ServerView {
         id: node_id(id),
@@ -74,9 +79,41 @@ pub fn server_view(m: &Member) -> Option<ServerView> {
     })
 }
 
-/// The servers among `members`; anything else is skipped.
+/// The servers among `members`; anything else is skipped, and so is every member of a node id
+/// that more than one member claims (by name): gossip alone cannot tell which is genuine, and
+/// the Raft configuration keeps the address it had (docs/security.md, Identity).
 pub fn server_views(members: &[Member]) -> Vec<ServerView> {
-    members.iter().filter_map(server_view).collect()
+    let views: Vec<ServerView> = members.iter().filter_map(server_view).collect();
+    let contested = contested_ids(members);
+    views
+        .into_iter()
+        .filter(|v| !contested.iter().any(|(id, _)| *id == v.id))
+        .collect()
+}
+
+/// Node ids that members of different names claim as servers, with those names (sorted): what
+/// the leader logs (src/server/duties.rs) and [`server_views`] leaves out.
+pub fn contested_ids(members: &[Member]) -> Vec<(NodeId, Vec<String>)> {
+    let mut by_id: std::collections::BTreeMap<NodeId, Vec<String>> = Default::default();
+    for m in members {
+        let claimed = m.tags.get("role").map(String::as_str) == Some("consul");
+        if let Some(id) = m.tags.get("id").and_then(|i| Uuid::parse_str(i).ok()) {
+            if claimed || id == m.node_id {
+                let names = by_id.entry(node_id(id)).or_default();
+                if !names.contains(&m.name) {
+                    names.push(m.name.clone());
+                }
+            }
+        }
+    }
+    by_id
+        .into_iter()
+        .filter(|(_, names)| names.len() > 1)
+        .map(|(id, mut names)| {
+            names.sort();
+            (id, names)
+        })
+        .collect()
 }
 
 /// Consul's read modes.
@@ -348,6 +385,43 @@ answers! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn member(name: &str, node: u128, id_tag: u128) -> Member {
+        let mut tags = crate::gossip::Tags::new();
+        tags.insert("role".into(), "consul".into());
+        tags.insert("id".into(), Uuid::from_u128(id_tag).to_string());
+        tags.insert("port".into(), "8300".into());
+        Member {
+            name: name.into(),
+            node_id: Uuid::from_u128(node),
+            addr: "127.0.0.1:8301".parse().unwrap(),
+            generation: 1,
+            status: MemberStatus::Alive,
+            tags,
+        }
+    }
+
+    #[test]
+    fn a_member_claiming_another_servers_id_is_no_server_and_leaves_the_id_contested() {
+        let genuine = member("s1", 1, 1);
+        let forger = member("evil", 2, 1);
+        let other = member("s2", 3, 3);
+        let views = server_views(&[genuine.clone(), forger.clone(), other.clone()]);
+        assert_eq!(
+            views.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+            ["s2"],
+            "neither claim to id 1 is trusted"
+        );
+        assert_eq!(
+            contested_ids(&[genuine.clone(), forger.clone()]),
+            vec![(1, vec!["evil".to_string(), "s1".to_string()])]
+        );
+        // Alone, the forger is no server either: its id tag is not its own node id.
+        assert!(server_view(&forger).is_none());
+        assert!(server_view(&genuine).is_some());
+        // The same node under one name (a restart) is no contest.
+        assert!(contested_ids(&[genuine.clone(), genuine]).is_empty());
+    }
 
     /// The bytes of two requests as tests/tls.rs writes them by hand: if the encoding of
     /// `Request` changes, that test's frames (and every older agent) must change with it.
