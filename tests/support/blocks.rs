@@ -111,6 +111,10 @@ pub enum Block {
     KvTombstones = 145,
     // tests/faults/main.rs: gossip healing after a split (issue 10 item 9)
     HealedSplit = 150,
+    // tests/rpc_fuzz.rs: the server port as a hostile network (issue 11 item 6)
+    ForgedTerm = 175,
+    GarbageSnapshot = 176,
+    RpcFuzz = 177,
 }
 
 impl Block {
