@@ -9,7 +9,7 @@
 //! - [`store`]: log and state machine in redb.
 //! - [`state`]: the replicated state (KV store, catalog) and how commands change it.
 //! - [`rpc`]: framing, connection pool and listener of the server port.
-//! - [`rpc_guard`]: what the port refuses (connection cap, frame limits by kind, higher terms
+//! - `rpc_guard`: what the port refuses (connection cap, frame limits by kind, higher terms
 //!   from strangers); `snapshot_inbox`: snapshot chunks, bounded and decoded before install.
 //! - [`network`]: openraft's network over [`rpc`].
 //! - [`gate`]: the bootstrap gate, a pure state machine; `bootstrap` runs it.
@@ -39,7 +39,7 @@ pub mod network;
 pub mod protocol;
 pub mod recovery;
 pub mod rpc;
-pub mod rpc_guard;
+mod rpc_guard;
 mod snapshot_inbox;
 pub mod state;
 mod status;

@@ -96,7 +96,12 @@ impl SnapshotInbox {
             .with_raft_state(|s| *s.vote_ref())
             .await
             .map_err(RaftError::Fatal)?;
-        if !(req.vote >= my_vote) {
+        // openraft's own test: a vote below this server's, or not comparable with it.
+        let current = matches!(
+            req.vote.partial_cmp(&my_vote),
+            Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+        );
+        if !current {
             // A stale sender: it learns the newer vote from the answer, as from openraft.
             return Ok(InstallSnapshotResponse { vote: my_vote });
         }
