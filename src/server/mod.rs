@@ -9,6 +9,8 @@
 //! - [`store`]: log and state machine in redb.
 //! - [`state`]: the replicated state (KV store, catalog) and how commands change it.
 //! - [`rpc`]: framing, connection pool and listener of the server port.
+//! - `rpc_guard`: what the port refuses (connection cap, frame limits by kind, higher terms
+//!   from strangers); `snapshot_inbox`: snapshot chunks, bounded and decoded before install.
 //! - [`network`]: openraft's network over [`rpc`].
 //! - [`gate`]: the bootstrap gate, a pure state machine; `bootstrap` runs it.
 //! - [`autopilot`]: autopilot's rules, pure; `health` tracks the servers and applies them.
@@ -37,6 +39,8 @@ pub mod network;
 pub mod protocol;
 pub mod recovery;
 pub mod rpc;
+mod rpc_guard;
+mod snapshot_inbox;
 pub mod state;
 mod status;
 pub mod store;
@@ -140,6 +144,10 @@ pub struct Server {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Node ids more than one gossip member claims, as last logged (src/server/duties.rs).
     contested: Mutex<Vec<(NodeId, Vec<String>)>>,
+    /// Refuses Raft messages of a higher term from servers outside the configuration.
+    term_guard: rpc_guard::TermGuard,
+    /// The snapshot being received from the leader, bounded and checked before install.
+    snapshot_inbox: snapshot_inbox::SnapshotInbox,
 }
 
 /// openraft timings for a LAN, scaled by the multiplier (docs/servers.md).
@@ -154,6 +162,8 @@ pub fn raft_config(multiplier: u32) -> Result<openraft::Config, StartError> {
         // docs/state.md: a snapshot every 4,096 entries, 1,024 entries of log kept behind it.
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(4096),
         max_in_snapshot_log_to_keep: 1024,
+        // openraft's default, named so that the InstallSnapshot frame limit follows it.
+        snapshot_max_chunk_size: rpc_guard::SNAPSHOT_CHUNK as u64,
         // muster decides when to stand, after a pre-vote round (src/server/election.rs).
         enable_elect: false,
         ..Default::default()
@@ -226,6 +236,8 @@ impl Server {
             batcher,
             tasks: Mutex::new(vec![batching]),
             contested: Mutex::new(Vec::new()),
+            term_guard: Default::default(),
+            snapshot_inbox: Default::default(),
         });
         let s = server.clone();
         let serve = tokio::spawn(rpc::serve(listener, server.cfg.tls.clone(), move |req| {
@@ -248,6 +260,9 @@ impl Server {
     async fn handle(self: Arc<Self>, req: Request) -> Response {
         match req {
             Request::AppendEntries(r) => {
+                if self.refuses("AppendEntries", &r.vote) {
+                    return Response::AppendEntries(Err(rpc_guard::refusal()));
+                }
                 let res = self.raft.append_entries(r).await;
                 // Any answer but "my vote is higher" means the sender is this server's leader,
                 // a log conflict included (a new leader's first rounds find where logs part).
@@ -260,6 +275,9 @@ impl Server {
                 Response::AppendEntries(res)
             }
             Request::Vote(r) => {
+                if self.refuses("Vote", &r.vote) {
+                    return Response::Vote(Err(rpc_guard::refusal()));
+                }
                 let res = self.raft.vote(r).await;
                 if res.as_ref().is_ok_and(|r| r.vote_granted) {
                     *self.voted.lock().expect("vote lock") = Some(Instant::now());
@@ -267,7 +285,10 @@ impl Server {
                 Response::Vote(res)
             }
             Request::InstallSnapshot(r) => {
-                let res = self.raft.install_snapshot(r).await;
+                if self.refuses("InstallSnapshot", &r.vote) {
+                    return Response::InstallSnapshot(Err(rpc_guard::refusal()));
+                }
+                let res = self.snapshot_inbox.receive(&self.raft, r).await;
                 *self.last_contact.lock().expect("contact lock") = Some(Instant::now());
                 Response::InstallSnapshot(res)
             }
@@ -297,6 +318,12 @@ impl Server {
             }
             Request::PreVote(p) => Response::PreVote(self.answer_pre_vote(p).await),
         }
+    }
+
+    /// Whether the Raft message `kind` carrying `vote` is refused before openraft sees it
+    /// ([`rpc_guard::TermGuard`]).
+    fn refuses(&self, kind: &str, vote: &types::Vote) -> bool {
+        self.term_guard.refuses(&self.raft, &self.book, kind, vote)
     }
 
     /// Resolves if Raft stops on an error it cannot recover from, with one line for the

@@ -23,7 +23,7 @@ use super::types::{Command, Entry, NodeId, ServerNode, TypeConfig};
 /// `heartbeat_interval` (40 ms) to complete, the follower's fsync included, and sends the same
 /// entries again when it runs out: a payload too big to make it in time (300 entries of
 /// 512 KiB values, say) would be retried forever (docs/state.md).
-const MAX_APPEND_BYTES: usize = 1 << 20;
+pub(super) const MAX_APPEND_BYTES: usize = 1 << 20;
 
 /// Bytes an entry carries, near enough for [`MAX_APPEND_BYTES`].
 fn entry_weight(e: &Entry) -> usize {

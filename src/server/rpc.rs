@@ -29,7 +29,8 @@ use super::protocol::{Answer, Request, Response};
 use crate::frame::FrameError;
 use crate::tls::rpc::{plain, Refused, Role, RpcTls};
 
-/// Largest frame accepted (a snapshot chunk or a large append fits well below).
+/// Largest frame accepted, an answer (an operator snapshot) or a request; each kind of request
+/// has a smaller limit of its own (`rpc_guard`, docs/servers.md "A hostile network").
 pub const MAX_FRAME: usize = 64 << 20;
 
 /// Longest one write to a connection may take (a burst of frames, at most a few MiB). A peer
@@ -548,6 +549,7 @@ where
     F: Future<Output = Response> + Send + 'static,
 {
     let admission = Arc::new(Mutex::new(Admission::default()));
+    let total = super::rpc_guard::ConnCap::new(super::rpc_guard::max_inbound_conns());
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -557,14 +559,17 @@ where
                 continue;
             }
         };
-        // Over the cap: dropping the stream closes it at once.
+        // Over a cap: dropping the stream closes it at once.
+        let Some(ticket) = total.admit(peer.ip()) else {
+            continue;
+        };
         let Some(slot) = admit(&admission, peer.ip()) else {
             continue;
         };
         let (handle, tls) = (handle.clone(), tls.clone());
         tokio::spawn(async move {
             serve_conn(stream, peer, tls, handle).await;
-            drop(slot);
+            drop((slot, ticket));
         });
     }
 }
@@ -625,9 +630,15 @@ where
         if !matches!(started, Ok(true)) {
             break;
         }
-        let bytes = match tokio::time::timeout(FRAME_TIMEOUT, read_frame(&mut rd)).await {
+        let read = super::rpc_guard::read_request(&mut rd, MAX_FRAME);
+        let bytes = match tokio::time::timeout(FRAME_TIMEOUT, read).await {
             Ok(Ok(b)) => b,
-            Ok(Err(_)) => break,
+            Ok(Err(e)) => {
+                if e.is_refusal() {
+                    tracing::debug!(%peer, "{e}; closing the server RPC connection");
+                }
+                break;
+            }
             Err(_) => {
                 tracing::debug!(%peer, "a server RPC frame stalled for {FRAME_TIMEOUT:?} halfway; closing the connection");
                 break;

@@ -119,6 +119,10 @@ pub enum Block {
     // tests/keyring.rs
     Keyring = 170,
     KeyringEnable = 172,
+    // tests/rpc_fuzz.rs: the server port as a hostile network (issue 11 item 6)
+    ForgedTerm = 175,
+    GarbageSnapshot = 176,
+    RpcFuzz = 177,
 }
 
 impl Block {
