@@ -11,10 +11,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("duration", &[]),
     ("frame", &[]),
     ("node_id", &[]),
+    ("tls", &[]),
     ("gossip", &["frame"]),
-    ("config", &["duration", "gossip"]),
+    ("config", &["duration", "gossip", "tls"]),
     ("join", &["gossip"]),
-    ("server", &["frame", "gossip"]),
+    ("server", &["frame", "gossip", "tls"]),
     ("client", &["gossip", "server"]),
     (
         "http",
@@ -26,13 +27,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "agent",
         &[
             "client", "config", "duration", "frame", "gossip", "http", "join", "node_id", "server",
+            "tls",
         ],
     ),
     (
         "cli",
         &[
             "agent", "client", "config", "duration", "frame", "gossip", "http", "join", "node_id",
-            "server",
+            "server", "tls",
         ],
     ),
 ];
