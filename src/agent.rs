@@ -94,26 +94,32 @@ pub struct Listeners {
     gossip_tcp: TcpListener,
     /// The server RPC port; `None` for a client agent.
     rpc: Option<TcpListener>,
-    /// The HTTP API.
-    http: TcpListener,
+    /// The HTTP API; `None` with `ports.http = -1`.
+    http: Option<TcpListener>,
+    /// The HTTPS API; `None` unless `ports.https` is set.
+    https: Option<TcpListener>,
     /// The addresses as asked for, with the ports the system chose where 0 was asked.
     gossip_addr: SocketAddr,
     rpc_addr: Option<SocketAddr>,
-    http_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
 }
 
 impl Listeners {
     /// Binds every listener the configuration asks for: gossip UDP and TCP on
-    /// `bind_addr:serf_lan`, the server RPC port (server mode only) and the HTTP API on
-    /// `client_addr:http`. A failure names the listener and the address.
+    /// `bind_addr:serf_lan`, the server RPC port (server mode only) and the HTTP and HTTPS
+    /// APIs on `client_addr:http` and `client_addr:https` (each unless off). A failure names
+    /// the listener and the address.
     pub async fn bind(config: &RuntimeConfig) -> Result<Self, AgentError> {
         let rpc = config
             .server
             .then(|| SocketAddr::new(config.bind_addr, config.ports.server));
+        let api = |port: Option<u16>| port.map(|p| SocketAddr::new(config.client_addr, p));
         Self::bind_addrs(
             SocketAddr::new(config.bind_addr, config.ports.serf_lan),
             rpc,
-            SocketAddr::new(config.client_addr, config.ports.http),
+            api(config.ports.http),
+            api(config.ports.https),
         )
         .await
     }
@@ -123,7 +129,8 @@ impl Listeners {
     pub async fn bind_addrs(
         gossip: SocketAddr,
         rpc: Option<SocketAddr>,
-        http: SocketAddr,
+        http: Option<SocketAddr>,
+        https: Option<SocketAddr>,
     ) -> Result<Self, AgentError> {
         let gossip_udp = UdpSocket::bind(gossip)
             .await
@@ -133,32 +140,41 @@ impl Listeners {
         let gossip_tcp = TcpListener::bind(gossip_addr)
             .await
             .map_err(bind_failed("gossip TCP", gossip_addr))?;
-        let (rpc, rpc_addr) = match rpc {
-            None => (None, None),
-            Some(addr) => {
-                let l = TcpListener::bind(addr)
-                    .await
-                    .map_err(bind_failed("server RPC", addr))?;
-                let bound = with_bound_port(addr, l.local_addr())
-                    .map_err(bind_failed("server RPC", addr))?;
-                (Some(l), Some(bound))
-            }
-        };
-        let http_listener = TcpListener::bind(http)
-            .await
-            .map_err(bind_failed("HTTP API", http))?;
-        let http_addr = with_bound_port(http, http_listener.local_addr())
-            .map_err(bind_failed("HTTP API", http))?;
+        let (rpc, rpc_addr) = bind_tcp("server RPC", rpc).await?;
+        let (http, http_addr) = bind_tcp("HTTP API", http).await?;
+        let (https, https_addr) = bind_tcp("HTTPS API", https).await?;
         Ok(Self {
             gossip_udp,
             gossip_tcp,
             rpc,
-            http: http_listener,
+            http,
+            https,
             gossip_addr,
             rpc_addr,
             http_addr,
+            https_addr,
         })
     }
+}
+
+/// Binds `addr` if there is one: the listener and the address with the port bound.
+async fn bind_tcp(
+    what: &'static str,
+    addr: Option<SocketAddr>,
+) -> Result<(Option<TcpListener>, Option<SocketAddr>), AgentError> {
+    let Some(addr) = addr else {
+        return Ok((None, None));
+    };
+    let l = TcpListener::bind(addr)
+        .await
+        .map_err(bind_failed(what, addr))?;
+    let bound = with_bound_port(addr, l.local_addr()).map_err(bind_failed(what, addr))?;
+    Ok((Some(l), Some(bound)))
+}
+
+/// An optional listener's address for a log line: the address, or `off`.
+fn shown(addr: Option<SocketAddr>) -> String {
+    addr.map_or_else(|| "off".to_string(), |a| a.to_string())
 }
 
 /// `asked` itself when it named a port, else `asked` with the port the system chose.
@@ -210,8 +226,10 @@ pub struct Agent {
     pub node_id: uuid::Uuid,
     pub data_dir: PathBuf,
     pub started: Instant,
-    /// The HTTP API's bound address.
-    pub http_addr: SocketAddr,
+    /// The HTTP API's bound address; `None` when it is off.
+    pub http_addr: Option<SocketAddr>,
+    /// The HTTPS API's bound address; `None` when it is off.
+    pub https_addr: Option<SocketAddr>,
     stop_tx: watch::Sender<StopReason>,
     /// A dev-mode temp dir, removed on drop.
     dev_dir: Option<PathBuf>,
@@ -220,6 +238,8 @@ pub struct Agent {
     pub join_status: std::sync::Mutex<Option<Arc<std::sync::Mutex<join::JoinStatus>>>>,
     /// TLS of the server port, in and out (docs/security.md); reloaded on SIGHUP.
     pub rpc_tls: Option<Arc<crate::tls::rpc::RpcTls>>,
+    /// The HTTPS API's certificate and CA, when it listens; reloaded on SIGHUP.
+    pub https_tls: Option<Arc<crate::tls::Reloadable>>,
 }
 
 impl Drop for Agent {
@@ -266,15 +286,32 @@ impl Agent {
             gossip_tcp: tcp,
             rpc: rpc_listener,
             http,
+            https,
             gossip_addr,
             rpc_addr,
             http_addr: http_bind,
+            https_addr: https_bind,
         } = listeners;
         config.ports.serf_lan = gossip_addr.port();
         if let Some(rpc) = rpc_addr {
             config.ports.server = rpc.port();
         }
-        config.ports.http = http_bind.port();
+        config.ports.http = http_bind.map(|a| a.port());
+        config.ports.https = https_bind.map(|a| a.port());
+        let https_tls = match (&https, &config.tls.https) {
+            (Some(_), Some(settings)) => Some(Arc::new(crate::tls::Reloadable::load(
+                settings.clone(),
+                crate::tls::server_name(&config.datacenter, &config.domain),
+            )?)),
+            // Config refuses ports.https without a certificate; a listener handed in without
+            // one (a test's) is refused here too: never HTTPS in plaintext.
+            (Some(_), None) => {
+                return Err(AgentError::Tls(crate::tls::TlsError::Refused(
+                    "an HTTPS listener needs tls.https.cert_file and tls.https.key_file".into(),
+                )))
+            }
+            (None, _) => None,
+        };
         let rpc_tls = match &config.tls.rpc {
             Some(settings) => Some(Arc::new(crate::tls::rpc::RpcTls::new(
                 crate::tls::Reloadable::load(
@@ -373,18 +410,26 @@ impl Agent {
             data_dir,
             started: Instant::now(),
             http_addr: http_bind,
+            https_addr: https_bind,
             stop_tx,
             dev_dir,
             leave_lock: tokio::sync::Mutex::new(false),
             join_status: std::sync::Mutex::new(None),
             rpc_tls,
+            https_tls,
         });
         tracing::info!(
             node = %agent.config.node_name, node_id = %node_id, datacenter = %agent.config.datacenter,
-            server = agent.config.server, gossip = %advertise, http = %http_bind,
-            encrypted = agent.gossip.encrypted(), "muster agent started"
+            server = agent.config.server, gossip = %advertise, http = %shown(http_bind),
+            https = %shown(https_bind), encrypted = agent.gossip.encrypted(),
+            "muster agent started"
         );
-        crate::http::serve(agent.clone(), http);
+        if let Some(http) = http {
+            crate::http::serve(agent.clone(), http);
+        }
+        if let (Some(https), Some(tls)) = (https, &agent.https_tls) {
+            crate::http::https::serve(agent.clone(), https, tls.clone());
+        }
 
         if !agent.config.start_join.is_empty() {
             let report = join::join_entries(
@@ -521,6 +566,11 @@ impl Agent {
                 .map_err(|e| format!("server port TLS not reloaded: {e}"))?;
             reloaded.push("server port TLS");
         }
+        if let Some(t) = &self.https_tls {
+            t.reload()
+                .map_err(|e| format!("HTTPS API TLS not reloaded: {e}"))?;
+            reloaded.push("HTTPS API TLS");
+        }
         Ok(reloaded)
     }
 
@@ -581,18 +631,19 @@ mod tests {
         )
         .unwrap();
         let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-        let listeners = Listeners::bind_addrs(any_port, None, any_port)
+        let listeners = Listeners::bind_addrs(any_port, None, Some(any_port), None)
             .await
             .unwrap();
         let agent = Agent::start(built.config, listeners).await.unwrap();
         let ports = agent.config.ports.clone();
-        assert!(ports.serf_lan != 0 && ports.http != 0, "{ports:?}");
+        let http_port = ports.http.unwrap();
+        assert!(ports.serf_lan != 0 && http_port != 0, "{ports:?}");
         assert_eq!(
             agent.http_addr,
-            SocketAddr::from(([127, 0, 0, 1], ports.http))
+            Some(SocketAddr::from(([127, 0, 0, 1], http_port)))
         );
 
-        let url = format!("http://{}/v1/agent/members", agent.http_addr);
+        let url = format!("http://{}/v1/agent/members", agent.http_addr.unwrap());
         let members: Vec<MemberJson> = reqwest::get(url).await.unwrap().json().await.unwrap();
         assert_eq!(members.len(), 1, "{members:?}");
         assert_eq!(

@@ -20,7 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "http",
         &[
-            "agent", "client", "config", "duration", "gossip", "join", "server",
+            "agent", "client", "config", "duration", "gossip", "join", "server", "tls",
         ],
     ),
     (

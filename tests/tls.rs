@@ -14,8 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use support::certs::{client_conn, der_of, presented, Certs};
 use support::*;
 
 const T: Duration = Duration::from_secs(40);
@@ -28,63 +27,6 @@ const PEER_STATUS: &[u8] = &[0, 0, 0, 2, 1, 3];
 /// variant; VoteRequest { vote: { leader_id: { term: 0, node_id: 7 }, committed: false },
 /// last_log_id: None }. A unit test of src/server/protocol.rs checks both against postcard.
 const VOTE_TERM_0: &[u8] = &[0, 0, 0, 6, 1, 1, 0, 7, 0, 0];
-
-/// The files `muster tls` wrote, by role.
-struct Certs {
-    dir: PathBuf,
-}
-
-impl Certs {
-    /// A CA, three server certificates, a client certificate; a foreign CA with a client and a
-    /// server certificate of its own in `foreign/`.
-    fn make(dir: &Path) -> Certs {
-        let run = |d: &Path, args: &[&str]| {
-            let o = muster_in(d, args);
-            assert!(o.status.success(), "muster {args:?}: {}", stderr(&o));
-        };
-        run(dir, &["tls", "ca", "create"]);
-        for _ in 0..3 {
-            run(dir, &["tls", "cert", "create", "-server"]);
-        }
-        run(dir, &["tls", "cert", "create", "-client"]);
-        let foreign = dir.join("foreign");
-        std::fs::create_dir(&foreign).unwrap();
-        run(&foreign, &["tls", "ca", "create"]);
-        run(&foreign, &["tls", "cert", "create", "-client"]);
-        run(&foreign, &["tls", "cert", "create", "-server"]);
-        Certs { dir: dir.into() }
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.join("muster-agent-ca.pem")
-    }
-
-    /// (certificate, key) of the n-th server certificate.
-    fn server(&self, n: u8) -> (PathBuf, PathBuf) {
-        (
-            self.dir.join(format!("dc1-server-muster-{n}.pem")),
-            self.dir.join(format!("dc1-server-muster-{n}-key.pem")),
-        )
-    }
-
-    fn client(&self) -> (PathBuf, PathBuf) {
-        (
-            self.dir.join("dc1-client-muster-0.pem"),
-            self.dir.join("dc1-client-muster-0-key.pem"),
-        )
-    }
-
-    fn foreign_ca(&self) -> PathBuf {
-        self.dir.join("foreign/muster-agent-ca.pem")
-    }
-
-    fn foreign_client(&self) -> (PathBuf, PathBuf) {
-        (
-            self.dir.join("foreign/dc1-client-muster-0.pem"),
-            self.dir.join("foreign/dc1-client-muster-0-key.pem"),
-        )
-    }
-}
 
 /// A config file with the production TLS settings of docs/security.md.
 fn tls_config(dir: &Path, name: &str, ca: &Path, (cert, key): &(PathBuf, PathBuf)) -> PathBuf {
@@ -136,39 +78,6 @@ fn ask(addr: &str, dial: Dial, frame: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
-fn client_conn(
-    ca: &Path,
-    cert: Option<&(PathBuf, PathBuf)>,
-) -> Result<rustls::ClientConnection, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots);
-    let cfg = match cert {
-        Some((c, k)) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_file_iter(c)
-                    .unwrap()
-                    .map(|c| c.unwrap())
-                    .collect(),
-                PrivateKeyDer::from_pem_file(k).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    rustls::ClientConnection::new(
-        Arc::new(cfg),
-        ServerName::try_from("server.dc1.consul").unwrap(),
-    )
-    .map_err(|e| e.to_string())
-}
-
 fn exchange(mut s: impl Read + Write, frame: &[u8]) -> Result<Vec<u8>, String> {
     s.write_all(frame).map_err(|e| format!("write: {e}"))?;
     s.flush().map_err(|e| format!("flush: {e}"))?;
@@ -179,21 +88,6 @@ fn exchange(mut s: impl Read + Write, frame: &[u8]) -> Result<Vec<u8>, String> {
     s.read_exact(&mut body)
         .map_err(|e| format!("half an answer: {e}"))?;
     Ok(body)
-}
-
-/// The certificate a new TLS connection to `addr` is shown.
-fn presented(addr: &str, ca: &Path, cert: &(PathBuf, PathBuf)) -> Vec<u8> {
-    let mut tcp = TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut conn = client_conn(ca, Some(cert)).unwrap();
-    while conn.is_handshaking() {
-        conn.complete_io(&mut tcp).unwrap();
-    }
-    conn.peer_certificates().unwrap()[0].to_vec()
-}
-
-fn der_of(pem: &Path) -> Vec<u8> {
-    CertificateDer::from_pem_file(pem).unwrap().to_vec()
 }
 
 /// Three servers on `block` with the production settings, formed.

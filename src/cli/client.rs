@@ -2,15 +2,20 @@
 //! request: a connection failure as it is, a refusal as `{what failed}: {the agent's answer}`,
 //! both with exit code 1 (as Consul's CLI does).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 use serde::de::DeserializeOwned;
 
-/// Where the agent's HTTP API is.
+use crate::tls::api_client::ApiClientTls;
+
+/// Where the agent's HTTP API is, and how to speak TLS to it (docs/security.md, The CLI):
+/// Consul's flags, with its environment variables renamed `MUSTER_*`.
 #[derive(Debug, Args, Clone)]
 pub struct HttpArgs {
-    /// Address of the agent's HTTP API.
+    /// Address of the agent's HTTP API: HOST:PORT or http://HOST:PORT, or https://HOST:PORT
+    /// for its HTTPS API.
     #[arg(
         long = "http-addr",
         env = "MUSTER_HTTP_ADDR",
@@ -18,24 +23,151 @@ pub struct HttpArgs {
         value_name = "ADDR"
     )]
     pub http_addr: String,
+    /// The CA the agent's HTTPS certificate must chain to (PEM).
+    #[arg(long = "ca-file", env = "MUSTER_CACERT", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// A directory of CA certificates (*.pem, *.crt, *.cer), as ca_path.
+    #[arg(long = "ca-path", env = "MUSTER_CAPATH", value_name = "DIR")]
+    pub ca_path: Option<PathBuf>,
+    /// The certificate to present to an agent with verify_incoming (PEM).
+    #[arg(long = "client-cert", env = "MUSTER_CLIENT_CERT", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+    /// The key of -client-cert (PEM).
+    #[arg(long = "client-key", env = "MUSTER_CLIENT_KEY", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+    /// The name to ask for (SNI) and to find in the agent's certificate; default the host of
+    /// -http-addr.
+    #[arg(
+        long = "tls-server-name",
+        env = "MUSTER_TLS_SERVER_NAME",
+        value_name = "NAME"
+    )]
+    pub tls_server_name: Option<String>,
+}
+
+/// A request for `https://` without it being in `-http-addr` (Consul's `CONSUL_HTTP_SSL`).
+const HTTP_SSL_ENV: &str = "MUSTER_HTTP_SSL";
+/// `false` skips the check of the agent's certificate (Consul's `CONSUL_HTTP_SSL_VERIFY`).
+const HTTP_SSL_VERIFY_ENV: &str = "MUSTER_HTTP_SSL_VERIFY";
+
+/// What to do about a TLS failure, read from its description (rustls's error names).
+fn tls_hint(error: &str) -> Option<&'static str> {
+    let e = error.to_ascii_lowercase();
+    if e.contains("certificaterequired") || e.contains("certificate required") {
+        Some("the agent requires a client certificate (verify_incoming): give -client-cert and -client-key (MUSTER_CLIENT_CERT, MUSTER_CLIENT_KEY)")
+    } else if e.contains("unknownissuer")
+        || e.contains("unknown issuer")
+        || e.contains("unknownca")
+        || e.contains("unknown ca")
+    {
+        Some("the certificates do not chain to the same CA: -ca-file must be the CA that signed the agent's certificate, and the agent must trust the CA of -client-cert")
+    } else if e.contains("notvalidforname") || e.contains("not valid for name") {
+        Some("the agent's certificate does not name the host of -http-addr: dial a name it carries, or give that name with -tls-server-name")
+    } else if e.contains("invalidcontenttype")
+        || e.contains("corrupt message")
+        || e.contains("invalid content type")
+    {
+        Some("the address does not speak TLS: use http:// for the plain HTTP API")
+    } else {
+        None
+    }
+}
+
+/// The first address `host` resolves to (a literal address as it is).
+fn resolve(host: &str, port: u16) -> std::io::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other("no address"))
+}
+
+/// A boolean environment variable as Go's `strconv.ParseBool` reads it (Consul's parser).
+fn env_bool(name: &str) -> Result<Option<bool>, String> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(v) => match v.as_str() {
+            "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(Some(true)),
+            "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(Some(false)),
+            other => Err(format!(
+                "{name}={other:?} is not a boolean: use true or false"
+            )),
+        },
+    }
 }
 
 impl HttpArgs {
+    /// The client for these arguments. A TLS setting that cannot be used is kept as the
+    /// client's error and reported by its first request (exit 1, one line naming the flag),
+    /// so that every command reports it the way it reports an unreachable agent.
     pub fn client(&self) -> Client {
-        let base =
-            if self.http_addr.starts_with("http://") || self.http_addr.starts_with("https://") {
-                self.http_addr.trim_end_matches('/').to_string()
-            } else {
-                format!("http://{}", self.http_addr.trim_end_matches('/'))
-            };
-        Client {
-            base,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(65))
-                .connect_timeout(Duration::from_secs(5))
-                .build()
-                .expect("a plain HTTP client builds"),
+        match self.build() {
+            Ok((base, http)) => Client {
+                base,
+                http: Ok(http),
+            },
+            Err(why) => Client {
+                base: self.http_addr.clone(),
+                http: Err(why),
+            },
         }
+    }
+
+    fn build(&self) -> Result<(String, reqwest::Client), String> {
+        let addr = self.http_addr.trim_end_matches('/');
+        let https = addr.starts_with("https://")
+            || (!addr.starts_with("http://") && env_bool(HTTP_SSL_ENV)?.unwrap_or(false));
+        let base = if addr.starts_with("http://") || addr.starts_with("https://") {
+            addr.to_string()
+        } else if https {
+            format!("https://{addr}")
+        } else {
+            format!("http://{addr}")
+        };
+        let builder = reqwest::Client::builder()
+            .timeout(Duration::from_secs(65))
+            .connect_timeout(Duration::from_secs(5));
+        let builder = if https {
+            let tls = ApiClientTls {
+                ca_file: self.ca_file.clone(),
+                ca_path: self.ca_path.clone(),
+                client_cert: self.client_cert.clone(),
+                client_key: self.client_key.clone(),
+                verify: env_bool(HTTP_SSL_VERIFY_ENV)?.unwrap_or(true),
+            };
+            let config = tls.client_config().map_err(|e| e.to_string())?;
+            let builder = builder.use_preconfigured_tls(config);
+            match &self.tls_server_name {
+                None => builder,
+                // The name to ask for and check is another than the host dialled: dial the
+                // host's address under that name.
+                Some(name) => {
+                    let url = reqwest::Url::parse(&base)
+                        .map_err(|e| format!("-http-addr {addr:?}: {e}"))?;
+                    let host = url
+                        .host_str()
+                        .ok_or_else(|| format!("-http-addr {addr:?} names no host"))?;
+                    let port = url.port_or_known_default().unwrap_or(443);
+                    let dial = resolve(host.trim_matches(['[', ']']), port)
+                        .map_err(|e| format!("-http-addr {addr:?}: cannot resolve {host}: {e}"))?;
+                    let mut url = url;
+                    url.set_host(Some(name))
+                        .map_err(|e| format!("-tls-server-name {name:?}: {e}"))?;
+                    let rebased = url.as_str().trim_end_matches('/').to_string();
+                    return builder
+                        .resolve(name, dial)
+                        .build()
+                        .map(|c| (rebased, c))
+                        .map_err(|e| format!("cannot set up the HTTPS client: {e}"));
+                }
+            }
+        } else {
+            builder
+        };
+        let http = builder
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        Ok((base, http))
     }
 }
 
@@ -89,15 +221,41 @@ pub fn succeeded(reply: Result<Reply, String>, failed: &str) -> Result<Reply, u8
 
 pub struct Client {
     base: String,
-    http: reqwest::Client,
+    /// The client, or why the flags give none (a TLS file that does not load, say).
+    http: Result<reqwest::Client, String>,
 }
 
 impl Client {
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Reply, String> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| format!("Error connecting to muster agent at {}: {e}", self.base))?;
+    /// Why the agent could not be reached: the error with its causes, and what to do where
+    /// the cause says (a TLS refusal names the flag that fixes it).
+    fn unreachable(&self, e: &reqwest::Error) -> String {
+        let mut text = e.to_string();
+        let mut cause = std::error::Error::source(e);
+        while let Some(c) = cause {
+            text.push_str(": ");
+            text.push_str(&c.to_string());
+            cause = c.source();
+        }
+        let mut out = format!("Error connecting to muster agent at {}: {text}", self.base);
+        if let Some(hint) = tls_hint(&text) {
+            out.push('\n');
+            out.push_str(hint);
+        }
+        out
+    }
+
+    /// A request to `path` of the agent, or why there is no client to send it.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, String> {
+        let http = self.http.as_ref().map_err(Clone::clone)?;
+        Ok(http.request(method, format!("{}{path}", self.base)))
+    }
+
+    async fn send(&self, req: Result<reqwest::RequestBuilder, String>) -> Result<Reply, String> {
+        let resp = req?.send().await.map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         let body = resp
             .text()
@@ -107,8 +265,7 @@ impl Client {
     }
 
     pub async fn get(&self, path: &str) -> Result<Reply, String> {
-        self.send(self.http.get(format!("{}{path}", self.base)))
-            .await
+        self.send(self.request(reqwest::Method::GET, path)).await
     }
 
     /// GET `path` and read its JSON answer as `T`.
@@ -130,27 +287,25 @@ impl Client {
         path: &str,
         body: Vec<u8>,
     ) -> Result<Reply, String> {
-        self.send(
-            self.http
-                .request(method, format!("{}{path}", self.base))
-                .body(body),
-        )
-        .await
+        self.send(self.request(method, path).map(|r| r.body(body)))
+            .await
     }
 
     pub async fn put_body(&self, path: &str, body: Vec<u8>) -> Result<Reply, String> {
-        self.send(self.http.put(format!("{}{path}", self.base)).body(body))
-            .await
+        self.send(
+            self.request(reqwest::Method::PUT, path)
+                .map(|r| r.body(body)),
+        )
+        .await
     }
 
     /// A GET whose body is bytes, not text (snapshots).
     pub async fn get_bytes(&self, path: &str) -> Result<(reqwest::StatusCode, Vec<u8>), String> {
         let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
+            .request(reqwest::Method::GET, path)?
             .send()
             .await
-            .map_err(|e| format!("Error connecting to muster agent at {}: {e}", self.base))?;
+            .map_err(|e| self.unreachable(&e))?;
         let status = resp.status();
         let body = resp
             .bytes()
@@ -160,13 +315,11 @@ impl Client {
     }
 
     pub async fn delete(&self, path: &str) -> Result<Reply, String> {
-        self.send(self.http.delete(format!("{}{path}", self.base)))
-            .await
+        self.send(self.request(reqwest::Method::DELETE, path)).await
     }
 
     pub async fn put(&self, path: &str) -> Result<Reply, String> {
-        self.send(self.http.put(format!("{}{path}", self.base)))
-            .await
+        self.send(self.request(reqwest::Method::PUT, path)).await
     }
 }
 

@@ -74,7 +74,7 @@ const UNIMPLEMENTED_SECURITY_KEYS: &[(&str, &str)] = &[
     ),
 ];
 
-const PORT_KEYS: &[&str] = &["http", "serf_lan", "server"];
+const PORT_KEYS: &[&str] = &["http", "https", "serf_lan", "server"];
 /// Consul ports muster has no listener for: accepted with a warning.
 const CONSUL_ONLY_PORT_KEYS: &[&str] = &[
     "dns",
@@ -82,7 +82,6 @@ const CONSUL_ONLY_PORT_KEYS: &[&str] = &[
     "expose_min_port",
     "grpc",
     "grpc_tls",
-    "https",
     "serf_wan",
     "sidecar_max_port",
     "sidecar_min_port",
@@ -209,6 +208,7 @@ struct TlsStanza {
 #[serde(deny_unknown_fields)]
 struct PortsModel {
     http: Option<i64>,
+    https: Option<i64>,
     serf_lan: Option<i64>,
     server: Option<i64>,
 }
@@ -448,6 +448,7 @@ impl FileModel {
             node_name: self.node_name,
             ports: Ports {
                 http: ports.http,
+                https: ports.https,
                 serf_lan: ports.serf_lan,
                 server: ports.server,
             },

@@ -11,9 +11,9 @@ use muster_provider_core::{is_provider_string, JoinAddr, Registry};
 use uuid::Uuid;
 
 use super::{
-    netif, AutopilotSettings, Built, ConfigError, ConfigErrors, GossipKey, LogLevel, PartialConfig,
-    Ports, RuntimeConfig, DEFAULT_HTTP_PORT, DEFAULT_KV_TOMBSTONE_TTL, DEFAULT_RETRY_INTERVAL,
-    DEFAULT_SERF_LAN_PORT, DEFAULT_SERVER_PORT, MIN_KV_TOMBSTONE_TTL,
+    netif, AutopilotSettings, Built, ConfigError, ConfigErrors, GossipKey, ListenPorts, LogLevel,
+    PartialConfig, Ports, RuntimeConfig, DEFAULT_HTTP_PORT, DEFAULT_KV_TOMBSTONE_TTL,
+    DEFAULT_RETRY_INTERVAL, DEFAULT_SERF_LAN_PORT, DEFAULT_SERVER_PORT, MIN_KV_TOMBSTONE_TTL,
 };
 use crate::duration::parse_go_duration;
 
@@ -62,6 +62,20 @@ pub fn finish(
         f.warnings.extend(warnings);
         t
     };
+    if let Some(port) = ports.https {
+        let has_cert = tls
+            .https
+            .as_ref()
+            .is_some_and(|s| s.cert_file.is_some() && s.key_file.is_some());
+        if !has_cert {
+            // Fail closed: an HTTPS port is never served in plaintext (docs/security.md).
+            f.error(format!(
+                "ports.https = {port} needs a certificate: set tls.https.cert_file and \
+                 tls.https.key_file (or tls.defaults.*, or the top-level cert_file and \
+                 key_file); `muster tls cert create -server` makes a pair"
+            ));
+        }
+    }
     let leave_on_terminate = p.leave_on_terminate.unwrap_or(!mode.server);
     let skip_leave_on_interrupt = p.skip_leave_on_interrupt.unwrap_or(mode.server);
 
@@ -295,9 +309,34 @@ impl Findings {
         }
     }
 
-    fn ports(&mut self, p: &Ports) -> Ports<u16> {
-        Ports {
-            http: self.port("http", p.http, DEFAULT_HTTP_PORT),
+    /// An API port key: `-1` is off, unset is `default`.
+    fn api_port(&mut self, key: &str, v: Option<i64>, default: Option<u16>) -> Option<u16> {
+        match v {
+            None => default,
+            Some(-1) => None,
+            Some(n) if (1..=65535).contains(&n) => Some(n as u16),
+            Some(n) => {
+                self.error(format!(
+                    "ports.{key} = {n} is not a port: use 1 to 65535, or -1 for off"
+                ));
+                default
+            }
+        }
+    }
+
+    fn ports(&mut self, p: &Ports) -> ListenPorts {
+        let http = self.api_port("http", p.http, Some(DEFAULT_HTTP_PORT));
+        let https = self.api_port("https", p.https, None);
+        if http.is_none() && https.is_none() {
+            self.error(
+                "ports.http and ports.https are both off (-1): the agent would have no API; \
+                 give one a port (-http-port, -https-port)"
+                    .to_string(),
+            );
+        }
+        ListenPorts {
+            http,
+            https,
             serf_lan: self.port("serf_lan", p.serf_lan, DEFAULT_SERF_LAN_PORT),
             server: self.port("server", p.server, DEFAULT_SERVER_PORT),
         }

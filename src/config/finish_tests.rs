@@ -21,14 +21,37 @@ fn errors_of(p: PartialConfig) -> String {
     built(p).unwrap_err().to_string()
 }
 
+/// `-1` turns the HTTP or the HTTPS API off (Consul's meaning), never both; an HTTPS port
+/// without a certificate does not start (fail closed).
+#[test]
+fn api_ports_turn_off_with_minus_one_and_https_needs_a_certificate() {
+    let ports = |http, https| PartialConfig {
+        ports: Ports {
+            http,
+            https,
+            ..Default::default()
+        },
+        ..base()
+    };
+    assert!(errors_of(ports(Some(-1), None)).contains("ports.http and ports.https are both off"));
+    assert!(errors_of(ports(None, Some(8501))).contains(
+        "ports.https = 8501 needs a certificate: set tls.https.cert_file and tls.https.key_file"
+    ));
+    assert!(errors_of(ports(Some(-2), None)).contains("ports.http = -2 is not a port"));
+    assert!(errors_of(ports(None, Some(70000))).contains("or -1 for off"));
+    let c = built(ports(Some(9500), Some(-1))).unwrap().config;
+    assert_eq!((c.ports.http, c.ports.https), (Some(9500), None));
+}
+
 #[test]
 fn defaults_follow_consul() {
     let c = built(base()).unwrap().config;
     assert!(!c.server && c.leave_on_terminate && !c.skip_leave_on_interrupt);
     assert_eq!(
         c.ports,
-        Ports {
-            http: 8500,
+        ListenPorts {
+            http: Some(8500),
+            https: None,
             serf_lan: 8301,
             server: 8300
         }

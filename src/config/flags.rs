@@ -99,6 +99,14 @@ pub struct AgentFlags {
     /// HTTP API port. Default 8500.
     #[arg(long = "http-port", value_name = "PORT", allow_negative_numbers = true)]
     pub http_port: Option<i64>,
+    /// HTTPS API port; -1 (the default) is off. Needs tls.https (or tls.defaults) cert_file
+    /// and key_file (docs/security.md).
+    #[arg(
+        long = "https-port",
+        value_name = "PORT",
+        allow_negative_numbers = true
+    )]
+    pub https_port: Option<i64>,
     /// Scales every Raft timing: 1 (LAN, default) to 10 (slow networks).
     #[arg(
         long = "raft-multiplier",
@@ -155,6 +163,7 @@ impl AgentFlags {
             node_name: self.node.clone(),
             ports: Ports {
                 http: self.http_port,
+                https: self.https_port,
                 serf_lan: self.serf_lan_port,
                 server: self.server_port,
             },

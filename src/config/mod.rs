@@ -34,6 +34,16 @@ pub const DEFAULT_SERF_LAN_PORT: u16 = 8301;
 pub const DEFAULT_SERVER_PORT: u16 = 8300;
 /// Default HTTP API port, as Consul.
 pub const DEFAULT_HTTP_PORT: u16 = 8500;
+
+/// The ports the agent listens on, checked. The API's two are `None` when off: `-1` turns
+/// either off (Consul's meaning), HTTPS is off unless asked for, and at least one stays on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenPorts {
+    pub http: Option<u16>,
+    pub https: Option<u16>,
+    pub serf_lan: u16,
+    pub server: u16,
+}
 /// Default longest wait between retry-join attempts, as Consul.
 pub const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 /// Default `kv_tombstone_ttl`: Consul's (internal) `TombstoneTTL`.
@@ -129,7 +139,7 @@ pub struct RuntimeConfig {
     pub advertise_addr: IpAddr,
     /// Where the HTTP API listens.
     pub client_addr: IpAddr,
-    pub ports: Ports<u16>,
+    pub ports: ListenPorts,
     /// Joined once at start (`-join`, `start_join`).
     pub start_join: Vec<String>,
     /// Joined by the retry loop (`-retry-join`, `retry_join`), legacy cloud flags included.

@@ -10,6 +10,7 @@ use super::tls::TlsLayer;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Ports<T = Option<i64>> {
     pub http: T,
+    pub https: T,
     pub serf_lan: T,
     pub server: T,
 }
@@ -102,6 +103,9 @@ impl PartialConfig {
         );
         if later.ports.http.is_some() {
             self.ports.http = later.ports.http;
+        }
+        if later.ports.https.is_some() {
+            self.ports.https = later.ports.https;
         }
         if later.ports.serf_lan.is_some() {
             self.ports.serf_lan = later.ports.serf_lan;

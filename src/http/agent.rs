@@ -221,7 +221,9 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
             "TombstoneTimeoutLAN": crate::duration::format_go_duration(c.tombstone_timeout),
             "SerfPortLAN": c.ports.serf_lan,
             "ServerPort": c.ports.server,
-            "HTTPPort": c.ports.http,
+            // -1 for a listener that is off, as Consul shows it.
+            "HTTPPort": c.ports.http.map_or(-1, i32::from),
+            "HTTPSPort": c.ports.https.map_or(-1, i32::from),
             "LeaveOnTerm": c.leave_on_terminate,
             "SkipLeaveOnInt": c.skip_leave_on_interrupt,
             "DevMode": c.dev,

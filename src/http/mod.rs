@@ -6,6 +6,7 @@
 //! - [`keyring`]: `/v1/operator/keyring` — the gossip keyring on every member.
 //! - [`kv`]: `/v1/kv/*` — Consul's KV API with blocking queries and consistency modes.
 //! - [`catalog`]: `/v1/catalog/nodes`, the catalog of nodes.
+//! - [`https`]: the same API over TLS (`ports.https`), handshakes off the accept loop.
 //! - [`snapshot`]: `/v1/snapshot` — operator backup and restore.
 //! - [`status`]: `/v1/status/*` and `/v1/operator/raft/*` — leader, peers, configuration.
 //!
@@ -15,6 +16,7 @@
 pub mod agent;
 pub mod autopilot;
 pub mod catalog;
+pub mod https;
 pub mod keyring;
 pub mod kv;
 pub mod snapshot;

@@ -6,8 +6,10 @@
 //! - [`Reloadable`]: the material in use now, replaced as a whole on reload (SIGHUP).
 //! - `verify`: the outbound verifier that checks the chain but not the name, for
 //!   `verify_outgoing` without `verify_server_hostname`.
+//! - [`api_client`]: what the CLI trusts and presents when it calls an HTTPS API.
 //! - [`rpc`]: the server port's side: telling TLS from plaintext, handshakes, roles.
 
+pub mod api_client;
 pub mod rpc;
 pub mod settings;
 mod verify;
@@ -73,10 +75,17 @@ impl Material {
         let versions = s.min_version.versions();
         let roots = match (&s.ca_file, &s.ca_path) {
             (None, None) => None,
-            (file, dir) => Some(Arc::new(load_roots(file.as_deref(), dir.as_deref())?)),
+            (file, dir) => Some(Arc::new(load_roots(
+                &CONFIG_KEYS,
+                file.as_deref(),
+                dir.as_deref(),
+            )?)),
         };
         let own = match (&s.cert_file, &s.key_file) {
-            (Some(c), Some(k)) => Some((load_chain(c)?, load_key(k)?)),
+            (Some(c), Some(k)) => Some((
+                load_chain(CONFIG_KEYS.cert_file, c)?,
+                load_key(CONFIG_KEYS.key_file, k)?,
+            )),
             _ => None,
         };
         let own_dns_names = match &own {
@@ -217,6 +226,21 @@ fn provider(s: &InterfaceSettings) -> CryptoProvider {
     p
 }
 
+/// What a loading error calls each file: the config keys, or the CLI's flags.
+struct FileKeys {
+    ca_file: &'static str,
+    ca_path: &'static str,
+    cert_file: &'static str,
+    key_file: &'static str,
+}
+
+const CONFIG_KEYS: FileKeys = FileKeys {
+    ca_file: "ca_file",
+    ca_path: "ca_path",
+    cert_file: "cert_file",
+    key_file: "key_file",
+};
+
 fn unreadable(key: &'static str, path: &Path, e: impl std::fmt::Display) -> TlsError {
     TlsError::Unreadable {
         key,
@@ -238,7 +262,11 @@ fn certs_in(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static
 }
 
 /// The CA certificates of `ca_file` and of every `*.pem` and `*.crt` file in `ca_path`.
-fn load_roots(file: Option<&Path>, dir: Option<&Path>) -> Result<RootCertStore, TlsError> {
+fn load_roots(
+    names: &FileKeys,
+    file: Option<&Path>,
+    dir: Option<&Path>,
+) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     let mut add = |key: &'static str, path: &Path| -> Result<usize, TlsError> {
         let certs = certs_in(key, path)?;
@@ -251,9 +279,9 @@ fn load_roots(file: Option<&Path>, dir: Option<&Path>) -> Result<RootCertStore, 
         Ok(n)
     };
     if let Some(f) = file {
-        if add("ca_file", f)? == 0 {
+        if add(names.ca_file, f)? == 0 {
             return Err(TlsError::Empty {
-                key: "ca_file",
+                key: names.ca_file,
                 path: f.display().to_string(),
                 what: "certificate",
                 fix: "give the CA certificate (muster-agent-ca.pem), not its key",
@@ -262,7 +290,7 @@ fn load_roots(file: Option<&Path>, dir: Option<&Path>) -> Result<RootCertStore, 
     }
     if let Some(d) = dir {
         let mut files: Vec<PathBuf> = std::fs::read_dir(d)
-            .map_err(|e| unreadable("ca_path", d, e))?
+            .map_err(|e| unreadable(names.ca_path, d, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.extension()
@@ -272,11 +300,11 @@ fn load_roots(file: Option<&Path>, dir: Option<&Path>) -> Result<RootCertStore, 
         files.sort();
         let mut n = 0;
         for f in &files {
-            n += add("ca_path", f)?;
+            n += add(names.ca_path, f)?;
         }
         if n == 0 {
             return Err(TlsError::Empty {
-                key: "ca_path",
+                key: names.ca_path,
                 path: d.display().to_string(),
                 what: "certificate (in *.pem, *.crt or *.cer files)",
                 fix: "put the CA certificate (muster-agent-ca.pem) in that directory",
@@ -286,11 +314,11 @@ fn load_roots(file: Option<&Path>, dir: Option<&Path>) -> Result<RootCertStore, 
     Ok(roots)
 }
 
-fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let chain = certs_in("cert_file", path)?;
+fn load_chain(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let chain = certs_in(key, path)?;
     if chain.is_empty() {
         return Err(TlsError::Empty {
-            key: "cert_file",
+            key,
             path: path.display().to_string(),
             what: "certificate",
             fix: "give the agent's certificate (e.g. dc1-server-muster-0.pem), not its key",
@@ -299,18 +327,18 @@ fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(chain)
 }
 
-fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let bytes = read("key_file", path)?;
+fn load_key(key: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = read(key, path)?;
     match PrivateKeyDer::from_pem_slice(&bytes) {
         Ok(k) => Ok(k),
         Err(rustls_pki_types::pem::Error::NoItemsFound) => Err(TlsError::Empty {
-            key: "key_file",
+            key,
             path: path.display().to_string(),
             what: "private key",
             fix: "give the key written beside the certificate (e.g. dc1-server-muster-0-key.pem)",
         }),
         // The PEM error may quote the file's bytes: a key's. Name the file only.
-        Err(_) => Err(unreadable("key_file", path, "not a PEM private key")),
+        Err(_) => Err(unreadable(key, path, "not a PEM private key")),
     }
 }
 

@@ -2,6 +2,10 @@
 //! certificate must chain to the CA, whatever names it carries. This is Consul's meaning of
 //! the pair (docs/security.md): any certificate from the CA is a peer. With
 //! `verify_server_hostname` rustls's own WebPKI verifier checks the name as well.
+//!
+//! The same type, without roots, is the CLI's `MUSTER_HTTP_SSL_VERIFY=false`: no check of the
+//! agent's certificate at all (Consul's `CONSUL_HTTP_SSL_VERIFY=false`), only of the
+//! handshake's signatures.
 
 use std::sync::Arc;
 
@@ -14,10 +18,10 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use super::TlsError;
 
 /// Checks the chain (signatures, validity dates, key usage for server auth) against the CA,
-/// and not the name.
+/// and not the name; without a CA ([`ChainOnly::unverified`]) checks no certificate.
 #[derive(Debug)]
 pub(super) struct ChainOnly {
-    roots: Arc<RootCertStore>,
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -31,7 +35,18 @@ impl ChainOnly {
                 "verify_outgoing: the CA files hold no certificate".into(),
             ));
         }
-        Ok(Self { roots, provider })
+        Ok(Self {
+            roots: Some(roots),
+            provider,
+        })
+    }
+
+    /// Takes any certificate (the CLI's `MUSTER_HTTP_SSL_VERIFY=false`).
+    pub(super) fn unverified(provider: Arc<CryptoProvider>) -> Self {
+        Self {
+            roots: None,
+            provider,
+        }
     }
 }
 
@@ -44,10 +59,13 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(roots) = &self.roots else {
+            return Ok(ServerCertVerified::assertion());
+        };
         let cert = ParsedCertificate::try_from(end_entity)?;
         rustls::client::verify_server_cert_signed_by_trust_anchor(
             &cert,
-            &self.roots,
+            roots,
             intermediates,
             now,
             self.provider.signature_verification_algorithms.all,

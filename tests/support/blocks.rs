@@ -123,6 +123,8 @@ pub enum Block {
     ForgedTerm = 175,
     GarbageSnapshot = 176,
     RpcFuzz = 177,
+    // tests/https.rs (issue 11 item 2: the HTTPS API and the CLI's TLS flags)
+    HttpsApi = 180,
 }
 
 impl Block {

@@ -6,6 +6,7 @@
 //! (`#[path = "../tests/support/mod.rs"] mod support;`), so that the benches start muster, poll
 //! it and watch its leader exactly as the tests do.
 //!
+//! - [`certs`]: certificates made by `muster tls`, and which one a TLS port presents.
 //! - [`blocks`]: the address block of each test ([`Block`]), clash-free by construction.
 //! - [`http`]: the one HTTP client (one request per connection, or a kept-alive connection).
 //! - [`agent`]: one agent process ([`Agent`]) and its cluster views (voters, peers, reads,
@@ -20,6 +21,7 @@
 
 pub mod agent;
 pub mod blocks;
+pub mod certs;
 pub mod cluster3;
 pub mod fixture;
 pub mod http;
