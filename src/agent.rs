@@ -521,7 +521,7 @@ impl Agent {
         loop {
             let alive = crate::server::server_views(&members.borrow_and_update())
                 .iter()
-                .filter(|s| s.alive && s.name != self.config.node_name)
+                .filter(|s| s.alive && s.id != crate::server::id::node_id(self.node_id))
                 .count();
             if alive > 0 {
                 knew_one = true;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use openraft::error::{InitializeError, RaftError};
 use rand::RngExt;
 
+use super::confirm::{self, Claim, Identity};
 use super::error::BootstrapError;
 use super::gate::{self, Decision};
 use super::protocol::{server_views, Request, ServerView};
@@ -232,56 +233,124 @@ impl Server {
         // Servers that confirmed the release of this server's abandoned attempts (in memory:
         // after a restart every server is told again, which is harmless).
         let mut released = BTreeSet::new();
+        // `cluster` tags already reported as contradicted by their member's port.
+        let mut ignored = BTreeSet::new();
         loop {
             let views = server_views(&members.borrow_and_update());
-            let decision = gate::evaluate(
-                self.id,
-                self.cfg.bootstrap_expect,
-                &self.cfg.datacenter,
-                self.has_state(),
-                &views,
-            );
-            let line = match &decision {
-                Decision::Done(reason) => {
-                    tracing::info!("bootstrap: {reason}");
-                    self.set_gate_status(reason.clone());
-                    return;
-                }
-                Decision::Propose(servers) => match self.try_bootstrap(servers).await {
-                    Ok(msg) => {
-                        self.set_gate_status(msg);
-                        return;
+            let line = match self.screen_claims(views.clone(), &mut ignored).await {
+                // A claim neither confirmed nor refuted: wait, and ask again.
+                Err(unconfirmed) => unconfirmed,
+                Ok(screened) => {
+                    let decision = gate::evaluate(
+                        self.id,
+                        self.cfg.bootstrap_expect,
+                        &self.cfg.datacenter,
+                        self.has_state(),
+                        &screened,
+                    );
+                    match &decision {
+                        Decision::Done(reason) => {
+                            tracing::info!("bootstrap: {reason}");
+                            self.set_gate_status(reason.clone());
+                            return;
+                        }
+                        Decision::Propose(servers) => match self.try_bootstrap(servers).await {
+                            Ok(msg) => {
+                                self.set_gate_status(msg);
+                                return;
+                            }
+                            Err(e) => {
+                                tracing::warn!("bootstrap: attempt failed, will retry: {e}");
+                                self.set_gate_status(format!(
+                                    "bootstrap attempt failed, retrying: {e}"
+                                ));
+                                released.clear();
+                                self.release_own(servers, &mut released).await;
+                                let pause = rand::rng().random_range(300..1200);
+                                tokio::time::sleep(Duration::from_millis(pause)).await;
+                                continue;
+                            }
+                        },
+                        Decision::Conflict(why) => {
+                            self.release_alive(&views, &mut released).await;
+                            self.gate_log(why, true, &mut last_log);
+                            let _ = tokio::time::timeout(Duration::from_secs(1), members.changed())
+                                .await;
+                            continue;
+                        }
+                        waiting => {
+                            self.release_alive(&views, &mut released).await;
+                            gate::explain_wait(waiting, self.cfg.bootstrap_expect)
+                        }
                     }
-                    Err(e) => {
-                        tracing::warn!("bootstrap: attempt failed, will retry: {e}");
-                        self.set_gate_status(format!("bootstrap attempt failed, retrying: {e}"));
-                        released.clear();
-                        self.release_own(servers, &mut released).await;
-                        let pause = rand::rng().random_range(300..1200);
-                        tokio::time::sleep(Duration::from_millis(pause)).await;
-                        continue;
-                    }
-                },
-                waiting => {
-                    let alive: Vec<ServerView> =
-                        views.iter().filter(|v| v.alive).cloned().collect();
-                    self.release_own(&alive, &mut released).await;
-                    gate::explain_wait(waiting, self.cfg.bootstrap_expect)
                 }
             };
-            let repeat = last_log
-                .as_ref()
-                .is_some_and(|(l, t)| *l == line && t.elapsed() < GATE_LOG_EVERY);
-            if !repeat {
-                if matches!(decision, Decision::Conflict(_)) {
-                    tracing::error!("bootstrap: {line}");
-                } else {
-                    tracing::info!("bootstrap: {line}");
-                }
-                last_log = Some((line.clone(), Instant::now()));
-            }
-            self.set_gate_status(line);
+            self.gate_log(&line, false, &mut last_log);
             let _ = tokio::time::timeout(Duration::from_secs(1), members.changed()).await;
+        }
+    }
+
+    /// Tells the alive servers among `views` that this server's abandoned attempts are over.
+    async fn release_alive(&self, views: &[ServerView], released: &mut BTreeSet<NodeId>) {
+        let alive: Vec<ServerView> = views.iter().filter(|v| v.alive).cloned().collect();
+        self.release_own(&alive, released).await;
+    }
+
+    /// Shows `line` as the gate's status, and logs it unless it was logged within
+    /// [`GATE_LOG_EVERY`]; an error line for a conflict.
+    fn gate_log(&self, line: &str, conflict: bool, last_log: &mut Option<(String, Instant)>) {
+        let repeat = last_log
+            .as_ref()
+            .is_some_and(|(l, t)| l == line && t.elapsed() < GATE_LOG_EVERY);
+        if !repeat {
+            if conflict {
+                tracing::error!("bootstrap: {line}");
+            } else {
+                tracing::info!("bootstrap: {line}");
+            }
+            *last_log = Some((line.to_string(), Instant::now()));
+        }
+        self.set_gate_status(line.to_string());
+    }
+
+    /// The servers the gate may count (docs/security.md, "The server port has the last
+    /// word"): a member whose port lately answered as another server is left out, and each
+    /// `cluster` tag is put to its member's port. A confirmed claim stays (the gate then ends);
+    /// a contradicted one is cleared (logged once, in `ignored`); `Err` is the line to wait
+    /// with while a claim is neither, unless another is confirmed.
+    async fn screen_claims(
+        &self,
+        views: Vec<ServerView>,
+        ignored: &mut BTreeSet<(NodeId, uuid::Uuid)>,
+    ) -> Result<Vec<ServerView>, String> {
+        let mut screened = Vec::new();
+        let (mut confirmed, mut unconfirmed) = (false, None);
+        for mut v in views {
+            if self.recent_answers.is_impostor(&v) {
+                continue;
+            }
+            let counted = v.alive && v.datacenter == self.cfg.datacenter && v.id != self.id;
+            if let (true, Some(cluster)) = (counted, v.cluster_id) {
+                match confirm::judge_claim(&v, &self.identity_of(&v).await) {
+                    Claim::Confirmed => confirmed = true,
+                    Claim::Ignored(line) => {
+                        if ignored.insert((v.id, cluster)) {
+                            tracing::warn!("bootstrap: {line}");
+                        }
+                        v.cluster_id = None;
+                    }
+                    // identity_of has logged it.
+                    Claim::Impostor(_) => continue,
+                    Claim::Unconfirmed(line) => {
+                        unconfirmed.get_or_insert(line);
+                    }
+                }
+            }
+            screened.push(v);
+        }
+        match unconfirmed {
+            Some(line) if !confirmed => Err(line),
+            _ => Ok(screened),
         }
     }
 
@@ -293,16 +362,21 @@ impl Server {
         // 1. Probe: does any of them hold Raft state or belong to a cluster?
         let mut statuses = Vec::new();
         for s in servers {
-            let st = if s.id == self.id {
-                self.status()
-            } else {
-                self.rpc
-                    .ask(&s.rpc_addr, Request::PeerStatus, CALL_TIMEOUT)
-                    .await
-                    .map_err(|source| BootstrapError::Probe {
+            // The answer must come as the proposed server: a member whose port answers as
+            // another is an impostor, left out of the next attempt.
+            let st = match self.identity_of(s).await {
+                Identity::Confirmed(st) => st,
+                Identity::Impostor { answered } => {
+                    return Err(BootstrapError::Impostor(confirm::impostor_line(
+                        s, answered,
+                    )))
+                }
+                Identity::Unanswered(reason) => {
+                    return Err(BootstrapError::Probe {
                         name: s.name.clone(),
-                        source,
-                    })?
+                        reason,
+                    })
+                }
             };
             statuses.push((s.name.clone(), st));
         }

@@ -10,9 +10,10 @@ use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
 use uuid::Uuid;
 
+use super::confirm::Identity;
 use super::error::ServerError;
 use super::health::REMOVED_HOLD;
-use super::protocol::{server_view, server_views, ServerView};
+use super::protocol::{seen_as, server_views, SeenAs, ServerView};
 use super::state;
 use super::tombstones::TombstoneClock;
 use super::types::{node_uuid, Command, NodeId, ServerNode};
@@ -172,12 +173,17 @@ impl Server {
         let membership = m.membership_config.membership().clone();
         let known: BTreeMap<NodeId, ServerNode> =
             membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        // By id and the configuration's name (docs/security.md, Identity): a second member
+        // claiming a server's id can neither leave nor fail in its place.
+        let members = self.gossip.members();
         let status_of = |id: NodeId| {
-            self.gossip
-                .members()
-                .iter()
-                .find(|mb| server_view(mb).is_some_and(|v| v.id == id))
-                .map(|mb| mb.status)
+            let name = known.get(&id).map(|n| n.name.as_str()).unwrap_or("");
+            match seen_as(&members, id, name) {
+                SeenAs::Member(s) => Some(s),
+                SeenAs::Absent => None,
+                // Nothing to conclude: as if it were still there.
+                SeenAs::Ambiguous => Some(MemberStatus::Alive),
+            }
         };
         let held: BTreeSet<NodeId> = {
             let mut trackers = self.trackers.lock().expect("trackers lock");
@@ -187,30 +193,36 @@ impl Server {
             });
             removed.keys().copied().collect()
         };
-        for v in views
+        // A new server, or a known one at a new address, is taken only once the port at that
+        // address answers with its id (docs/security.md, "The server port has the last word").
+        let new: Vec<&ServerView> = views
             .iter()
             .filter(|v| v.alive && v.datacenter == self.cfg.datacenter)
-        {
-            if !known.contains_key(&v.id) && !held.contains(&v.id) {
-                tracing::info!(server = %v.name, addr = %v.rpc_addr, "adding server as a non-voter");
-                if let Err(e) = self.add_learner(v.id, v.node()).await {
-                    tracing::warn!(server = %v.name, error = %e, "adding server failed");
-                }
+            .filter(|v| !known.contains_key(&v.id) && !held.contains(&v.id))
+            .collect();
+        for v in self.confirmed(&new).await {
+            tracing::info!(server = %v.name, addr = %v.rpc_addr, "adding server as a non-voter");
+            if let Err(e) = self.add_learner(v.id, v.node()).await {
+                tracing::warn!(server = %v.name, error = %e, "adding server failed");
             }
         }
         // A server back with its data on a new IP keeps its seat; only its address changes
         // (as Consul does: same ID, new address → re-add keeping voter status;
         // docs/reference/consul.md).
-        let moved: BTreeMap<NodeId, ServerNode> = views
+        let moving: Vec<&ServerView> = views
             .iter()
             .filter(|v| v.alive)
-            .filter_map(|v| {
-                let have = known.get(&v.id)?;
-                (have.addr != v.rpc_addr).then(|| {
-                    tracing::info!(server = %v.name, from = %have.addr, to = %v.rpc_addr,
-                        "server moved: updating its address in the Raft configuration");
-                    (v.id, v.node())
-                })
+            .filter(|v| known.get(&v.id).is_some_and(|have| have.addr != v.rpc_addr))
+            .collect();
+        let moved: BTreeMap<NodeId, ServerNode> = self
+            .confirmed(&moving)
+            .await
+            .into_iter()
+            .map(|v| {
+                let from = known.get(&v.id).map(|n| n.addr.as_str()).unwrap_or("");
+                tracing::info!(server = %v.name, from = %from, to = %v.rpc_addr,
+                    "server moved: updating its address in the Raft configuration");
+                (v.id, v.node())
             })
             .collect();
         if !moved.is_empty() {
@@ -230,6 +242,24 @@ impl Server {
             }
         }
         self.autopilot_round().await;
+    }
+
+    /// Those of `views` whose server port answers with their own id, asked all at once (a
+    /// silent port costs one [`super::confirm::ASK_TIMEOUT`] per round at most, and is asked again
+    /// only after [`super::confirm::RECHECK_AFTER`]).
+    async fn confirmed<'a>(&self, views: &[&'a ServerView]) -> Vec<&'a ServerView> {
+        let asked = views.iter().map(|v| async move {
+            match self.identity_of(v).await {
+                Identity::Confirmed(_) => Some(*v),
+                // identity_of logged an impostor; silence is retried.
+                Identity::Impostor { .. } | Identity::Unanswered(_) => None,
+            }
+        });
+        futures::future::join_all(asked)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// One membership change at a time, retried while a previous change is still settling.

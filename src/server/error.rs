@@ -66,12 +66,12 @@ pub enum RecoveryError {
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
     /// A server's status could not be confirmed: it may hold Raft state. Retry.
-    #[error("cannot confirm the status of {name}: {source}")]
-    Probe {
-        name: String,
-        #[source]
-        source: RpcError,
-    },
+    #[error("cannot confirm the status of {name}: {reason}")]
+    Probe { name: String, reason: String },
+    /// A proposed member's port answered as another server: it is left out from now on
+    /// (docs/security.md, "The server port has the last word"). Retry without it.
+    #[error("{0}")]
+    Impostor(String),
     /// A server refused the proposal or did not answer it (which, and why). Retry.
     #[error("proposal refused: {0}")]
     Refused(String),

@@ -8,7 +8,7 @@ use openraft::{ChangeMembers, ServerState};
 
 use super::autopilot;
 use super::error::ServerError;
-use super::protocol::{server_view, Request};
+use super::protocol::{seen_as, Request, SeenAs};
 use super::status::matched_indexes;
 use super::types::{node_uuid, NodeId, ServerNode};
 use super::{Server, CALL_TIMEOUT};
@@ -80,18 +80,21 @@ impl Server {
         let mut health = Vec::new();
         let mut reports = Vec::new();
         for (id, node) in membership.nodes() {
-            let member = members
-                .iter()
-                .find(|mb| server_view(mb).is_some_and(|v| v.id == *id));
-            let status = member.map(|mb| mb.status);
+            // By id and the configuration's name: a second member claiming the id cannot
+            // make the server look dead (or alive) to autopilot.
+            let seen = seen_as(&members, *id, &node.name);
+            let status = match seen {
+                SeenAs::Member(s) => Some(s),
+                SeenAs::Absent | SeenAs::Ambiguous => None,
+            };
             let is_self = *id == self.id;
-            let gone = match status {
+            let gone = match seen {
                 _ if is_self => None,
-                None => Some(autopilot::Dead::Stale),
-                Some(MemberStatus::Failed) | Some(MemberStatus::Left) => {
+                SeenAs::Absent => Some(autopilot::Dead::Stale),
+                SeenAs::Member(MemberStatus::Failed) | SeenAs::Member(MemberStatus::Left) => {
                     Some(autopilot::Dead::Failed)
                 }
-                Some(_) => None,
+                SeenAs::Member(_) | SeenAs::Ambiguous => None,
             };
             // Dead only after as long as a newcomer must be healthy: a server that reboots
             // quickly keeps its seat.

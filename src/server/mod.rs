@@ -28,6 +28,7 @@ pub mod api;
 pub mod autopilot;
 pub mod batch;
 mod bootstrap;
+mod confirm;
 mod duties;
 mod election;
 pub mod error;
@@ -144,6 +145,8 @@ pub struct Server {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// Node ids more than one gossip member claims, as last logged (src/server/duties.rs).
     contested: Mutex<Vec<(NodeId, Vec<String>)>>,
+    /// What servers' ports lately answered that confirmed nothing (`confirm`).
+    recent_answers: confirm::RecentAnswers,
     /// Refuses Raft messages of a higher term from servers outside the configuration.
     term_guard: rpc_guard::TermGuard,
     /// The snapshot being received from the leader, bounded and checked before install.
@@ -236,6 +239,7 @@ impl Server {
             batcher,
             tasks: Mutex::new(vec![batching]),
             contested: Mutex::new(Vec::new()),
+            recent_answers: Default::default(),
             term_guard: Default::default(),
             snapshot_inbox: Default::default(),
         });

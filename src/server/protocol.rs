@@ -116,6 +116,37 @@ pub fn contested_ids(members: &[Member]) -> Vec<(NodeId, Vec<String>)> {
         .collect()
 }
 
+/// How gossip shows the server the Raft configuration knows as `id` and `name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeenAs {
+    /// The member that is that server, with its status.
+    Member(MemberStatus),
+    /// No member claims that server.
+    Absent,
+    /// Members of other names claim it and none has its name: gossip cannot tell which (if
+    /// any) is that server, so nothing may be concluded from either (a forger's leave must
+    /// not remove the real server from the configuration).
+    Ambiguous,
+}
+
+/// The member that is server (`id`, `name`): the one with that id and that name; failing
+/// that (a server renamed), the only member with that id; with several and none of that
+/// name, [`SeenAs::Ambiguous`]. `name` may be empty when the caller knows none.
+pub fn seen_as(members: &[Member], id: NodeId, name: &str) -> SeenAs {
+    let claims: Vec<&Member> = members
+        .iter()
+        .filter(|m| server_view(m).is_some_and(|v| v.id == id))
+        .collect();
+    if let Some(m) = claims.iter().find(|m| m.name == name) {
+        return SeenAs::Member(m.status);
+    }
+    match claims.as_slice() {
+        [] => SeenAs::Absent,
+        [only] => SeenAs::Member(only.status),
+        _ => SeenAs::Ambiguous,
+    }
+}
+
 /// Consul's read modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Consistency {
@@ -421,6 +452,24 @@ mod tests {
         assert!(server_view(&genuine).is_some());
         // The same node under one name (a restart) is no contest.
         assert!(contested_ids(&[genuine.clone(), genuine]).is_empty());
+    }
+
+    #[test]
+    fn a_second_member_claiming_a_servers_id_cannot_speak_for_its_status() {
+        let genuine = member("s1", 1, 1);
+        let mut twin = member("evil", 1, 1);
+        twin.status = MemberStatus::Left;
+        let both = [genuine.clone(), twin.clone()];
+        // By the name the configuration knows, the genuine member answers, whoever leaves.
+        assert_eq!(seen_as(&both, 1, "s1"), SeenAs::Member(MemberStatus::Alive));
+        // Under neither claimant's name (a renamed server), nothing is concluded.
+        assert_eq!(seen_as(&both, 1, "s1-renamed"), SeenAs::Ambiguous);
+        // One claimant, whatever its name, is the server (a rename).
+        assert_eq!(
+            seen_as(&[twin], 1, "s1"),
+            SeenAs::Member(MemberStatus::Left)
+        );
+        assert_eq!(seen_as(&[genuine], 2, "s2"), SeenAs::Absent);
     }
 
     /// The bytes of two requests as tests/tls.rs writes them by hand: if the encoding of

@@ -125,6 +125,8 @@ pub enum Block {
     RpcFuzz = 177,
     // tests/https.rs (issue 11 item 2: the HTTPS API and the CLI's TLS flags)
     HttpsApi = 180,
+    // tests/identity.rs (issue 11 item 5: claims in gossip checked at the server port)
+    ForgedClaims = 185,
 }
 
 impl Block {
