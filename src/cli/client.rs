@@ -150,12 +150,25 @@ impl HttpArgs {
                     let port = url.port_or_known_default().unwrap_or(443);
                     let dial = resolve(host.trim_matches(['[', ']']), port)
                         .map_err(|e| format!("-http-addr {addr:?}: cannot resolve {host}: {e}"))?;
+                    // The Host header stays the address dialled (the agent's Host check
+                    // knows it); only the TLS name changes.
+                    let authority = match url.port() {
+                        Some(p) => format!("{host}:{p}"),
+                        None => host.to_string(),
+                    };
+                    let mut headers = reqwest::header::HeaderMap::new();
+                    headers.insert(
+                        reqwest::header::HOST,
+                        reqwest::header::HeaderValue::from_str(&authority)
+                            .map_err(|e| format!("-http-addr {addr:?}: {e}"))?,
+                    );
                     let mut url = url;
                     url.set_host(Some(name))
                         .map_err(|e| format!("-tls-server-name {name:?}: {e}"))?;
                     let rebased = url.as_str().trim_end_matches('/').to_string();
                     return builder
                         .resolve(name, dial)
+                        .default_headers(headers)
                         .build()
                         .map(|c| (rebased, c))
                         .map_err(|e| format!("cannot set up the HTTPS client: {e}"));

@@ -3,7 +3,7 @@
 //!
 //! Each accepted connection gets a task of its own that finishes the handshake within
 //! [`HANDSHAKE_DEADLINE`]; only completed TLS streams reach the HTTP server, through a
-//! channel that [`Handshaken`] hands to `axum::serve` as its listener. So a caller that
+//! channel that `Handshaken` hands to `axum::serve` as its listener. So a caller that
 //! connects and says nothing holds up nobody, and at most [`MAX_HANDSHAKES`] handshakes run
 //! at once (more are closed at once: the port is as hostile a network as the server port).
 //! The material is read at each handshake, so a reload (SIGHUP) applies to the next one.
