@@ -172,6 +172,23 @@ async fn bind_tcp(
     Ok((Some(l), Some(bound)))
 }
 
+/// A data dir that other local users may enter or read holds the Raft state, the keyring
+/// and the node id for them to copy: one warning with the fix. (A dir the agent creates is
+/// 0700 already: `muster agent` runs with umask 077.)
+fn warn_if_open_to_others(dir: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "data dir {} is open to other local users (mode {mode:o}): chmod 700 {}",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+}
+
 /// An optional listener's address for a log line: the address, or `off`.
 fn shown(addr: Option<SocketAddr>) -> String {
     addr.map_or_else(|| "off".to_string(), |a| a.to_string())
@@ -336,6 +353,7 @@ impl Agent {
             path: data_dir.clone(),
             source,
         })?;
+        warn_if_open_to_others(&data_dir);
         let node_id = crate::node_id::load_or_create(&data_dir, config.node_id)?;
         let keyring = crate::gossip::keyring::load_or_create(&data_dir, config.encrypt.as_ref())?;
         if let Some(w) = &keyring.warning {

@@ -37,6 +37,15 @@ pub fn run(cmd: AgentCmd) -> u8 {
     for w in &built.warnings {
         tracing::warn!("{w}");
     }
+    if let Some(w) = key_on_command_line(&cmd.flags) {
+        tracing::warn!("{w}");
+    }
+    // Every file and directory the agent creates (node-id, raft.redb, the keyring, the
+    // bootstrap promise, the data dir itself) is its owner's alone: 0600 and 0700.
+    // SAFETY: umask only sets the process's file mode mask; it cannot fail.
+    unsafe {
+        libc::umask(0o077);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -49,6 +58,19 @@ pub fn run(cmd: AgentCmd) -> u8 {
         }
     };
     rt.block_on(run_agent(built.config))
+}
+
+/// A gossip key given as `-encrypt` on the command line (not through `MUSTER_ENCRYPT`, which
+/// clap reads into the same field) is readable by every local user in `/proc/<pid>/cmdline`.
+fn key_on_command_line(flags: &AgentFlags) -> Option<&'static str> {
+    let given = flags.encrypt.as_deref()?;
+    if std::env::var("MUSTER_ENCRYPT").is_ok_and(|env| env == given) {
+        return None;
+    }
+    Some(
+        "the gossip key is on the command line (-encrypt), where every local user can read it \
+         in /proc; give it in MUSTER_ENCRYPT or in a config file of mode 0600 instead",
+    )
 }
 
 fn init_logging(level: LogLevel, json: bool) {

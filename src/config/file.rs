@@ -31,6 +31,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "encrypt",
     "encrypt_verify_incoming",
     "encrypt_verify_outgoing",
+    "http_allowed_hosts",
     "key_file",
     "kv_tombstone_ttl",
     "leave_on_terminate",
@@ -178,6 +179,8 @@ struct FileModel {
     skip_leave_on_interrupt: Option<bool>,
     #[serde(default)]
     start_join: Vec<String>,
+    #[serde(default)]
+    http_allowed_hosts: Vec<String>,
     tombstone_timeout: Option<String>,
     tls: Option<TlsStanza>,
     verify_incoming_rpc: Option<bool>,
@@ -280,6 +283,12 @@ pub fn files_in_dir(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(files)
 }
 
+/// Whether a key path names a secret: the gossip key, a token, cloud credentials.
+fn holds_secret(path: &str) -> bool {
+    path.split('.')
+        .any(|k| k == "encrypt" || muster_provider_core::looks_secret(k))
+}
+
 /// Reads one file. Errors carry the file name and the key; `warnings` receives notes about
 /// Consul-only keys.
 pub fn load_file(
@@ -292,6 +301,7 @@ pub fn load_file(
             "cannot read config file {shown}: {e}"
         ))]
     })?;
+    warn_if_secret_readable_by_others(path, &shown, &text, warnings);
     let format = match path.extension().and_then(|e| e.to_str()) {
         Some("json") => Format::Json,
         Some("hcl") => Format::Hcl,
@@ -302,6 +312,34 @@ pub fn load_file(
         }
     };
     parse_str(&text, format, &shown, warnings)
+}
+
+/// A config file that holds a secret (the gossip key, a token, cloud credentials) and that
+/// other local users may read is worth one warning: the fix is a `chmod`. A rough test on
+/// the text (a secret key's name appears in it), so it may also warn for a comment.
+fn warn_if_secret_readable_by_others(
+    path: &Path,
+    shown: &str,
+    text: &str,
+    warnings: &mut Vec<String>,
+) {
+    use std::os::unix::fs::PermissionsExt;
+    let secret = ["encrypt", "secret_access_key", "token", "credentials_file"]
+        .iter()
+        .find(|k| text.contains(*k));
+    let Some(key) = secret else {
+        return;
+    };
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        warnings.push(format!(
+            "{shown} holds a secret (`{key}`) and other local users may read it (mode \
+             {mode:o}): chmod 600 {shown}"
+        ));
+    }
 }
 
 /// The syntax of a config file.
@@ -401,7 +439,7 @@ pub fn parse_str(
     }
     tls_stanza(&mut top, origin, &mut errors, warnings);
     // Consul accepts a single string where a list is expected for these keys.
-    for list_key in ["retry_join", "start_join"] {
+    for list_key in ["retry_join", "start_join", "http_allowed_hosts"] {
         if let Some(Value::String(s)) = top.get(list_key) {
             let one = Value::Array(vec![Value::String(s.clone())]);
             top.insert(list_key.to_string(), one);
@@ -411,11 +449,19 @@ pub fn parse_str(
         return Err(errors);
     }
     let model: FileModel = serde_path_to_error::deserialize(Value::Object(top)).map_err(|e| {
-        vec![ConfigError::new(format!(
-            "{origin}: key `{}`: {}",
-            e.path(),
-            e.inner()
-        ))]
+        let path = e.path().to_string();
+        let why = e.inner().to_string();
+        // serde quotes the value it refused (`invalid type: string "…"`); of a secret key it
+        // names only the type that was expected.
+        let why = if holds_secret(&path) {
+            match why.split_once(", expected ") {
+                Some((_, expected)) => format!("the value has the wrong type: expected {expected}"),
+                None => "the value cannot be read (not shown: the key holds a secret)".into(),
+            }
+        } else {
+            why
+        };
+        vec![ConfigError::new(format!("{origin}: key `{path}`: {why}"))]
     })?;
     Ok(model.into_partial(origin))
 }
@@ -458,6 +504,7 @@ impl FileModel {
             server: self.server,
             skip_leave_on_interrupt: self.skip_leave_on_interrupt,
             start_join: self.start_join,
+            http_allowed_hosts: self.http_allowed_hosts,
             legacy_cloud: LegacyCloud {
                 ec2_region: ec2.region,
                 ec2_tag_key: ec2.tag_key,

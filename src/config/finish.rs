@@ -48,6 +48,7 @@ pub fn finish(
     let autopilot = f.autopilot(&p);
     let kv_tombstone_ttl = f.kv_tombstone_ttl(&p);
     let domain = f.domain(&p);
+    let http_allowed_hosts = f.http_allowed_hosts(&p);
     let tls = {
         let (mut errors, mut warnings) = (Vec::new(), Vec::new());
         let server_name = crate::tls::server_name(&datacenter, &domain);
@@ -104,6 +105,7 @@ pub fn finish(
             client_addr,
             ports,
             start_join: p.start_join,
+            http_allowed_hosts,
             retry_join,
             retry_interval,
             retry_max,
@@ -295,6 +297,29 @@ impl Findings {
             }
         }
         (bind_addr, advertise_addr, client_addr)
+    }
+
+    /// `http_allowed_hosts`: DNS names (letters, digits, `-`, `.`), lower-cased, trailing dot
+    /// dropped. An IP literal needs no entry (every IP literal is allowed).
+    fn http_allowed_hosts(&mut self, p: &PartialConfig) -> Vec<String> {
+        let mut out = Vec::new();
+        for h in &p.http_allowed_hosts {
+            let name = h.trim().trim_end_matches('.').to_ascii_lowercase();
+            let valid = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|l| {
+                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if valid {
+                out.push(name);
+            } else {
+                self.error(format!(
+                    "http_allowed_hosts {h:?} is not a host name: give a DNS name such as \
+                     muster.internal (IP addresses are always allowed)"
+                ));
+            }
+        }
+        out
     }
 
     /// One port key, or its default when unset or out of range.

@@ -51,6 +51,10 @@ pub struct AgentFlags {
     /// Address to join at start (start_join). Repeatable.
     #[arg(long, value_name = "ADDR")]
     pub join: Vec<String>,
+    /// A host name the HTTP API answers to, besides IP addresses, localhost and the node
+    /// name (http_allowed_hosts). Repeatable.
+    #[arg(long = "http-allowed-host", value_name = "NAME")]
+    pub http_allowed_host: Vec<String>,
     /// Address or provider string to join, retried until it succeeds. Repeatable.
     #[arg(long = "retry-join", value_name = "ADDR")]
     pub retry_join: Vec<String>,
@@ -73,8 +77,14 @@ pub struct AgentFlags {
     /// Throwaway single server: data in a temp dir, everything on 127.0.0.1.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub dev: Option<bool>,
-    /// Gossip encryption key: base64 of 32 bytes (`muster keygen`).
-    #[arg(long, value_name = "KEY")]
+    /// Gossip encryption key: base64 of 32 bytes (`muster keygen`). Prefer MUSTER_ENCRYPT or
+    /// a config file of mode 0600: a flag is visible to every local user in /proc.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "MUSTER_ENCRYPT",
+        hide_env_values = true
+    )]
     pub encrypt: Option<String>,
     /// Log level: trace, debug, info, warn, error. Default info.
     #[arg(long = "log-level", value_name = "LEVEL")]
@@ -173,6 +183,7 @@ impl AgentFlags {
             server: self.server,
             skip_leave_on_interrupt: None,
             start_join: self.join.clone(),
+            http_allowed_hosts: self.http_allowed_host.clone(),
             legacy_cloud: LegacyCloud {
                 ec2_region: self.ec2_region.clone(),
                 ec2_tag_key: self.ec2_tag_key.clone(),

@@ -6,7 +6,8 @@ use super::ConfigError;
 
 /// The legacy `-retry-join-ec2-*` and `-retry-join-gce-*` settings of one layer (or of the
 /// merged layers), kept for the translation into a provider string. `None` means "not set here".
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// Its `Debug` hides the credentials (`redact.rs`).
+#[derive(Default, Clone, PartialEq, Eq)]
 pub struct LegacyCloud {
     pub ec2_region: Option<String>,
     pub ec2_tag_key: Option<String>,

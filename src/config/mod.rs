@@ -12,6 +12,7 @@ pub mod flags;
 pub mod legacy;
 pub mod netif;
 mod partial;
+mod redact;
 pub mod tls;
 
 use std::fmt;
@@ -117,8 +118,9 @@ impl LogLevel {
         }
     }
 }
-/// The validated configuration of one agent. Built once, before anything binds.
-#[derive(Debug, Clone)]
+/// The validated configuration of one agent. Built once, before anything binds. Its `Debug`
+/// hides secrets (`redact.rs`).
+#[derive(Clone)]
 pub struct RuntimeConfig {
     /// Server mode: takes part in Raft (later issue); advertised in gossip as `role=consul`.
     pub server: bool,
@@ -173,6 +175,9 @@ pub struct RuntimeConfig {
     pub domain: String,
     /// TLS per interface, checked and its files loaded once (docs/security.md).
     pub tls: tls::TlsConfig,
+    /// Host names the HTTP API answers to besides IP literals, `localhost` and the node name;
+    /// lower case, without a trailing dot (docs/security.md, Host check).
+    pub http_allowed_hosts: Vec<String>,
 }
 
 /// The autopilot settings a new cluster starts with, as the operator gave them (checked). `None`

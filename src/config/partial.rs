@@ -16,7 +16,8 @@ pub struct Ports<T = Option<i64>> {
 }
 
 /// One layer of configuration: a file or the command line. `None`/empty means "not set here".
-#[derive(Debug, Default, Clone)]
+/// Its `Debug` hides secrets (`redact.rs`).
+#[derive(Default, Clone)]
 pub struct PartialConfig {
     pub origin: Option<String>,
     pub advertise_addr: Option<String>,
@@ -47,6 +48,9 @@ pub struct PartialConfig {
     pub server: Option<bool>,
     pub skip_leave_on_interrupt: Option<bool>,
     pub start_join: Vec<String>,
+    /// Host names the HTTP API answers to besides IP literals, `localhost` and the node name
+    /// (docs/security.md, Host check). Lists concatenate.
+    pub http_allowed_hosts: Vec<String>,
     /// The `retry_join_ec2` / `retry_join_gce` blocks and their flags.
     pub legacy_cloud: LegacyCloud,
     pub raft_multiplier: Option<i64>,
@@ -117,6 +121,7 @@ impl PartialConfig {
         self.tls.merge(later.tls);
         self.retry_join.extend(later.retry_join);
         self.start_join.extend(later.start_join);
+        self.http_allowed_hosts.extend(later.http_allowed_hosts);
         self.origin = later.origin;
         self
     }

@@ -6,6 +6,7 @@
 //! - [`keyring`]: `/v1/operator/keyring` — the gossip keyring on every member.
 //! - [`kv`]: `/v1/kv/*` — Consul's KV API with blocking queries and consistency modes.
 //! - [`catalog`]: `/v1/catalog/nodes`, the catalog of nodes.
+//! - [`host_check`]: the Host check in front of every endpoint (DNS rebinding).
 //! - [`https`]: the same API over TLS (`ports.https`), handshakes off the accept loop.
 //! - [`snapshot`]: `/v1/snapshot` — operator backup and restore.
 //! - [`status`]: `/v1/status/*` and `/v1/operator/raft/*` — leader, peers, configuration.
@@ -16,6 +17,7 @@
 pub mod agent;
 pub mod autopilot;
 pub mod catalog;
+pub mod host_check;
 pub mod https;
 pub mod keyring;
 pub mod kv;
@@ -61,6 +63,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .merge(snapshot::routes())
         .fallback(unknown_endpoint)
         .method_not_allowed_fallback(wrong_method)
+        .layer(axum::middleware::from_fn_with_state(
+            agent.clone(),
+            host_check::check,
+        ))
         .with_state(agent)
 }
 

@@ -127,6 +127,9 @@ pub enum Block {
     HttpsApi = 180,
     // tests/identity.rs (issue 11 item 5: claims in gossip checked at the server port)
     ForgedClaims = 185,
+    // tests/secrets.rs (issue 12 items 3 and 4: the Host check, secrets kept out of sight)
+    Secrets = 186,
+    HostCheck = 187,
 }
 
 impl Block {

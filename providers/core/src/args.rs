@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Parsed provider arguments: `provider` plus the other keys, in canonical (sorted) order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its `Debug` is its `Display`: secrets hidden (a `{:?}` in a log line must not leak them).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ProviderArgs {
     pub provider: String,
     pub args: BTreeMap<String, String>,
@@ -15,11 +16,12 @@ pub struct ProviderArgs {
     pub secret_keys: Vec<String>,
 }
 
-/// Why a provider string could not be read.
+/// Why a provider string could not be read. It never quotes the string: a string that does
+/// not parse cannot be split safely into keys and values, so any part of it may be a secret
+/// (the caller names the entry through [`redact`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot parse {input:?}: {reason}")]
+#[error("cannot parse the provider string: {reason}")]
 pub struct ParseError {
-    pub input: String,
     pub reason: String,
 }
 
@@ -39,29 +41,61 @@ const SECRET_KEY_PARTS: &[&str] = &[
     "password",
 ];
 
-/// A provider string with the values of secret-looking keys hidden, for messages about a string
-/// that did not even parse (so its provider's key list cannot say which keys are secret) and for
-/// `/v1/agent/self`. The one redactor for provider strings outside a provider's own key list.
+/// Whether a key's name marks its value as secret, whatever the provider.
+pub fn looks_secret(key: &str) -> bool {
+    SECRET_KEY_PARTS.iter().any(|s| key.contains(s))
+}
+
+/// A provider string fit to show: parsed, then written in canonical form with the value of
+/// every secret-looking key as `hidden`, for messages about an entry whose provider's key
+/// list is not known (or that did not even parse) and for `/v1/agent/self`. Redaction works
+/// on the parsed pairs, never on spaces, so quotes, tabs and line breaks cannot carry a secret
+/// past it. A string that does not parse is shown as its provider name only (when one can be
+/// read) and a note: none of its values.
 pub fn redact(entry: &str) -> String {
-    entry
-        .split(' ')
-        .map(|kv| match kv.split_once('=') {
-            Some((k, _)) if SECRET_KEY_PARTS.iter().any(|s| k.contains(s)) => {
-                format!("{k}=hidden")
+    match ProviderArgs::parse(entry) {
+        Ok(mut args) => {
+            let secret: Vec<String> = args
+                .args
+                .keys()
+                .filter(|k| looks_secret(k))
+                .cloned()
+                .collect();
+            for k in secret {
+                if !args.secret_keys.contains(&k) {
+                    args.secret_keys.push(k);
+                }
             }
-            _ => kv.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+            args.to_string()
+        }
+        Err(_) => match provider_name(entry) {
+            Some(name) => format!("provider={name} … (the rest not shown: it does not parse)"),
+            None => "… (not shown: it does not parse)".to_string(),
+        },
+    }
+}
+
+/// The provider's name in a string that may not parse: `provider=NAME` at a word's start,
+/// NAME made of the characters provider names use.
+fn provider_name(entry: &str) -> Option<&str> {
+    let at = entry
+        .match_indices("provider=")
+        .find(|(i, _)| *i == 0 || entry[..*i].ends_with(char::is_whitespace))?
+        .0;
+    let rest = &entry[at + "provider=".len()..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
 }
 
 impl ProviderArgs {
     /// Parses a provider string.
     pub fn parse(input: &str) -> Result<Self, ParseError> {
-        let fail = |reason: String| ParseError {
-            input: input.to_string(),
-            reason,
-        };
+        let fail = |reason: String| ParseError { reason };
+        // Pairs read so far, to say where a bad word is without quoting it (it may be a
+        // secret's second half: `secret_access_key=abc def`).
+        let mut words = 0usize;
         let mut pairs: BTreeMap<String, String> = BTreeMap::new();
         let mut chars = input.trim().chars().peekable();
         loop {
@@ -79,8 +113,16 @@ impl ProviderArgs {
                 key.push(c);
                 chars.next();
             }
+            words += 1;
             if chars.next() != Some('=') {
-                return Err(fail(format!("{key:?} is not a key=value pair")));
+                let after = match pairs.keys().last() {
+                    Some(k) => format!(" (after {k}=…)"),
+                    None => String::new(),
+                };
+                return Err(fail(format!(
+                    "word {words}{after} is not a key=value pair; a value with spaces needs \
+                     quotes: key=\"a b\""
+                )));
             }
             if key.is_empty() {
                 return Err(fail("a pair has an empty key".into()));
@@ -206,12 +248,19 @@ fn quote(v: &str) -> String {
     }
 }
 
-/// Canonical form: `provider=…` first, the other keys sorted, secrets shown as `hidden`.
+impl fmt::Debug for ProviderArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ProviderArgs({self})")
+    }
+}
+
+/// Canonical form: `provider=…` first, the other keys sorted, secrets shown as `hidden`: the
+/// provider's secret keys and every key whose name looks secret ([`looks_secret`]).
 impl fmt::Display for ProviderArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "provider={}", quote(&self.provider))?;
         for (k, v) in &self.args {
-            let shown = if self.secret_keys.iter().any(|s| s == k) {
+            let shown = if looks_secret(k) || self.secret_keys.iter().any(|s| s == k) {
                 "hidden".to_string()
             } else {
                 quote(v)
@@ -266,6 +315,40 @@ mod tests {
         assert!(shown.contains("tag_key=role") && shown.contains("password=hidden"));
     }
 
+    /// Secrets that splitting on spaces let through: a quoted value with a space, a line
+    /// break or a tab between pairs, a string that does not parse at all.
+    #[test]
+    fn redaction_works_on_the_parsed_pairs_not_on_spaces() {
+        for (entry, secret) in [
+            (
+                r#"provider=aws secret_access_key="S3 CR3T" region=x"#,
+                "CR3T",
+            ),
+            (
+                "provider=aws\nsecret_access_key=S3CR3T\ttag_key=k",
+                "S3CR3T",
+            ),
+            ("provider=aws\tsecret_access_key=S3CR3T", "S3CR3T"),
+            (r#"provider=aws secret_access_key="S3CR3T"#, "S3CR3T"),
+            ("provider=aws secret_access_key=abc S3CR3T", "S3CR3T"),
+        ] {
+            let shown = redact(entry);
+            assert!(!shown.contains(secret), "{entry:?} shown as {shown:?}");
+            assert!(shown.starts_with("provider=aws"), "{shown}");
+            let err = ProviderArgs::parse(entry).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref().is_none_or(|e| !e.contains(secret)),
+                "{entry:?}: {err:?}"
+            );
+        }
+        assert_eq!(
+            redact("region=x secret=\"open"),
+            "… (not shown: it does not parse)"
+        );
+        let args = ProviderArgs::parse("provider=aws secret_access_key=S3CR3T").unwrap();
+        assert!(!format!("{args:?}").contains("S3CR3T"), "{args:?}");
+    }
+
     #[test]
     fn reads_go_discover_strings() {
         let a = ProviderArgs::parse("provider=aws region=eu-west-1 tag_key=role tag_value=consul")
@@ -287,9 +370,12 @@ mod tests {
             a.to_string(),
             r#"provider=aws secret_access_key=hidden tag_key=k tag_value="x y""#
         );
-        // Round trip without secrets.
+        // A secret-looking key is hidden even when the provider's keys are not known.
         a.secret_keys.clear();
-        assert_eq!(ProviderArgs::parse(&a.to_string()).unwrap(), a);
+        assert!(a.to_string().contains("secret_access_key=hidden"));
+        // Round trip of a string without secrets.
+        let b = ProviderArgs::parse(r#"provider=aws tag_value="x y" tag_key=k"#).unwrap();
+        assert_eq!(ProviderArgs::parse(&b.to_string()).unwrap(), b);
     }
 
     #[test]

@@ -20,6 +20,6 @@ pub mod registry;
 pub mod static_provider;
 
 pub use addr::{AddrError, JoinAddr};
-pub use args::{is_provider_string, redact, ProviderArgs};
+pub use args::{is_provider_string, looks_secret, redact, ProviderArgs};
 pub use provider::{Candidates, KeySpec, Provider, ProviderError};
 pub use registry::{EntryError, Registry};
