@@ -18,6 +18,7 @@
 //!
 //! See docs/architecture.md for how these fit together.
 
+pub mod acl;
 pub mod agent;
 pub mod cli;
 pub mod client;

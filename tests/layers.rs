@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// Which top-level modules each module may name, besides itself. Keep in step with the table in
 /// docs/architecture.md.
 const ALLOWED: &[(&str, &[&str])] = &[
+    ("acl", &[]),
     ("duration", &[]),
     ("frame", &[]),
     ("node_id", &[]),
