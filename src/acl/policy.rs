@@ -5,7 +5,7 @@
 //! (`key_prefix "app/" { policy = "write" }`); an unsegmented one (`operator`, `acl`, `keyring`)
 //! takes its disposition directly (`operator = "read"`). The JSON form nests the segment as an
 //! object key (`{"key_prefix": {"app/": {"policy": "write"}}}`). Both forms are first turned into
-//! one small tree ([`Node`]) so one interpreter reads them and both give the same answers.
+//! one small tree (`Node`) so one interpreter reads them and both give the same answers.
 
 use std::fmt;
 
@@ -41,7 +41,7 @@ impl Disposition {
         }
     }
 
-    /// The stronger of two rules for the same segment (see [`Disposition::merge_rank`]).
+    /// The stronger of two rules for the same segment (see `Disposition::merge_rank`).
     pub fn merge(self, other: Disposition) -> Disposition {
         if other.merge_rank() > self.merge_rank() {
             other
