@@ -14,7 +14,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("node_id", &[]),
     ("tls", &[]),
     ("gossip", &["frame"]),
-    ("config", &["duration", "gossip", "tls"]),
+    ("config", &["acl", "duration", "gossip", "tls"]),
     ("join", &["gossip"]),
     ("server", &["frame", "gossip", "tls"]),
     ("client", &["gossip", "server"]),

@@ -3,7 +3,7 @@
 //! A file is first parsed into a generic tree, then every key is checked against the keys muster
 //! knows, so that a typo gets "unknown key `bootstrap_expct` — did you mean `bootstrap_expect`?"
 //! rather than silence, and only then deserialised into typed fields. Keys that Consul knows but
-//! muster does not implement (`ui`, `acl`, …) are accepted with a warning, so an existing Consul
+//! muster does not implement (`ui`, `telemetry`, …) are accepted with a warning, so an existing Consul
 //! config file can be dropped in; see docs/configuration.md.
 
 use std::path::{Path, PathBuf};
@@ -27,6 +27,13 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "client_addr",
     "data_dir",
     "datacenter",
+    "acl",
+    "acl_default_policy",
+    "acl_down_policy",
+    "acl_master_token",
+    "acl_token",
+    "acl_agent_token",
+    "acl_ttl",
     "domain",
     "encrypt",
     "encrypt_verify_incoming",
@@ -114,7 +121,10 @@ const GCE_KEYS: &[&str] = &[
 
 /// Consul agent keys muster accepts and ignores (with a warning), so that Consul files still load.
 const CONSUL_ONLY_KEYS: &[&str] = &[
-    "acl",
+    // Consul's older ACL keys for what muster does not have.
+    "acl_agent_master_token",
+    "acl_enforce_version_8",
+    "acl_replication_token",
     "addresses",
     "advertise_addr_wan",
     "check_update_interval",
@@ -148,6 +158,14 @@ const CONSUL_ONLY_KEYS: &[&str] = &[
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileModel {
+    acl: Option<super::acl::AclLayer>,
+    // Consul's older top-level ACL keys, folded into `acl` (docs/acl.md).
+    acl_default_policy: Option<String>,
+    acl_down_policy: Option<String>,
+    acl_master_token: Option<String>,
+    acl_token: Option<String>,
+    acl_agent_token: Option<String>,
+    acl_ttl: Option<String>,
     advertise_addr: Option<String>,
     autopilot: Option<AutopilotModel>,
     bind_addr: Option<String>,
@@ -373,17 +391,18 @@ pub fn parse_str(
         if TOP_LEVEL_KEYS.contains(&key.as_str()) {
             continue;
         }
-        let value = top.remove(&key);
+        top.remove(&key);
         if let Some((_, fix)) = UNIMPLEMENTED_SECURITY_KEYS.iter().find(|(k, _)| *k == key) {
             errors.push(ConfigError::new(format!(
                 "{origin}: key `{key}` is a Consul security setting that muster does not \
                  implement, and an agent asked for it must not start without it: {fix}"
             )));
-        } else if key == "acl" && acl_enabled(value.as_ref()) {
+        } else if key == "acl_datacenter" || key == "enable_acl_replication" {
+            // Before Consul 1.4, acl_datacenter is what turned ACLs on.
             errors.push(ConfigError::new(format!(
-                "{origin}: `acl {{ enabled = true }}`: muster has no ACLs yet, and an agent asked \
-                 for them must not start open; remove the block (or set enabled = false) and \
-                 keep the HTTP API on a trusted address (client_addr)"
+                "{origin}: key `{key}` is Consul's legacy (pre-1.4) ACL system, which muster \
+                 does not have, and an agent asked for ACLs must not start open; use the acl \
+                 stanza (docs/acl.md)"
             )));
         } else if CONSUL_ONLY_KEYS.contains(&key.as_str()) {
             warnings.push(format!(
@@ -438,6 +457,15 @@ pub fn parse_str(
         }
     }
     tls_stanza(&mut top, origin, &mut errors, warnings);
+    if let Some(acl) = top.get_mut("acl") {
+        // HCL gives a block written twice (or `tokens` twice) as a list; Consul merges them.
+        merge_blocks(acl);
+        if let Value::Object(o) = acl {
+            if let Some(tokens) = o.get_mut("tokens") {
+                merge_blocks(tokens);
+            }
+        }
+    }
     // Consul accepts a single string where a list is expected for these keys.
     for list_key in ["retry_join", "start_join", "http_allowed_hosts"] {
         if let Some(Value::String(s)) = top.get(list_key) {
@@ -472,8 +500,27 @@ impl FileModel {
         let ec2 = self.retry_join_ec2.unwrap_or_default();
         let gce = self.retry_join_gce.unwrap_or_default();
         let ap = self.autopilot.unwrap_or_default();
+        let mut acl = self.acl.unwrap_or_default();
+        {
+            // The older top-level keys fill what the stanza leaves unset.
+            let fill = |into: &mut Option<String>, from: Option<String>| {
+                if into.is_none() {
+                    *into = from;
+                }
+            };
+            fill(&mut acl.default_policy, self.acl_default_policy);
+            fill(&mut acl.down_policy, self.acl_down_policy);
+            fill(&mut acl.token_ttl, self.acl_ttl);
+            let tokens = acl.tokens.get_or_insert_with(Default::default);
+            if tokens.initial_management.is_none() {
+                fill(&mut tokens.master, self.acl_master_token);
+            }
+            fill(&mut tokens.default, self.acl_token);
+            fill(&mut tokens.agent, self.acl_agent_token);
+        }
         PartialConfig {
             origin: Some(origin.to_string()),
+            acl,
             advertise_addr: self.advertise_addr,
             bind_addr: self.bind_addr,
             bootstrap: self.bootstrap,
@@ -546,15 +593,6 @@ impl FileModel {
                 }
             },
         }
-    }
-}
-
-/// Whether an `acl` block asks for ACLs (`enabled = true`), in any of HCL's shapes.
-fn acl_enabled(v: Option<&Value>) -> bool {
-    match v {
-        Some(Value::Object(o)) => o.get("enabled") == Some(&Value::Bool(true)),
-        Some(Value::Array(items)) => items.iter().any(|i| acl_enabled(Some(i))),
-        _ => false,
     }
 }
 
@@ -648,6 +686,30 @@ mod tests {
 
     fn parse(text: &str, format: Format) -> Result<PartialConfig, Vec<ConfigError>> {
         parse_str(text, format, "test", &mut Vec::new())
+    }
+
+    #[test]
+    fn the_acl_stanza_and_consuls_older_acl_keys_are_read() {
+        let p = parse(
+            "acl {\n  default_policy = \"deny\"\n  tokens {\n    agent = \"a-token\"\n  }\n}\n\
+             acl_ttl = \"40s\"\nacl_master_token = \"m-token\"\nacl_default_policy = \"allow\"\n",
+            Format::Hcl,
+        )
+        .unwrap();
+        // The stanza wins over an older key; older keys fill what it leaves unset.
+        assert_eq!(p.acl.default_policy.as_deref(), Some("deny"));
+        assert_eq!(p.acl.token_ttl.as_deref(), Some("40s"));
+        let tokens = p.acl.tokens.as_ref().unwrap();
+        assert_eq!(tokens.agent.as_deref(), Some("a-token"));
+        assert_eq!(tokens.master.as_deref(), Some("m-token"));
+        assert!(!format!("{p:?}").contains("-token"), "{p:?}");
+        let errs = parse(r#"{"acl": {"tokens": {"agnet": "x"}}}"#, Format::Json).unwrap_err();
+        assert!(errs[0].to_string().contains("agnet"), "{errs:?}");
+        let errs = parse(r#"{"acl": {"tokens": {"agent": 5}}}"#, Format::Json).unwrap_err();
+        assert!(
+            errs[0].to_string().contains("expected a string"),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -49,6 +49,13 @@ pub fn finish(
     let kv_tombstone_ttl = f.kv_tombstone_ttl(&p);
     let domain = f.domain(&p);
     let http_allowed_hosts = f.http_allowed_hosts(&p);
+    let acl = {
+        let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+        let a = super::acl::finish_acl(&p.acl, &mut errors, &mut warnings);
+        f.errors.extend(errors.into_iter().map(ConfigError::new));
+        f.warnings.extend(warnings);
+        a
+    };
     let tls = {
         let (mut errors, mut warnings) = (Vec::new(), Vec::new());
         let server_name = crate::tls::server_name(&datacenter, &domain);
@@ -106,6 +113,7 @@ pub fn finish(
             ports,
             start_join: p.start_join,
             http_allowed_hosts,
+            acl,
             retry_join,
             retry_interval,
             retry_max,

@@ -152,6 +152,8 @@ impl AgentFlags {
     pub fn to_partial(&self) -> PartialConfig {
         PartialConfig {
             origin: Some("command line".into()),
+            // Config files only, as in Consul (tokens are secrets: never flags).
+            acl: Default::default(),
             advertise_addr: self.advertise.clone(),
             bind_addr: self.bind.clone(),
             bootstrap: self.bootstrap,

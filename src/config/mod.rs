@@ -6,6 +6,7 @@
 //! lists (`retry_join`, `start_join`) concatenate, as Consul does. Every problem is collected and
 //! reported at once, one line each, so an operator fixes a file in one pass.
 
+pub mod acl;
 pub mod file;
 mod finish;
 pub mod flags;
@@ -178,6 +179,8 @@ pub struct RuntimeConfig {
     /// Host names the HTTP API answers to besides IP literals, `localhost` and the node name;
     /// lower case, without a trailing dot (docs/security.md, Host check).
     pub http_allowed_hosts: Vec<String>,
+    /// Access control (docs/acl.md).
+    pub acl: acl::AclConfig,
 }
 
 /// The autopilot settings a new cluster starts with, as the operator gave them (checked). `None`

@@ -20,6 +20,8 @@ pub struct Ports<T = Option<i64>> {
 #[derive(Default, Clone)]
 pub struct PartialConfig {
     pub origin: Option<String>,
+    /// The `acl` stanza (and Consul's older `acl_*` keys), docs/acl.md.
+    pub acl: super::acl::AclLayer,
     pub advertise_addr: Option<String>,
     pub bind_addr: Option<String>,
     pub bootstrap: Option<bool>,
@@ -121,6 +123,7 @@ impl PartialConfig {
         self.tls.merge(later.tls);
         self.retry_join.extend(later.retry_join);
         self.start_join.extend(later.start_join);
+        self.acl.merge(later.acl);
         self.http_allowed_hosts.extend(later.http_allowed_hosts);
         self.origin = later.origin;
         self

@@ -64,6 +64,7 @@ impl fmt::Debug for RuntimeConfig {
             domain,
             tls,
             http_allowed_hosts,
+            acl,
         } = self;
         f.debug_struct("RuntimeConfig")
             .field("server", server)
@@ -97,6 +98,8 @@ impl fmt::Debug for RuntimeConfig {
             .field("domain", domain)
             .field("tls", tls)
             .field("http_allowed_hosts", http_allowed_hosts)
+            // Its tokens are `Secret`s, whose Debug is `hidden`.
+            .field("acl", acl)
             .finish()
     }
 }
@@ -105,6 +108,7 @@ impl fmt::Debug for PartialConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let PartialConfig {
             origin,
+            acl,
             advertise_addr,
             bind_addr,
             bootstrap,
@@ -144,6 +148,8 @@ impl fmt::Debug for PartialConfig {
         } = self;
         f.debug_struct("PartialConfig")
             .field("origin", origin)
+            // Its own Debug shows which tokens are set, never their values.
+            .field("acl", acl)
             .field("advertise_addr", advertise_addr)
             .field("bind_addr", bind_addr)
             .field("bootstrap", bootstrap)

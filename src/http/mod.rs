@@ -9,6 +9,7 @@
 //! - [`host_check`]: the Host check in front of every endpoint (DNS rebinding).
 //! - [`https`]: the same API over TLS (`ports.https`), handshakes off the accept loop.
 //! - [`snapshot`]: `/v1/snapshot` — operator backup and restore.
+//! - [`token`]: the caller's ACL token (header, bearer, query), for the ACLs of docs/acl.md.
 //! - [`status`]: `/v1/status/*` and `/v1/operator/raft/*` — leader, peers, configuration.
 //!
 //! Errors are plain text with a 4xx (the request is wrong) or 5xx (the agent could not do it)
@@ -23,6 +24,7 @@ pub mod keyring;
 pub mod kv;
 pub mod snapshot;
 pub mod status;
+pub mod token;
 
 use std::sync::Arc;
 
