@@ -24,6 +24,7 @@
 //! - [`recovery`]: outage recovery (`peers.json`, `muster operator raft recover`).
 //! - this module: [`Server`] and the one constructor that wires the parts together.
 
+pub mod acl_check;
 pub mod api;
 pub mod autopilot;
 pub mod batch;
