@@ -13,13 +13,17 @@
 //! - [`authorizer`]: several policies merged with the default policy (and the global-management
 //!   flag) into an [`Authorizer`], and Consul's "Permission denied" wording
 //!   ([`permission_denied`]).
+//! - [`cache`]: a client agent's resolved tokens for `token_ttl`, and `down_policy` when no
+//!   server answers ([`TokenCache`], [`DownPolicy`]).
 //!
 //! docs/acl-rules.md describes the rule language as muster reads it.
 
 pub mod authorizer;
+pub mod cache;
 pub mod policy;
 
 pub use authorizer::{permission_denied, AccessLevel, Authorizer, DefaultPolicy};
+pub use cache::{DownPolicy, TokenCache};
 pub use policy::{parse, Disposition, IgnoredRule, Policy, PolicyError, Resource, Rule, Scope};
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::acl::DefaultPolicy;
+use crate::acl::{DefaultPolicy, DownPolicy};
 use crate::duration::parse_go_duration;
 
 /// A secret string (an ACL token). `Debug` never shows it; [`Secret::expose`] does, for the
@@ -140,18 +140,6 @@ impl AclLayer {
             );
         }
     }
-}
-
-/// What a client agent does when no server can resolve a token (Consul's `down_policy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DownPolicy {
-    Allow,
-    Deny,
-    /// Keep using what was resolved before; deny what never was (Consul's default).
-    #[default]
-    ExtendCache,
-    /// Consul's background refresh of the same; muster treats it as `extend-cache`.
-    AsyncCache,
 }
 
 /// The checked ACL settings.
