@@ -16,7 +16,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("gossip", &["frame"]),
     ("config", &["duration", "gossip", "tls"]),
     ("join", &["gossip"]),
-    ("server", &["frame", "gossip", "tls"]),
+    ("server", &["acl", "frame", "gossip", "tls"]),
     ("client", &["gossip", "server"]),
     (
         "http",
