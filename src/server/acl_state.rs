@@ -7,7 +7,7 @@
 //! before proposing and can tell its caller why a change is refused; `State::apply` runs them
 //! again on the state the entry meets, since another write may have come first. A refused
 //! command changes nothing and applies as `false`, as a failed CAS does; its reason is what
-//! [`super::state::State::check`] says on the state at hand.
+//! [`super::state::State::check_acl`] says on the state at hand.
 
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
@@ -489,7 +489,7 @@ impl AclState {
     /// - A token linked to global-management is a management token: everything allowed.
     /// - Any other token gets an [`Authorizer`] of its linked policies' rules and `default`.
     ///   Links to policies deleted since are skipped (Consul's behaviour). A policy whose rules
-    ///   no longer parse denies everything ([`deny_everything`]) rather than being skipped,
+    ///   no longer parse denies everything rather than being skipped,
     ///   since skipping could drop a `deny`.
     /// - [`ANONYMOUS_SECRET`] before the anonymous token exists (ACLs enabled, the leader's
     ///   `AclInit` not yet applied) is the built-in anonymous token: no policies.

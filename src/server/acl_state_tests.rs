@@ -627,6 +627,13 @@ fn the_acl_commands_are_appended_to_the_encoding() {
     assert_eq!(tag(&StateCommand::AclPolicyDelete(Uuid::nil())), 12);
     assert_eq!(tag(&StateCommand::AclTokenSet(token(1, "s", &[]))), 13);
     assert_eq!(tag(&StateCommand::AclTokenDelete(Uuid::nil())), 14);
+    // A UUID is its 16 bytes, length first (docs/state.md, "ACL state").
+    let mut delete = vec![12, 16];
+    delete.extend_from_slice(GLOBAL_MANAGEMENT_ID.as_bytes());
+    assert_eq!(
+        postcard::to_allocvec(&StateCommand::AclPolicyDelete(GLOBAL_MANAGEMENT_ID)).unwrap(),
+        delete
+    );
     for cmd in [
         boot,
         StateCommand::AclTokenSet(token(1, "s", &[GLOBAL_MANAGEMENT_ID])),
