@@ -38,7 +38,7 @@ pub struct Resolved {
 #[derive(Debug, Clone)]
 pub enum Lookup {
     /// Resolved within the TTL: use it.
-    Fresh(Resolved),
+    Fresh(Box<Resolved>),
     /// Never resolved, or resolved longer ago than the TTL: ask a server.
     Ask,
 }
@@ -74,7 +74,9 @@ impl TokenCache {
     /// The cached resolution of `secret` if it is younger than the TTL.
     pub fn lookup(&self, secret: &str, now: Instant) -> Lookup {
         match self.entries.get(secret) {
-            Some((r, at)) if now.duration_since(*at) < self.ttl => Lookup::Fresh(r.clone()),
+            Some((r, at)) if now.duration_since(*at) < self.ttl => {
+                Lookup::Fresh(Box::new(r.clone()))
+            }
             _ => Lookup::Ask,
         }
     }

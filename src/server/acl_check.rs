@@ -124,6 +124,14 @@ pub fn needs_of_command(cmd: &StateCommand) -> Needs {
             Needs::DutyOnly("the catalog")
         }
         StateCommand::KvReapTombstones { .. } => Needs::DutyOnly("collecting KV tombstones"),
+        StateCommand::AclInit => Needs::DutyOnly("creating the ACL built-ins"),
+        // Anyone may bootstrap, once (Consul's `PUT /v1/acl/bootstrap`): the state refuses a
+        // second one.
+        StateCommand::AclBootstrap { .. } => Needs::Nothing,
+        StateCommand::AclPolicySet(_)
+        | StateCommand::AclPolicyDelete(_)
+        | StateCommand::AclTokenSet(_)
+        | StateCommand::AclTokenDelete(_) => Needs::One(Permission::new(Resource::Acl, Write, "")),
     }
 }
 

@@ -139,6 +139,10 @@ pub(crate) fn weight(cmd: &StateCommand) -> usize {
         StateCommand::KvDelete { key, .. } => key.len(),
         StateCommand::Restore(bytes) => bytes.len(),
         StateCommand::RestorePiece { bytes, .. } => bytes.len(),
+        StateCommand::AclPolicySet(p) => 256 + p.name.len() + p.description.len() + p.rules.len(),
+        StateCommand::AclTokenSet(t) | StateCommand::AclBootstrap { token: t } => {
+            256 + t.secret_id.len() + t.description.len() + 16 * t.policies.len()
+        }
         _ => 256,
     }
 }

@@ -8,6 +8,7 @@
 //! - [`error`]: the typed errors, each saying what the caller should do.
 //! - [`store`]: log and state machine in redb.
 //! - [`state`]: the replicated state (KV store, catalog) and how commands change it.
+//! - [`acl_state`]: its ACL part (policies, tokens, bootstrap), the checks, token resolution.
 //! - [`rpc`]: framing, connection pool and listener of the server port.
 //! - `rpc_guard`: what the port refuses (connection cap, frame limits by kind, higher terms
 //!   from strangers); `snapshot_inbox`: snapshot chunks, bounded and decoded before install.
@@ -25,6 +26,7 @@
 //! - this module: [`Server`] and the one constructor that wires the parts together.
 
 pub mod acl_check;
+pub mod acl_state;
 pub mod api;
 pub mod autopilot;
 pub mod batch;

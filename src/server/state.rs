@@ -1,4 +1,5 @@
-//! The replicated state: the KV store and the catalog, and how each command changes them.
+//! The replicated state: the KV store, the catalog and the ACL state (its own module,
+//! `acl_state`), and how each command changes them.
 //! Pure: `apply` is deterministic in (state, index, command), which every server relies on.
 //! Formats and semantics: docs/state.md.
 
@@ -6,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use super::acl_state::{AclPolicy, AclRefusal, AclState, AclToken};
 
 /// Longest key, in bytes.
 pub const MAX_KEY: usize = 1024;
@@ -63,7 +66,8 @@ pub enum StateCommand {
     },
     CatalogUpsert(CatalogNode),
     CatalogRemove(String),
-    /// Replace the KV store and the catalog by a snapshot's (postcard of [`SnapshotBody`]).
+    /// Replace the KV store, the catalog and the ACL state by a snapshot's (postcard of
+    /// [`SnapshotBody`]).
     Restore(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Replace the autopilot settings (`muster operator autopilot set-config`; the first
     /// leader also writes its configuration file's settings here once).
@@ -76,7 +80,8 @@ pub enum StateCommand {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
-    /// Snapshot `id` is complete at `size` bytes: replace the KV store and the catalog by it.
+    /// Snapshot `id` is complete at `size` bytes: replace the KV store, the catalog and the
+    /// ACL state by it.
     RestoreEnd {
         id: Uuid,
         size: u64,
@@ -87,6 +92,24 @@ pub enum StateCommand {
     KvReapTombstones {
         upto: u64,
     },
+    /// Create the built-in global-management policy and anonymous token if they are missing;
+    /// changes nothing otherwise. The leader writes it when ACLs are enabled (docs/acl.md).
+    /// This and the ACL commands below follow every variant that existed before them
+    /// (postcard numbers variants in order): keep new ones after them.
+    AclInit,
+    /// Bootstrap ACLs, once: the built-ins if missing and `token` linked to global-management.
+    /// Refused once bootstrapped ([`AclState::check_bootstrap`]).
+    AclBootstrap {
+        token: AclToken,
+    },
+    /// Create or update a policy by its ID ([`AclState::check_policy_set`]).
+    AclPolicySet(AclPolicy),
+    /// Delete a policy by its ID; tokens keep their links to it, which resolution skips.
+    AclPolicyDelete(Uuid),
+    /// Create or update a token by its accessor ID ([`AclState::check_token_set`]).
+    AclTokenSet(AclToken),
+    /// Delete a token by its accessor ID.
+    AclTokenDelete(Uuid),
 }
 
 /// A client request's id: made once by the agent that received the HTTP request and kept
@@ -227,7 +250,7 @@ impl RecentWrites {
     }
 }
 
-/// The KV store and catalog.
+/// The KV store, the catalog and the ACL state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub kv: BTreeMap<String, KvEntry>,
@@ -252,6 +275,11 @@ pub struct State {
     /// reads such a snapshot explicitly.
     #[serde(default)]
     pub reaped_index: u64,
+    /// Policies, tokens and the bootstrap flag (docs/state.md, "ACL state"). Keep it the last
+    /// field: a snapshot written before ACLs is this struct's bytes without it, which
+    /// [`SnapshotBody::decode`] reads as no ACL state.
+    #[serde(default)]
+    pub acl: AclState,
 }
 
 /// An operator snapshot arriving in pieces: which restore, and its data so far.
@@ -271,6 +299,26 @@ impl std::fmt::Debug for Restoring {
             self.data.len()
         )
     }
+}
+
+/// [`State`] as snapshots wrote it before ACLs: every field up to `reaped_index`.
+#[derive(Deserialize)]
+struct StateBeforeAcl {
+    kv: BTreeMap<String, KvEntry>,
+    tombstones: BTreeMap<String, u64>,
+    kv_index: u64,
+    catalog: BTreeMap<String, CatalogNode>,
+    catalog_index: u64,
+    autopilot: Option<(super::autopilot::AutopilotConfig, u64)>,
+    recent: RecentWrites,
+    restoring: Option<Restoring>,
+    reaped_index: u64,
+}
+
+#[derive(Deserialize)]
+struct SnapshotBodyBeforeAcl {
+    cluster_id: Option<Uuid>,
+    data: StateBeforeAcl,
 }
 
 /// [`State`] as snapshots wrote it before restores in pieces and tombstone reaping: every
@@ -318,17 +366,36 @@ pub struct SnapshotBody {
 }
 
 impl SnapshotBody {
-    /// Reads a snapshot body of this version, of one written before restores in pieces and
-    /// tombstone reaping (then with no restore under way and `reaped_index` 0), or of one
-    /// written before request ids (then with an empty table too). Newest first: each older
-    /// version is a strict prefix of the next, which fails to read it only where its first
-    /// missing field should begin, while an older reading of a newer body would succeed
-    /// (postcard ignores trailing bytes).
+    /// Reads a snapshot body of this version, of one written before ACLs (then with no ACL
+    /// state: no policies, no tokens, not bootstrapped), of one written before restores in
+    /// pieces and tombstone reaping (then also with no restore under way and `reaped_index`
+    /// 0), or of one written before request ids (then with an empty table too). Newest first:
+    /// each older version is a strict prefix of the next, which fails to read it only where
+    /// its first missing field should begin, while an older reading of a newer body would
+    /// succeed (postcard ignores trailing bytes).
     pub fn decode(bytes: &[u8]) -> Result<SnapshotBody, postcard::Error> {
         let e = match postcard::from_bytes::<SnapshotBody>(bytes) {
             Ok(body) => return Ok(body),
             Err(e) => e,
         };
+        if let Ok(old) = postcard::from_bytes::<SnapshotBodyBeforeAcl>(bytes) {
+            let d = old.data;
+            return Ok(SnapshotBody {
+                cluster_id: old.cluster_id,
+                data: State {
+                    kv: d.kv,
+                    tombstones: d.tombstones,
+                    kv_index: d.kv_index,
+                    catalog: d.catalog,
+                    catalog_index: d.catalog_index,
+                    autopilot: d.autopilot,
+                    recent: d.recent,
+                    restoring: d.restoring,
+                    reaped_index: d.reaped_index,
+                    acl: AclState::default(),
+                },
+            });
+        }
         if let Ok(old) = postcard::from_bytes::<SnapshotBodyBeforeReap>(bytes) {
             let d = old.data;
             return Ok(SnapshotBody {
@@ -343,6 +410,7 @@ impl SnapshotBody {
                     recent: d.recent,
                     restoring: None,
                     reaped_index: 0,
+                    acl: AclState::default(),
                 },
             });
         }
@@ -359,6 +427,7 @@ impl SnapshotBody {
                     recent: RecentWrites::default(),
                     restoring: None,
                     reaped_index: 0,
+                    acl: AclState::default(),
                 },
             }),
             Err(_) => Err(e),
@@ -384,7 +453,24 @@ pub enum KvScope {
 }
 
 impl State {
-    /// Applies `cmd` as the entry at `index`. Returns whether it took effect (false: failed CAS).
+    /// Why the ACL checks would refuse `cmd` on this state, if they would. A proposer runs it
+    /// before proposing an ACL command (and again when one applied as `false`: another write
+    /// came first) to tell its caller why; [`State::apply`] runs the same checks and answers
+    /// only `false`. Every other command passes.
+    pub fn check_acl(&self, cmd: &StateCommand) -> Result<(), AclRefusal> {
+        match cmd {
+            StateCommand::AclBootstrap { token } => self.acl.check_bootstrap(token),
+            StateCommand::AclPolicySet(policy) => self.acl.check_policy_set(policy),
+            StateCommand::AclPolicyDelete(id) => self.acl.check_policy_delete(*id),
+            StateCommand::AclTokenSet(token) => self.acl.check_token_set(token),
+            StateCommand::AclTokenDelete(id) => self.acl.check_token_delete(*id),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies `cmd` as the entry at `index`. Returns whether it took effect (false: a failed
+    /// CAS, a restore whose pieces do not follow, an ACL change the checks refuse; a command
+    /// that does not take effect changes nothing).
     pub fn apply(&mut self, index: u64, cmd: &StateCommand, ch: &mut Changes) -> bool {
         match cmd {
             StateCommand::KvSet {
@@ -507,6 +593,15 @@ impl State {
                 }
                 true
             }
+            StateCommand::AclInit => {
+                self.acl.init(index);
+                true
+            }
+            StateCommand::AclBootstrap { token } => self.acl.bootstrap(index, token).is_ok(),
+            StateCommand::AclPolicySet(policy) => self.acl.set_policy(index, policy).is_ok(),
+            StateCommand::AclPolicyDelete(id) => self.acl.delete_policy(index, *id).is_ok(),
+            StateCommand::AclTokenSet(token) => self.acl.set_token(index, token).is_ok(),
+            StateCommand::AclTokenDelete(id) => self.acl.delete_token(index, *id).is_ok(),
             StateCommand::RestoreEnd { id, size } => match self.restoring.take() {
                 Some(r) if r.id == *id => {
                     r.data.len() as u64 == *size && self.restore(index, &r.data, ch)
@@ -520,8 +615,8 @@ impl State {
         }
     }
 
-    /// Replaces the KV store and the catalog by those of snapshot data `bytes`, as the entry
-    /// at `index`. False (and nothing changed) when the bytes do not decode.
+    /// Replaces the KV store, the catalog and the ACL state by those of snapshot data `bytes`,
+    /// as the entry at `index`. False (and nothing changed) when the bytes do not decode.
     fn restore(&mut self, index: u64, bytes: &[u8], ch: &mut Changes) -> bool {
         match SnapshotBody::decode(bytes) {
             Ok(SnapshotBody {
@@ -529,6 +624,18 @@ impl State {
             }) => {
                 restored.kv_index = index;
                 restored.catalog_index = index;
+                // The snapshot's policies, tokens and bootstrap flag, as Consul's restore
+                // does. If ACLs were initialized here, the built-ins the snapshot lacks (one
+                // from before ACLs) are put back, as Consul's leader does when it takes up
+                // leadership again after a restore.
+                let initialized = self
+                    .acl
+                    .policies
+                    .contains_key(&super::acl_state::GLOBAL_MANAGEMENT_ID);
+                restored.acl.index = index;
+                if initialized {
+                    restored.acl.init(index);
+                }
                 // The table is about requests to this cluster, not about the data: a write
                 // acknowledged before the restore stays acknowledged once.
                 restored.recent = std::mem::take(&mut self.recent);
