@@ -398,6 +398,15 @@ impl Agent {
                     autopilot: autopilot_config(&config),
                     tombstone_ttl: config.kv_tombstone_ttl,
                     tls: rpc_tls.clone(),
+                    acl: config.acl.enabled.then(|| crate::server::AclServerConfig {
+                        default_policy: config.acl.default_policy,
+                        enable_key_list_policy: config.acl.enable_key_list_policy,
+                        initial_management: config
+                            .acl
+                            .initial_management
+                            .as_ref()
+                            .map(|s| s.expose().to_string()),
+                    }),
                 };
                 match Server::start(cfg, gossip.clone(), listener, tags).await {
                     Ok(s) => Some(s),
@@ -573,11 +582,20 @@ impl Agent {
         warnings
     }
 
-    /// Asks the process to stop (the HTTP server drains, `run` returns).
     /// Re-reads what can change without a restart (SIGHUP): today the TLS certificates, keys
-    /// and CAs, at the paths the agent started with (docs/security.md, Reload). Other
-    /// settings are not reloaded yet. On an error nothing changes; the error says why.
+    /// and CAs of the server port and the HTTPS API, at the paths the agent started with
+    /// (docs/security.md, Reload). Other settings are not reloaded yet. Every interface's
+    /// files are checked before any is replaced, so on an error nothing changes; the error
+    /// says why.
     pub fn reload(&self) -> Result<Vec<&'static str>, String> {
+        if let Some(t) = &self.rpc_tls {
+            t.check()
+                .map_err(|e| format!("server port TLS not reloaded: {e}"))?;
+        }
+        if let Some(t) = &self.https_tls {
+            t.check()
+                .map_err(|e| format!("HTTPS API TLS not reloaded: {e}"))?;
+        }
         let mut reloaded = Vec::new();
         if let Some(t) = &self.rpc_tls {
             t.reload()
@@ -592,6 +610,7 @@ impl Agent {
         Ok(reloaded)
     }
 
+    /// Asks the process to stop (the HTTP server drains, `run` returns).
     pub fn stop(&self, why: StopReason) {
         self.stop_tx.send_if_modified(|cur| {
             if *cur == StopReason::Running {

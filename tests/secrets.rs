@@ -84,15 +84,22 @@ fn secrets_never_reach_a_log_an_error_or_an_answer() {
         written.push(all_output(&v));
         written.push(all_output(&a));
     }
-    // A secret key of the wrong type: the error names the type, not the value.
+    // A secret key of the wrong type: the error names the type, not the value (serde would
+    // quote the string it refuses).
     let wrong = write_file(
         d,
         "wrong.json",
-        &format!(r#"{{"encrypt": {{"k": "{key}"}}}}"#),
+        &format!(r#"{{"acl": {{"tokens": "{secret}"}}}}"#),
     );
     let v = run(&["validate", wrong.to_str().unwrap()]);
     assert_eq!(v.status.code(), Some(1), "{}", all_output(&v));
-    assert!(stderr(&v).contains("key `encrypt`"), "{}", stderr(&v));
+    assert!(stderr(&v).contains("key `acl.tokens`"), "{}", stderr(&v));
+    written.push(all_output(&v));
+    // An HCL syntax error on the key's line: the parser's own text would quote the line.
+    let broken = write_file(d, "broken.hcl", &format!("encrypt = \"{key}\n"));
+    let v = run(&["validate", broken.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(1), "{}", all_output(&v));
+    assert!(stderr(&v).contains("invalid HCL: line 1"), "{}", stderr(&v));
     written.push(all_output(&v));
 
     step(

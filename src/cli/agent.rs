@@ -41,7 +41,16 @@ pub fn run(cmd: AgentCmd) -> u8 {
         tracing::warn!("{w}");
     }
     // Every file and directory the agent creates (node-id, raft.redb, the keyring, the
-    // bootstrap promise, the data dir itself) is its owner's alone: 0600 and 0700.
+    // bootstrap promise, the data dir itself) is its owner's alone: 0600 and 0700. The data
+    // dir's parents are made first under the usual mask: they are not the agent's alone.
+    if let Some(parent) = built
+        .config
+        .data_dir
+        .as_deref()
+        .and_then(std::path::Path::parent)
+    {
+        let _ = std::fs::create_dir_all(parent);
+    }
     // SAFETY: umask only sets the process's file mode mask; it cannot fail.
     unsafe {
         libc::umask(0o077);

@@ -73,13 +73,10 @@ fn tls_hint(error: &str) -> Option<&'static str> {
     }
 }
 
-/// The first address `host` resolves to (a literal address as it is).
-fn resolve(host: &str, port: u16) -> std::io::Result<std::net::SocketAddr> {
+/// Every address `host` resolves to (a literal address as it is), all of which are tried.
+fn resolve(host: &str, port: u16) -> std::io::Result<Vec<std::net::SocketAddr>> {
     use std::net::ToSocketAddrs;
-    (host, port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| std::io::Error::other("no address"))
+    Ok((host, port).to_socket_addrs()?.collect())
 }
 
 /// A boolean environment variable as Go's `strconv.ParseBool` reads it (Consul's parser).
@@ -150,6 +147,11 @@ impl HttpArgs {
                     let port = url.port_or_known_default().unwrap_or(443);
                     let dial = resolve(host.trim_matches(['[', ']']), port)
                         .map_err(|e| format!("-http-addr {addr:?}: cannot resolve {host}: {e}"))?;
+                    if dial.is_empty() {
+                        return Err(format!(
+                            "-http-addr {addr:?}: {host} resolves to no address"
+                        ));
+                    }
                     // The Host header stays the address dialled (the agent's Host check
                     // knows it); only the TLS name changes.
                     let authority = match url.port() {
@@ -167,7 +169,7 @@ impl HttpArgs {
                         .map_err(|e| format!("-tls-server-name {name:?}: {e}"))?;
                     let rebased = url.as_str().trim_end_matches('/').to_string();
                     return builder
-                        .resolve(name, dial)
+                        .resolve_to_addrs(name, &dial)
                         .default_headers(headers)
                         .build()
                         .map(|c| (rebased, c))

@@ -79,7 +79,9 @@ impl Client {
                 if last_start.is_some_and(|t| Instant::now() >= t) {
                     return Err(last);
                 }
-                match self.rpc.ask(&s.rpc_addr, req(), timeout).await {
+                // The server checks the caller's token (docs/acl.md, "On the server port").
+                let request = crate::server::acl_check::with_caller(req());
+                match self.rpc.ask(&s.rpc_addr, request, timeout).await {
                     Ok(answer) => {
                         NEXT_SERVER.store((start + k) % servers.len(), Ordering::Relaxed);
                         return Ok(answer);
@@ -119,7 +121,7 @@ impl Client {
         let timeout = Duration::from_millis(req.wait_ms) + Duration::from_secs(10);
         hold(|| async {
             match &self.server {
-                Some(s) => s.kv_read(req.clone()).await,
+                Some(s) => s.call_local(Request::KvRead(req.clone())).await?,
                 None => {
                     self.forward_api(timeout, None, || Request::KvRead(req.clone()))
                         .await
@@ -139,7 +141,7 @@ impl Client {
         let last_start = Instant::now() + RETRY_WINDOW;
         hold(|| async {
             match &self.server {
-                Some(s) => s.write(w.clone()).await,
+                Some(s) => s.call_local(Request::WriteOnce(w.clone())).await?,
                 None => {
                     self.forward_api(Duration::from_secs(10), Some(last_start), || {
                         Request::WriteOnce(w.clone())
@@ -158,7 +160,7 @@ impl Client {
     ) -> Result<(Vec<CatalogNode>, ReadMeta), ApiFailure> {
         hold(|| async {
             match &self.server {
-                Some(s) => s.catalog_nodes(c).await,
+                Some(s) => s.call_local(Request::CatalogNodes(c)).await?,
                 None => {
                     self.forward_api(Duration::from_secs(10), None, || Request::CatalogNodes(c))
                         .await
@@ -172,7 +174,7 @@ impl Client {
     pub async fn snapshot_save(&self) -> Result<SavedSnapshot, ApiFailure> {
         hold(|| async {
             match &self.server {
-                Some(s) => s.snapshot_save().await,
+                Some(s) => s.call_local(Request::SnapshotSave).await?,
                 None => {
                     self.forward_api(Duration::from_secs(30), None, || Request::SnapshotSave)
                         .await

@@ -301,6 +301,20 @@ pub fn files_in_dir(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(files)
 }
 
+/// An HCL syntax error by line, column and what was expected, without the line itself: the
+/// parser's own text quotes the whole line, which may hold the gossip key or a token.
+fn hcl_error(e: &hcl::Error) -> String {
+    match e {
+        hcl::Error::Parse(p) => format!(
+            "line {}, column {}: {}",
+            p.location().line(),
+            p.location().column(),
+            p.message()
+        ),
+        other => other.to_string(),
+    }
+}
+
 /// Whether a key path names a secret: the gossip key, a token, cloud credentials.
 fn holds_secret(path: &str) -> bool {
     path.split('.')
@@ -377,8 +391,12 @@ pub fn parse_str(
     let tree: Value = match format {
         Format::Json => serde_json::from_str(text)
             .map_err(|e| vec![ConfigError::new(format!("{origin}: invalid JSON: {e}"))])?,
-        Format::Hcl => hcl::from_str(text)
-            .map_err(|e| vec![ConfigError::new(format!("{origin}: invalid HCL: {e}"))])?,
+        Format::Hcl => hcl::from_str(text).map_err(|e| {
+            vec![ConfigError::new(format!(
+                "{origin}: invalid HCL: {}",
+                hcl_error(&e)
+            ))]
+        })?,
     };
     let Value::Object(mut top) = tree else {
         return Err(vec![ConfigError::new(format!(

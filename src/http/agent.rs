@@ -133,7 +133,7 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
     let members = agent.gossip.members();
     let me = members
         .iter()
-        .find(|m| m.node_id == agent.node_id)
+        .find(|m| m.node_id == agent.node_id && m.name == c.node_name)
         .map(MemberJson::from);
     let count = |s: MemberStatus| members.iter().filter(|m| m.status == s).count().to_string();
     let mut serf_lan: BTreeMap<String, String> = BTreeMap::new();

@@ -38,7 +38,7 @@ Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server: use htt
 pub fn serve(agent: Arc<Agent>, listener: TcpListener, tls: Arc<Reloadable>) {
     let local = listener.local_addr();
     let (tx, rx) = mpsc::channel(64);
-    let accepting = tokio::spawn(accept_loop(listener, tls, tx));
+    let accepting = tokio::spawn(accept_loop(agent.clone(), listener, tls, tx));
     let app = super::router(agent.clone());
     tokio::spawn(async move {
         let Ok(local) = local else {
@@ -59,15 +59,24 @@ pub fn serve(agent: Arc<Agent>, listener: TcpListener, tls: Arc<Reloadable>) {
     });
 }
 
-/// Accepts connections and hands each to a handshake task of its own.
+/// Accepts connections and hands each to a handshake task of its own, until the agent
+/// stops: then the listener closes at once (new callers are refused, not left hanging while
+/// the server drains).
 async fn accept_loop(
+    agent: Arc<Agent>,
     listener: TcpListener,
     tls: Arc<Reloadable>,
     done: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let stopping = agent.stopped();
+    tokio::pin!(stopping);
     loop {
-        let (stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stopping => return,
+        };
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // Out of descriptors, most likely: wait a little rather than spin.
@@ -82,14 +91,19 @@ async fn accept_loop(
         };
         let (tls, done) = (tls.clone(), done.clone());
         tokio::spawn(async move {
-            let result = handshake(stream, &tls).await;
-            drop(slot);
-            match result {
+            // The slot is held until the stream is handed over (or given up), so the tasks
+            // waiting on a full channel are counted too.
+            match handshake(stream, &tls).await {
                 Ok(stream) => {
-                    let _ = done.send((stream, peer)).await;
+                    let _ =
+                        tokio::time::timeout(HANDSHAKE_DEADLINE, done.send((stream, peer))).await;
+                    drop(slot);
                 }
                 // A stranger's failed handshake is not the operator's error.
-                Err(why) => tracing::debug!(%peer, %why, "HTTPS API: connection refused"),
+                Err(why) => {
+                    drop(slot);
+                    tracing::debug!(%peer, %why, "HTTPS API: connection refused");
+                }
             }
         });
     }

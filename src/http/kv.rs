@@ -89,6 +89,7 @@ fn consistency(q: &Params) -> Result<Consistency, ApiError> {
 pub fn failure(e: ApiFailure) -> ApiError {
     let status = match e {
         ApiFailure::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        ApiFailure::Denied(_) => StatusCode::FORBIDDEN,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError(status, e.to_string())

@@ -67,6 +67,10 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .method_not_allowed_fallback(wrong_method)
         .layer(axum::middleware::from_fn_with_state(
             agent.clone(),
+            token::scope,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            agent.clone(),
             host_check::check,
         ))
         .with_state(agent)

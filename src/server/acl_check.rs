@@ -11,6 +11,30 @@
 use crate::acl::{permission_denied, AccessLevel, Authorizer, Resource};
 
 use super::protocol::{KvQuery, Request};
+
+tokio::task_local! {
+    /// The ACL token of the caller whose request this task serves: set by the HTTP API for its
+    /// request (the caller's token, or the agent's default), and by the server port for a
+    /// `WithToken` request; read where a request is forwarded, so that the next server checks
+    /// the caller's token, never the forwarder's (docs/acl.md, "On the server port").
+    pub static CALLER: Option<String>;
+}
+
+/// The token of the request this task serves, if any.
+pub fn caller_token() -> Option<String> {
+    CALLER.try_with(|t| t.clone()).ok().flatten()
+}
+
+/// `req` with the caller's token, if this task serves one.
+pub fn with_caller(req: Request) -> Request {
+    match caller_token() {
+        Some(secret) if !matches!(req, Request::WithToken { .. }) => Request::WithToken {
+            secret,
+            request: Box::new(req),
+        },
+        _ => req,
+    }
+}
 use super::state::StateCommand;
 
 /// One permission: Consul's `resource:level` on a segment (empty for unsegmented resources).
@@ -47,9 +71,11 @@ pub enum Needs {
     /// Write on every key at and under the prefix, nothing there denied (a recursive delete).
     KeyWritePrefix(String),
     /// A read whose answer is filtered to what the token may read: KV entries or key names
-    /// (`list` enough for names), catalog nodes.
+    /// (`list` enough for names) under `prefix`, catalog nodes. With
+    /// `acl.enable_key_list_policy`, Consul first asks for `key:list` on the prefix itself.
     FilteredKv {
         names_only: bool,
+        prefix: String,
     },
     FilteredNodes,
     /// Only the leader's own duties send it: refused from the port whatever the token.
@@ -90,8 +116,14 @@ pub fn needs(req: &Request) -> Needs {
         | Request::PreVote(_) => Needs::Nothing,
         Request::KvRead(r) => match &r.query {
             KvQuery::Get(key) => Needs::One(Permission::new(Resource::Key, Read, key)),
-            KvQuery::Recurse(_) => Needs::FilteredKv { names_only: false },
-            KvQuery::Keys { .. } => Needs::FilteredKv { names_only: true },
+            KvQuery::Recurse(prefix) => Needs::FilteredKv {
+                names_only: false,
+                prefix: prefix.clone(),
+            },
+            KvQuery::Keys { prefix, .. } => Needs::FilteredKv {
+                names_only: true,
+                prefix: prefix.clone(),
+            },
         },
         Request::CatalogNodes(_) => Needs::FilteredNodes,
         Request::RemovePeer { .. } => Needs::One(Permission::new(Resource::Operator, Write, "")),
@@ -100,6 +132,9 @@ pub fn needs(req: &Request) -> Needs {
         Request::SnapshotSave => Needs::One(Permission::new(Resource::Acl, Write, "")),
         Request::Write(cmd) => needs_of_command(cmd),
         Request::WriteOnce(w) => needs_of_command(&w.cmd),
+        Request::WithToken { request, .. } => needs(request),
+        // Whoever holds a secret may learn what it allows.
+        Request::AclResolve { .. } => Needs::Nothing,
     }
 }
 

@@ -498,6 +498,29 @@ impl AclState {
     /// Each policy's rules are parsed on every call; a cache by secret, dropped when
     /// [`AclState::index`] moves, is to come with the HTTP enforcement (docs/acl.md,
     /// "Resolution").
+    /// The token of `secret` as a client agent needs it to build its own authorizer: its
+    /// accessor id, whether it is management, and the rules of its existing policies (never
+    /// the secret). The anonymous secret resolves as in [`AclState::resolve`].
+    pub fn describe(&self, secret: &str) -> Result<(Uuid, bool, Vec<String>), AclNotFound> {
+        let anonymous;
+        let token = match self.token_by_secret(secret) {
+            Some(token) => token,
+            None if secret == ANONYMOUS_SECRET => {
+                anonymous = AclToken::anonymous(0);
+                &anonymous
+            }
+            None => return Err(AclNotFound),
+        };
+        let linked: Vec<&AclPolicy> = token
+            .policies
+            .iter()
+            .filter_map(|id| self.policies.get(id))
+            .collect();
+        let management = linked.iter().any(|p| p.id == GLOBAL_MANAGEMENT_ID);
+        let rules = linked.iter().map(|p| p.rules.clone()).collect();
+        Ok((token.accessor_id, management, rules))
+    }
+
     pub fn resolve(&self, secret: &str, default: DefaultPolicy) -> Result<Resolved, AclNotFound> {
         let anonymous;
         let token = match self.token_by_secret(secret) {

@@ -148,8 +148,9 @@ impl Server {
         deadline: Duration,
     ) -> Result<A, ServerError> {
         let addr = self.leader_addr().ok_or(ServerError::NoLeader { needs })?;
+        // The leader checks the caller's token, not this server's (docs/acl.md).
         self.rpc
-            .ask(&addr, request, deadline)
+            .ask(&addr, super::acl_check::with_caller(request), deadline)
             .await
             .map_err(ServerError::Unreachable)
     }

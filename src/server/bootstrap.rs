@@ -237,7 +237,13 @@ impl Server {
         let mut ignored = BTreeSet::new();
         loop {
             let views = server_views(&members.borrow_and_update());
-            let line = match self.screen_claims(views.clone(), &mut ignored).await {
+            // A server with Raft state is done whatever gossip claims (evaluate says so).
+            let screened = if self.has_state() {
+                Ok(views.clone())
+            } else {
+                self.screen_claims(views.clone(), &mut ignored).await
+            };
+            let line = match screened {
                 // A claim neither confirmed nor refuted: wait, and ask again.
                 Err(unconfirmed) => unconfirmed,
                 Ok(screened) => {
@@ -364,7 +370,7 @@ impl Server {
         for s in servers {
             // The answer must come as the proposed server: a member whose port answers as
             // another is an impostor, left out of the next attempt.
-            let st = match self.identity_of(s).await {
+            let st = match self.ask_identity(s).await {
                 Identity::Confirmed(st) => st,
                 Identity::Impostor { answered } => {
                     return Err(BootstrapError::Impostor(confirm::impostor_line(

@@ -15,6 +15,10 @@ use super::Server;
 /// How long an answer that confirmed nothing is remembered before the port is asked again.
 pub const RECHECK_AFTER: Duration = Duration::from_secs(5);
 
+/// How long a member whose port answered as another server stays left out of the gate's
+/// count before it is asked again.
+pub const IMPOSTOR_HOLD: Duration = Duration::from_secs(300);
+
 /// How long one question may take.
 pub const ASK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -107,9 +111,13 @@ impl RecentAnswers {
         (at.elapsed() < RECHECK_AFTER).then(|| identity.clone())
     }
 
-    /// Whether `v`'s port lately answered as another server.
+    /// Whether `v`'s port answered as another server within [`IMPOSTOR_HOLD`].
     pub(super) fn is_impostor(&self, v: &ServerView) -> bool {
-        matches!(self.fresh(v), Some(Identity::Impostor { .. }))
+        let answers = self.answers.lock().expect("answers lock");
+        matches!(
+            answers.get(&(v.id, v.rpc_addr.clone())),
+            Some((Identity::Impostor { .. }, at)) if at.elapsed() < IMPOSTOR_HOLD
+        )
     }
 
     /// Keeps `identity` for `v` (a confirmation clears it); true when the verdict changed.
@@ -129,7 +137,7 @@ impl RecentAnswers {
             }
         }
         // Bounded: members come and go; forget what is long past.
-        answers.retain(|_, (_, at)| at.elapsed() < 60 * RECHECK_AFTER);
+        answers.retain(|_, (_, at)| at.elapsed() < IMPOSTOR_HOLD);
         changed && !matches!(identity, Identity::Confirmed(_))
     }
 }
@@ -138,11 +146,17 @@ impl Server {
     /// Asks `v`'s server port who it is (itself: its own status), unless an answer that
     /// confirmed nothing was had lately. An impostor is logged once per change of verdict.
     pub(super) async fn identity_of(&self, v: &ServerView) -> Identity {
-        if v.id == self.id {
-            return Identity::Confirmed(self.status());
-        }
         if let Some(recent) = self.recent_answers.fresh(v) {
             return recent;
+        }
+        self.ask_identity(v).await
+    }
+
+    /// Asks `v`'s port now, whatever was answered lately (the bootstrap probe: a proposal
+    /// must not fail on a silence of seconds ago).
+    pub(super) async fn ask_identity(&self, v: &ServerView) -> Identity {
+        if v.id == self.id {
+            return Identity::Confirmed(self.status());
         }
         let answer = self
             .rpc

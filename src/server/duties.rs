@@ -195,28 +195,30 @@ impl Server {
         };
         // A new server, or a known one at a new address, is taken only once the port at that
         // address answers with its id (docs/security.md, "The server port has the last word").
-        let new: Vec<&ServerView> = views
+        // A server back with its data on a new IP keeps its seat; only its address changes
+        // (as Consul does: same ID, new address → re-add keeping voter status;
+        // docs/reference/consul.md). New and moved servers are asked at once, so a silent
+        // port costs one round at most one ASK_TIMEOUT.
+        let candidates: Vec<&ServerView> = views
             .iter()
-            .filter(|v| v.alive && v.datacenter == self.cfg.datacenter)
-            .filter(|v| !known.contains_key(&v.id) && !held.contains(&v.id))
+            .filter(|v| v.alive)
+            .filter(|v| match known.get(&v.id) {
+                None => v.datacenter == self.cfg.datacenter && !held.contains(&v.id),
+                Some(have) => have.addr != v.rpc_addr,
+            })
             .collect();
-        for v in self.confirmed(&new).await {
+        let (moving, new): (Vec<&ServerView>, Vec<&ServerView>) = self
+            .confirmed(&candidates)
+            .await
+            .into_iter()
+            .partition(|v| known.contains_key(&v.id));
+        for v in new {
             tracing::info!(server = %v.name, addr = %v.rpc_addr, "adding server as a non-voter");
             if let Err(e) = self.add_learner(v.id, v.node()).await {
                 tracing::warn!(server = %v.name, error = %e, "adding server failed");
             }
         }
-        // A server back with its data on a new IP keeps its seat; only its address changes
-        // (as Consul does: same ID, new address → re-add keeping voter status;
-        // docs/reference/consul.md).
-        let moving: Vec<&ServerView> = views
-            .iter()
-            .filter(|v| v.alive)
-            .filter(|v| known.get(&v.id).is_some_and(|have| have.addr != v.rpc_addr))
-            .collect();
-        let moved: BTreeMap<NodeId, ServerNode> = self
-            .confirmed(&moving)
-            .await
+        let moved: BTreeMap<NodeId, ServerNode> = moving
             .into_iter()
             .map(|v| {
                 let from = known.get(&v.id).map(|n| n.addr.as_str()).unwrap_or("");
@@ -245,8 +247,8 @@ impl Server {
     }
 
     /// Those of `views` whose server port answers with their own id, asked all at once (a
-    /// silent port costs one [`super::confirm::ASK_TIMEOUT`] per round at most, and is asked again
-    /// only after [`super::confirm::RECHECK_AFTER`]).
+    /// silent port costs one `ASK_TIMEOUT` per round at most, and is asked again only after
+    /// `RECHECK_AFTER`: src/server/confirm.rs).
     async fn confirmed<'a>(&self, views: &[&'a ServerView]) -> Vec<&'a ServerView> {
         let asked = views.iter().map(|v| async move {
             match self.identity_of(v).await {

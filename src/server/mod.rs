@@ -26,6 +26,7 @@
 //! - this module: [`Server`] and the one constructor that wires the parts together.
 
 pub mod acl_check;
+mod acl_port;
 pub mod acl_state;
 pub mod api;
 pub mod autopilot;
@@ -62,6 +63,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::gossip::{Gossip, Tags};
+pub use acl_port::AclServerConfig;
 pub use error::{ServerError, StartError};
 pub use protocol::{server_view, server_views, ServerView};
 use protocol::{Request, Response, Write};
@@ -92,6 +94,8 @@ pub struct ServerConfig {
     pub tombstone_ttl: Duration,
     /// TLS on the RPC port, inbound and outbound (docs/security.md); `None`: plaintext.
     pub tls: Option<Arc<crate::tls::rpc::RpcTls>>,
+    /// ACLs (docs/acl.md); `None`: off, every request allowed.
+    pub acl: Option<AclServerConfig>,
 }
 
 /// A running server.
@@ -263,8 +267,25 @@ impl Server {
         Ok(server)
     }
 
-    /// What the RPC port answers: each request goes to the room that owns it.
+    /// What the RPC port answers: a request with its caller's token is served as that caller
+    /// (`acl_port`), any other as an anonymous one.
     async fn handle(self: Arc<Self>, req: Request) -> Response {
+        match req {
+            Request::WithToken { secret, request } => {
+                if matches!(*request, Request::WithToken { .. }) {
+                    return acl_port::denied(
+                        &request,
+                        "a WithToken request inside a WithToken request is refused".into(),
+                    );
+                }
+                self.handle_as(Some(secret), *request).await
+            }
+            other => self.handle_as(None, other).await,
+        }
+    }
+
+    /// Each request goes to the room that owns it (the caller already checked).
+    async fn dispatch(self: Arc<Self>, req: Request) -> Response {
         match req {
             Request::AppendEntries(r) => {
                 if self.refuses("AppendEntries", &r.vote) {
@@ -324,6 +345,11 @@ impl Server {
                 Response::Done(Ok(()))
             }
             Request::PreVote(p) => Response::PreVote(self.answer_pre_vote(p).await),
+            Request::AclResolve { secret } => Response::AclResolved(self.acl_resolve(&secret)),
+            Request::WithToken { request, .. } => acl_port::denied(
+                &request,
+                "a WithToken request inside a WithToken request is refused".into(),
+            ),
         }
     }
 

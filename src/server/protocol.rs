@@ -138,6 +138,14 @@ pub fn seen_as(members: &[Member], id: NodeId, name: &str) -> SeenAs {
         .filter(|m| server_view(m).is_some_and(|v| v.id == id))
         .collect();
     if let Some(m) = claims.iter().find(|m| m.name == name) {
+        // A server renamed while its old member lingers: the old name left or failed, the
+        // new one is alive. Neither may be concluded from.
+        let another_alive = claims
+            .iter()
+            .any(|o| o.name != name && o.status == MemberStatus::Alive);
+        if m.status != MemberStatus::Alive && another_alive {
+            return SeenAs::Ambiguous;
+        }
         return SeenAs::Member(m.status);
     }
     match claims.as_slice() {
@@ -234,6 +242,10 @@ pub enum ApiFailure {
     /// was proposed. Not retried: the same write fails the same way.
     #[error("{0}")]
     TooLarge(String),
+    /// The caller's token may not do this, in Consul's words (`Permission denied: …`, `ACL
+    /// not found`): a 403. Not retried. Kept last: postcard numbers variants.
+    #[error("{0}")]
+    Denied(String),
 }
 
 /// A request on the server port.
@@ -282,6 +294,17 @@ pub enum Request {
     /// most once per id (docs/state.md, "Request ids"). Answered with `Response::Write`.
     /// Kept after every older variant: postcard numbers variants.
     WriteOnce(Write),
+    /// Any request with its caller's ACL token (docs/acl.md, "On the server port"). A server
+    /// without ACLs unwraps it; one with ACLs checks the inner request against the token.
+    WithToken {
+        secret: String,
+        request: Box<Request>,
+    },
+    /// A client agent resolving a token it was given: answered with the token's accessor id
+    /// and its policies' rules, never the secret.
+    AclResolve {
+        secret: String,
+    },
 }
 
 impl Request {
@@ -304,7 +327,10 @@ impl Request {
             | Self::CatalogNodes(_)
             | Self::SnapshotSave
             | Self::AutopilotState
-            | Self::WriteOnce(_) => false,
+            | Self::WriteOnce(_)
+            | Self::AclResolve { .. } => false,
+            // What is wrapped decides.
+            Self::WithToken { request, .. } => request.server_only(),
         }
     }
 
@@ -326,6 +352,8 @@ impl Request {
             Self::BootstrapRelease { .. } => "BootstrapRelease",
             Self::PreVote(_) => "PreVote",
             Self::WriteOnce(_) => "WriteOnce",
+            Self::WithToken { request, .. } => request.kind(),
+            Self::AclResolve { .. } => "AclResolve",
         }
     }
 }
@@ -375,6 +403,18 @@ pub enum Response {
     SnapshotSave(Result<SavedSnapshot, ApiFailure>),
     AutopilotState(Result<AutopilotReport, String>),
     PreVote(PreVoteAnswer),
+    /// Answer to `AclResolve`: the token, or why not (`ACL not found`, ACLs off).
+    AclResolved(Result<ResolvedToken, String>),
+}
+
+/// A token as a server resolved it for a client agent: enough to build its authorizer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedToken {
+    pub accessor_id: String,
+    /// It holds global-management: everything is allowed.
+    pub management: bool,
+    /// The rules of each of its (existing) policies.
+    pub rules: Vec<String>,
 }
 
 /// A kind of answer on the server port: the payload of one [`Response`] variant. A caller
@@ -411,6 +451,7 @@ answers! {
     SnapshotSave => Result<SavedSnapshot, ApiFailure>,
     AutopilotState => Result<AutopilotReport, String>,
     PreVote => PreVoteAnswer,
+    AclResolved => Result<ResolvedToken, String>,
 }
 
 #[cfg(test)]
@@ -464,6 +505,12 @@ mod tests {
         assert_eq!(seen_as(&both, 1, "s1"), SeenAs::Member(MemberStatus::Alive));
         // Under neither claimant's name (a renamed server), nothing is concluded.
         assert_eq!(seen_as(&both, 1, "s1-renamed"), SeenAs::Ambiguous);
+        // The configuration's name left, another claimant of the id is alive (a rename with
+        // the old member lingering): nothing is concluded.
+        let mut old = member("s1", 1, 1);
+        old.status = MemberStatus::Left;
+        let renamed = member("s1-new", 1, 1);
+        assert_eq!(seen_as(&[old, renamed], 1, "s1"), SeenAs::Ambiguous);
         // One claimant, whatever its name, is the server (a rename).
         assert_eq!(
             seen_as(&[twin], 1, "s1"),

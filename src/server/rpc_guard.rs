@@ -161,7 +161,7 @@ pub const SNAPSHOT_FRAME: usize = SNAPSHOT_CHUNK + MEDIUM;
 
 /// Every request kind by its postcard variant number (the order of `protocol::Request`'s
 /// variants), with its frame limit. A test encodes every variant and checks its entry here.
-const KINDS: [(&str, usize); 15] = [
+const KINDS: [(&str, usize); 17] = [
     ("AppendEntries", APPEND_FRAME),
     ("Vote", SMALL),
     ("InstallSnapshot", SNAPSHOT_FRAME),
@@ -177,6 +177,9 @@ const KINDS: [(&str, usize); 15] = [
     ("BootstrapRelease", SMALL),
     ("PreVote", SMALL),
     ("WriteOnce", WRITE_FRAME),
+    // The token and any request an agent sends: a write at most.
+    ("WithToken", WRITE_FRAME),
+    ("AclResolve", SMALL),
 ];
 
 /// The name and frame limit of request kind `variant`; None for a kind this version does not
@@ -453,7 +456,15 @@ mod tests {
                 candidate: 1,
                 last_log_id: None,
             }),
-            Request::WriteOnce(Write { id: None, cmd: set }),
+            Request::WriteOnce(Write {
+                id: None,
+                cmd: set.clone(),
+            }),
+            Request::WithToken {
+                secret: "s".into(),
+                request: Box::new(Request::Write(set)),
+            },
+            Request::AclResolve { secret: "s".into() },
         ];
         for r in &all {
             match r {
@@ -471,7 +482,9 @@ mod tests {
                 | Request::TimeoutNow
                 | Request::BootstrapRelease { .. }
                 | Request::PreVote(_)
-                | Request::WriteOnce(_) => {}
+                | Request::WriteOnce(_)
+                | Request::WithToken { .. }
+                | Request::AclResolve { .. } => {}
             }
         }
         all
@@ -578,8 +591,8 @@ mod tests {
     #[tokio::test]
     async fn unknown_kinds_short_and_malformed_headers_are_refused() {
         assert!(matches!(
-            read(&framed(&[1, 15])).await,
-            Err(RequestFrameError::UnknownKind { variant: 15, .. })
+            read(&framed(&[1, 17])).await,
+            Err(RequestFrameError::UnknownKind { variant: 17, .. })
         ));
         // The frame ends inside its header.
         assert!(matches!(

@@ -202,6 +202,12 @@ impl Reloadable {
         self.current.read().expect("tls lock").clone()
     }
 
+    /// Whether the files would load now, changing nothing (a reload of several interfaces
+    /// checks them all before it replaces any).
+    pub fn check(&self) -> Result<(), TlsError> {
+        Material::load(&self.settings).map(|_| ())
+    }
+
     /// Re-reads the files; on an error the material in use stays.
     pub fn reload(&self) -> Result<(), TlsError> {
         let m = Material::load(&self.settings)?;

@@ -65,6 +65,11 @@ impl RpcTls {
         self.material.reload()
     }
 
+    /// Whether the files would load now, changing nothing.
+    pub fn check(&self) -> Result<(), TlsError> {
+        self.material.check()
+    }
+
     /// Whether Raft and bootstrap requests are served only to the server role: with
     /// `verify_incoming` and `verify_server_hostname` both (docs/security.md, Roles).
     pub fn checks_roles(&self) -> bool {

@@ -43,6 +43,7 @@ const SECRET_KEY_PARTS: &[&str] = &[
 
 /// Whether a key's name marks its value as secret, whatever the provider.
 pub fn looks_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
     SECRET_KEY_PARTS.iter().any(|s| key.contains(s))
 }
 
@@ -96,6 +97,7 @@ impl ProviderArgs {
         // Pairs read so far, to say where a bad word is without quoting it (it may be a
         // secret's second half: `secret_access_key=abc def`).
         let mut words = 0usize;
+        let mut last_key: Option<String> = None;
         let mut pairs: BTreeMap<String, String> = BTreeMap::new();
         let mut chars = input.trim().chars().peekable();
         loop {
@@ -115,7 +117,7 @@ impl ProviderArgs {
             }
             words += 1;
             if chars.next() != Some('=') {
-                let after = match pairs.keys().last() {
+                let after = match &last_key {
                     Some(k) => format!(" (after {k}=…)"),
                     None => String::new(),
                 };
@@ -159,6 +161,7 @@ impl ProviderArgs {
                     chars.next();
                 }
             }
+            last_key = Some(key.clone());
             if pairs.insert(key.clone(), value).is_some() {
                 return Err(fail(format!("key {key:?} is given twice")));
             }
@@ -331,6 +334,8 @@ mod tests {
             ("provider=aws\tsecret_access_key=S3CR3T", "S3CR3T"),
             (r#"provider=aws secret_access_key="S3CR3T"#, "S3CR3T"),
             ("provider=aws secret_access_key=abc S3CR3T", "S3CR3T"),
+            // Key names in another case still look secret.
+            ("provider=aws Secret_Access_Key=S3CR3T tag_key=k", "S3CR3T"),
         ] {
             let shown = redact(entry);
             assert!(!shown.contains(secret), "{entry:?} shown as {shown:?}");
@@ -341,6 +346,9 @@ mod tests {
                 "{entry:?}: {err:?}"
             );
         }
+        // The hint names the pair read last, not the alphabetically last key.
+        let e = ProviderArgs::parse("provider=aws tag_key=r secret_access_key=a B").unwrap_err();
+        assert!(e.to_string().contains("after secret_access_key=…"), "{e}");
         assert_eq!(
             redact("region=x secret=\"open"),
             "… (not shown: it does not parse)"

@@ -1,0 +1,165 @@
+//! ACLs on the server's two doors (docs/acl.md, "On the server port"): a request from the
+//! port (with its caller's token, or none: anonymous) and a request of this agent's own HTTP
+//! API ([`Server::call_local`], the caller's token in [`CALLER`]) pass the same check before
+//! they reach their room, and a filtered read's answer is filtered on the way out. The rules
+//! are `acl_check`'s; the tokens are the replicated state's.
+
+use std::sync::Arc;
+
+use crate::acl::DefaultPolicy;
+
+use super::acl_check::{caller_token, needs, visible_keys, Needs, CALLER};
+use super::acl_state::{Resolved, ANONYMOUS_SECRET};
+use super::protocol::{Answer, ApiFailure, KvAnswer, Request, ResolvedToken, Response};
+use super::Server;
+
+/// A server's ACL settings (from `acl` in the configuration, when enabled).
+#[derive(Clone)]
+pub struct AclServerConfig {
+    /// `acl.default_policy`: what a token gets where no rule matches.
+    pub default_policy: DefaultPolicy,
+    /// `acl.enable_key_list_policy`: `list` rules let a token list key names.
+    pub enable_key_list_policy: bool,
+    /// `acl.tokens.initial_management`: the leader creates a management token with it.
+    pub initial_management: Option<String>,
+}
+
+impl std::fmt::Debug for AclServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AclServerConfig")
+            .field("default_policy", &self.default_policy)
+            .field("enable_key_list_policy", &self.enable_key_list_policy)
+            .field(
+                "initial_management",
+                &self.initial_management.as_ref().map(|_| "hidden"),
+            )
+            .finish()
+    }
+}
+
+/// The answer to `req` that refuses it with `text` (a `Permission denied: …` or `ACL not
+/// found`), in the answer type its caller waits for.
+pub(super) fn denied(req: &Request, text: String) -> Response {
+    match req {
+        Request::KvRead(_) => Response::KvRead(Err(ApiFailure::Denied(text))),
+        Request::Write(_) | Request::WriteOnce(_) => Response::Write(Err(ApiFailure::Denied(text))),
+        Request::CatalogNodes(_) => Response::CatalogNodes(Err(ApiFailure::Denied(text))),
+        Request::SnapshotSave => Response::SnapshotSave(Err(ApiFailure::Denied(text))),
+        Request::AutopilotState => Response::AutopilotState(Err(text)),
+        Request::AclResolve { .. } => Response::AclResolved(Err(text)),
+        Request::WithToken { request, .. } => denied(request, text),
+        // Raft's and the gate's requests need no token and are never refused here; an
+        // operator request answers `Done`.
+        _ => Response::Done(Err(text)),
+    }
+}
+
+impl Server {
+    /// Serves `req` for the caller holding `secret` (none: the anonymous token): with ACLs,
+    /// refused unless the token may do it, and a list answered with what the token may see.
+    pub(super) async fn handle_as(
+        self: Arc<Self>,
+        secret: Option<String>,
+        req: Request,
+    ) -> Response {
+        let Some(acl) = self.cfg.acl.clone() else {
+            return CALLER.scope(secret, self.dispatch(req)).await;
+        };
+        let need = needs(&req);
+        let resolved = if need == Needs::Nothing {
+            None
+        } else {
+            match self.resolve(secret.as_deref(), acl.default_policy) {
+                Ok(r) => Some(r),
+                Err(text) => return denied(&req, text),
+            }
+        };
+        if let Some(r) = &resolved {
+            if let Err(text) = need.check(&r.authorizer, &r.accessor_id.to_string()) {
+                return denied(&req, text);
+            }
+            // Consul's list policy: listing a prefix needs `key:list` on it (403 otherwise),
+            // then the entries are filtered as without it.
+            if let Needs::FilteredKv { prefix, .. } = &need {
+                if acl.enable_key_list_policy && !r.authorizer.key_list(prefix) {
+                    let p = super::acl_check::Permission {
+                        resource: crate::acl::Resource::Key,
+                        level: crate::acl::AccessLevel::List,
+                        segment: prefix.clone(),
+                    };
+                    return denied(&req, p.denied(&r.accessor_id.to_string()));
+                }
+            }
+        }
+        let answer = CALLER.scope(secret, self.dispatch(req)).await;
+        match (resolved, need) {
+            (Some(r), Needs::FilteredKv { names_only, .. }) => {
+                filter_kv(answer, &r, names_only, acl.enable_key_list_policy)
+            }
+            (Some(r), Needs::FilteredNodes) => match answer {
+                Response::CatalogNodes(Ok((nodes, meta))) => Response::CatalogNodes(Ok((
+                    nodes
+                        .into_iter()
+                        .filter(|n| r.authorizer.node_read(&n.name))
+                        .collect(),
+                    meta,
+                ))),
+                other => other,
+            },
+            _ => answer,
+        }
+    }
+
+    /// A request of this agent's own HTTP API, checked as the port checks one, for the caller
+    /// whose token this task carries ([`CALLER`]).
+    pub async fn call_local<A: Answer>(self: &Arc<Self>, req: Request) -> Result<A, ApiFailure> {
+        let response = self.clone().handle_as(caller_token(), req).await;
+        A::from_response(response)
+            .ok_or_else(|| ApiFailure::Unavailable("the server gave an unexpected answer".into()))
+    }
+
+    /// The token of `secret` (none: anonymous), from this server's replicated state.
+    fn resolve(&self, secret: Option<&str>, default: DefaultPolicy) -> Result<Resolved, String> {
+        let state = self.sm.state.read().expect("sm lock");
+        state
+            .data
+            .acl
+            .resolve(secret.unwrap_or(ANONYMOUS_SECRET), default)
+            .map_err(|e| e.to_string())
+    }
+
+    /// `AclResolve`: the token of `secret` for a client agent, without the secret.
+    pub(super) fn acl_resolve(&self, secret: &str) -> Result<ResolvedToken, String> {
+        if self.cfg.acl.is_none() {
+            return Err("ACL support disabled".into());
+        }
+        let state = self.sm.state.read().expect("sm lock");
+        let (accessor, management, rules) =
+            state.data.acl.describe(secret).map_err(|e| e.to_string())?;
+        Ok(ResolvedToken {
+            accessor_id: accessor.to_string(),
+            management,
+            rules,
+        })
+    }
+}
+
+/// A KV read's answer with only what `r`'s token may see.
+fn filter_kv(answer: Response, r: &Resolved, names_only: bool, list_policy: bool) -> Response {
+    match answer {
+        Response::KvRead(Ok((KvAnswer::Entries(entries), meta))) => {
+            let items = entries
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .zip(entries.iter().cloned());
+            let kept = visible_keys(&r.authorizer, items, names_only, list_policy);
+            Response::KvRead(Ok((KvAnswer::Entries(kept), meta)))
+        }
+        Response::KvRead(Ok((KvAnswer::Keys(keys), meta))) => {
+            let items = keys.iter().map(|k| k.as_str()).zip(keys.iter().cloned());
+            let kept = visible_keys(&r.authorizer, items, names_only, list_policy);
+            Response::KvRead(Ok((KvAnswer::Keys(kept), meta)))
+        }
+        other => other,
+    }
+}
