@@ -130,6 +130,8 @@ pub enum Block {
     // tests/secrets.rs (issue 12 items 3 and 4: the Host check, secrets kept out of sight)
     Secrets = 186,
     HostCheck = 187,
+    // tests/acl_port.rs (issue 12 item 2: tokens checked on the server's doors)
+    AclPort = 188,
 }
 
 impl Block {
