@@ -127,7 +127,11 @@ fn denied(r: Result<impl std::fmt::Debug, ApiFailure>) -> String {
 async fn the_server_decides_with_the_callers_token_through_either_door() {
     let block = Block::AclPort;
     let dir = tempfile::tempdir().unwrap();
-    let s1 = start(config(dir.path(), "s1", &block.ip(1), true, &[])).await;
+    let mut s1_config = config(dir.path(), "s1", &block.ip(1), true, &[]);
+    s1_config.acl.initial_management = Some(muster::config::acl::Secret::new(
+        "initial-secret-0000".into(),
+    ));
+    let s1 = start(s1_config).await;
     let c1 = start(config(
         dir.path(),
         "c1",
@@ -138,6 +142,21 @@ async fn the_server_decides_with_the_callers_token_through_either_door() {
     .await;
     let server = s1.server.clone().unwrap();
     eventually("s1 leads", async || server.leads_with_lease().then_some(())).await;
+
+    support::step(
+        0,
+        "the leader creates the initial management token of its configuration",
+    );
+    eventually("the initial management token writes", async || {
+        CALLER
+            .scope(
+                Some("initial-secret-0000".into()),
+                s1.client.write(set("init/x")),
+            )
+            .await
+            .ok()
+    })
+    .await;
 
     support::step(
         1,
@@ -215,7 +234,7 @@ async fn the_server_decides_with_the_callers_token_through_either_door() {
     let KvAnswer::Entries(all) = answer else {
         panic!("entries")
     };
-    assert_eq!(all.len(), 2, "management sees every key");
+    assert_eq!(all.len(), 3, "management sees every key");
 
     support::step(
         3,

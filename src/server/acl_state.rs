@@ -294,6 +294,16 @@ impl AclState {
         }
     }
 
+    /// Whether the built-ins (global-management, anonymous) are all here.
+    pub fn has_builtins(&self) -> bool {
+        self.policies.contains_key(&GLOBAL_MANAGEMENT_ID) && self.tokens.contains_key(&ANONYMOUS_ID)
+    }
+
+    /// Whether some token has this secret.
+    pub fn has_secret(&self, secret: &str) -> bool {
+        self.token_by_secret(secret).is_some()
+    }
+
     /// Whether `token` may bootstrap ACLs now: only once, and as a new token.
     pub fn check_bootstrap(&self, token: &AclToken) -> Result<(), AclRefusal> {
         if let Some(index) = self.bootstrapped_at {

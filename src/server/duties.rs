@@ -146,10 +146,57 @@ impl Server {
                 tracing::debug!(error = %e, "recording the autopilot settings failed; will retry");
             }
         }
+        self.acl_duties().await;
         let views = server_views(&members.borrow());
         self.reconcile(m, &views).await;
         let all = members.borrow().clone();
         self.reconcile_catalog(&all).await;
+    }
+
+    /// With ACLs, the leader creates the built-ins (global-management, anonymous) once, and
+    /// the `acl.tokens.initial_management` token if no token has its secret yet (Consul's
+    /// leader does both when it takes office). Each is one idempotent write, retried by the
+    /// next round if it fails.
+    async fn acl_duties(&self) {
+        let Some(acl) = &self.cfg.acl else {
+            return;
+        };
+        let (builtins, initial) = {
+            let state = self.sm.state.read().expect("sm lock");
+            let a = &state.data.acl;
+            (
+                a.has_builtins(),
+                acl.initial_management
+                    .as_deref()
+                    .is_none_or(|secret| a.has_secret(secret)),
+            )
+        };
+        if !builtins {
+            if let Err(e) = self
+                .duty_write(Command::State(state::StateCommand::AclInit))
+                .await
+            {
+                tracing::debug!(error = %e, "creating the ACL built-ins failed; will retry");
+            }
+        }
+        if let (false, Some(secret)) = (initial, &acl.initial_management) {
+            let token = super::acl_state::AclToken {
+                accessor_id: Uuid::new_v4(),
+                secret_id: secret.clone(),
+                description: "Initial Management Token".into(),
+                policies: vec![super::acl_state::GLOBAL_MANAGEMENT_ID],
+                create_time_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+                create_index: 0,
+                modify_index: 0,
+            };
+            let cmd = state::StateCommand::AclTokenSet(token);
+            if let Err(e) = self.duty_write(Command::State(cmd)).await {
+                tracing::debug!(error = %e, "creating the initial management token failed; will retry");
+            }
+        }
     }
 
     /// A write of the leader's own duties, bounded in time: a leader that has lost its quorum
