@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use crate::gossip::Gossip;
 use crate::server::protocol::{
-    server_views, Answer, ApiFailure, CatalogNode, Consistency, KvAnswer, NodeId, PeerStatus,
-    ReadMeta, ReadRequest, Request, SavedSnapshot, StateCommand, Write, WriteOutcome,
+    server_views, AclAnswer, AclQuery, Answer, ApiFailure, CatalogNode, Consistency, KvAnswer,
+    NodeId, PeerStatus, ReadMeta, ReadRequest, Request, SavedSnapshot, StateCommand, Write,
+    WriteOutcome,
 };
 use crate::server::rpc::RpcClient;
 use crate::server::Server;
@@ -80,7 +81,7 @@ impl Client {
                     return Err(last);
                 }
                 // The server checks the caller's token (docs/acl.md, "On the server port").
-                let request = crate::server::acl_check::with_caller(req());
+                let request = crate::server::protocol::with_caller(req());
                 match self.rpc.ask(&s.rpc_addr, request, timeout).await {
                     Ok(answer) => {
                         NEXT_SERVER.store((start + k) % servers.len(), Ordering::Relaxed);
@@ -164,6 +165,22 @@ impl Client {
                 None => {
                     self.forward_api(Duration::from_secs(10), None, || Request::CatalogNodes(c))
                         .await
+                }
+            }
+        })
+        .await
+    }
+
+    /// A read of the ACL policies and tokens, answered by the leader.
+    pub async fn acl_read(&self, q: AclQuery) -> Result<AclAnswer, ApiFailure> {
+        hold(|| async {
+            match &self.server {
+                Some(s) => s.call_local(Request::AclRead(q.clone())).await?,
+                None => {
+                    self.forward_api(Duration::from_secs(10), None, || {
+                        Request::AclRead(q.clone())
+                    })
+                    .await
                 }
             }
         })

@@ -90,6 +90,7 @@ pub fn failure(e: ApiFailure) -> ApiError {
     let status = match e {
         ApiFailure::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         ApiFailure::Denied(_) => StatusCode::FORBIDDEN,
+        ApiFailure::Refused(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError(status, e.to_string())

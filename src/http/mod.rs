@@ -1,6 +1,7 @@
 //! The HTTP API, in Consul's shapes so that tools written for Consul work against muster.
 //!
 //! # Layout
+//! - [`acl`]: `/v1/acl/*` — bootstrap, policies, tokens (docs/acl.md).
 //! - [`agent`]: `/v1/agent/*` — members, join, leave, force-leave, self.
 //! - [`autopilot`]: `/v1/operator/autopilot/*` — settings, health, state.
 //! - [`keyring`]: `/v1/operator/keyring` — the gossip keyring on every member.
@@ -15,6 +16,7 @@
 //! Errors are plain text with a 4xx (the request is wrong) or 5xx (the agent could not do it)
 //! status, one line that names the culprit, as Consul answers.
 
+pub mod acl;
 pub mod agent;
 pub mod autopilot;
 pub mod catalog;
@@ -57,6 +59,7 @@ impl IntoResponse for ApiError {
 pub fn router(agent: Arc<Agent>) -> Router {
     Router::new()
         .merge(agent::routes())
+        .merge(acl::routes())
         .merge(status::routes())
         .merge(autopilot::routes())
         .merge(keyring::routes())

@@ -135,6 +135,9 @@ pub fn needs(req: &Request) -> Needs {
         Request::WithToken { request, .. } => needs(request),
         // Whoever holds a secret may learn what it allows.
         Request::AclResolve { .. } => Needs::Nothing,
+        // Any valid token reads itself: the read answers "ACL not found" for another.
+        Request::AclRead(super::protocol::AclQuery::TokenSelf) => Needs::Nothing,
+        Request::AclRead(_) => Needs::One(Permission::new(Resource::Acl, Read, "")),
     }
 }
 

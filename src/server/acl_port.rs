@@ -10,7 +10,10 @@ use crate::acl::DefaultPolicy;
 
 use super::acl_check::{caller_token, needs, visible_keys, Needs, CALLER};
 use super::acl_state::{Resolved, ANONYMOUS_SECRET};
-use super::protocol::{Answer, ApiFailure, KvAnswer, Request, ResolvedToken, Response};
+use super::api::Leadership;
+use super::protocol::{
+    AclAnswer, AclQuery, Answer, ApiFailure, KvAnswer, Request, ResolvedToken, Response,
+};
 use super::Server;
 
 /// A server's ACL settings (from `acl` in the configuration, when enabled).
@@ -47,6 +50,7 @@ pub(super) fn denied(req: &Request, text: String) -> Response {
         Request::SnapshotSave => Response::SnapshotSave(Err(ApiFailure::Denied(text))),
         Request::AutopilotState => Response::AutopilotState(Err(text)),
         Request::AclResolve { .. } => Response::AclResolved(Err(text)),
+        Request::AclRead(_) => Response::AclRead(Err(ApiFailure::Denied(text))),
         Request::WithToken { request, .. } => denied(request, text),
         // Raft's and the gate's requests need no token and are never refused here; an
         // operator request answers `Done`.
@@ -126,6 +130,41 @@ impl Server {
             .acl
             .resolve(secret.unwrap_or(ANONYMOUS_SECRET), default)
             .map_err(|e| e.to_string())
+    }
+
+    /// `AclRead`: policies and tokens, from the leader's state (forwarded there, with the
+    /// caller's token, from any other server).
+    pub(super) async fn acl_read(&self, q: AclQuery) -> Result<AclAnswer, ApiFailure> {
+        if self.cfg.acl.is_none() {
+            return Err(ApiFailure::Refused("ACL support disabled".into()));
+        }
+        match self.leadership() {
+            Leadership::Elsewhere => {
+                return self
+                    .forward(Request::AclRead(q), std::time::Duration::from_secs(10))
+                    .await
+            }
+            Leadership::Unconfirmed => return Err(ApiFailure::NoLeader),
+            Leadership::Here => {}
+        }
+        let state = self.sm.state.read().expect("sm lock");
+        let acl = &state.data.acl;
+        Ok(match q {
+            AclQuery::Policies => AclAnswer::Policies(acl.policies.values().cloned().collect()),
+            AclQuery::Policy(id) => AclAnswer::Policy(acl.policies.get(&id).cloned()),
+            AclQuery::PolicyByName(name) => {
+                AclAnswer::Policy(acl.policies.values().find(|p| p.name == name).cloned())
+            }
+            AclQuery::Tokens => AclAnswer::Tokens(acl.tokens.values().cloned().collect()),
+            AclQuery::Token(id) => AclAnswer::Token(acl.tokens.get(&id).cloned()),
+            AclQuery::TokenSelf => {
+                let secret = caller_token().unwrap_or_else(|| ANONYMOUS_SECRET.to_string());
+                match acl.token_by_secret(&secret) {
+                    Some(t) => AclAnswer::Token(Some(t.clone())),
+                    None => return Err(ApiFailure::Denied("ACL not found".into())),
+                }
+            }
+        })
     }
 
     /// `AclResolve`: the token of `secret` for a client agent, without the secret.

@@ -256,7 +256,7 @@ fn deny_everything() -> Policy {
 
 impl AclState {
     /// The token whose secret is `secret`, compared with every stored secret in full.
-    fn token_by_secret(&self, secret: &str) -> Option<&AclToken> {
+    pub fn token_by_secret(&self, secret: &str) -> Option<&AclToken> {
         // Every secret is compared, not only up to the first match.
         self.tokens.values().fold(None, |found, t| {
             if secrets_equal(&t.secret_id, secret) {

@@ -68,7 +68,7 @@ fn scope(query: &KvQuery) -> KvScope {
 
 /// Who answers a request meant for the leader, as this server sees it now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Leadership {
+pub(super) enum Leadership {
     /// Another server leads, or none is known: forward (or answer "No cluster leader").
     Elsewhere,
     /// openraft says Leader, but no quorum has confirmed the lease
@@ -101,7 +101,7 @@ impl Server {
         self.blocking_queries.load(Ordering::Relaxed)
     }
 
-    fn leadership(&self) -> Leadership {
+    pub(super) fn leadership(&self) -> Leadership {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         if m.state != ServerState::Leader {
@@ -156,7 +156,11 @@ impl Server {
     }
 
     /// [`Self::on_leader`] for the HTTP API's requests, whose answers carry an [`ApiFailure`].
-    async fn forward<T>(&self, request: Request, deadline: Duration) -> Result<T, ApiFailure>
+    pub(super) async fn forward<T>(
+        &self,
+        request: Request,
+        deadline: Duration,
+    ) -> Result<T, ApiFailure>
     where
         Result<T, ApiFailure>: Answer,
     {
@@ -253,6 +257,18 @@ impl Server {
                 }
                 Leadership::Unconfirmed => return Err(ApiFailure::NoLeader),
                 Leadership::Here => {}
+            }
+            // An ACL change the state's checks would refuse is answered with the reason
+            // before it is proposed (apply would only say `false`).
+            if let Err(why) = self
+                .sm
+                .state
+                .read()
+                .expect("sm lock")
+                .data
+                .check_acl(&w.cmd)
+            {
+                return Err(ApiFailure::Refused(why.to_string()));
             }
             match tokio::time::timeout(COMMIT_WAIT, self.batcher.write(w.clone())).await {
                 Ok(Ok(outcome)) => return Ok(outcome),

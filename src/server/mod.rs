@@ -346,6 +346,7 @@ impl Server {
             }
             Request::PreVote(p) => Response::PreVote(self.answer_pre_vote(p).await),
             Request::AclResolve { secret } => Response::AclResolved(self.acl_resolve(&secret)),
+            Request::AclRead(q) => Response::AclRead(self.acl_read(q).await),
             Request::WithToken { request, .. } => acl_port::denied(
                 &request,
                 "a WithToken request inside a WithToken request is refused".into(),

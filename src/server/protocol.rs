@@ -21,6 +21,9 @@ use openraft::raft::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+/// The caller's token travels with every request a client agent or a follower forwards
+/// (docs/acl.md, "On the server port").
+pub use super::acl_check::{caller_token, with_caller, CALLER};
 pub use super::autopilot::AutopilotReport;
 use super::id::node_id;
 pub use super::id::NodeId;
@@ -246,6 +249,10 @@ pub enum ApiFailure {
     /// not found`): a 403. Not retried. Kept last: postcard numbers variants.
     #[error("{0}")]
     Denied(String),
+    /// The request is wrong (an ACL object the checks refuse), in one line naming the
+    /// culprit and the fix: a 400. Not retried.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A request on the server port.
@@ -305,6 +312,29 @@ pub enum Request {
     AclResolve {
         secret: String,
     },
+    /// A read of the ACL objects, answered by the leader (docs/acl.md).
+    AclRead(AclQuery),
+}
+
+/// What an `AclRead` asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AclQuery {
+    Policies,
+    Policy(Uuid),
+    PolicyByName(String),
+    Tokens,
+    Token(Uuid),
+    /// The token of the caller's own secret (`/v1/acl/token/self`).
+    TokenSelf,
+}
+
+/// The ACL objects an `AclRead` found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AclAnswer {
+    Policies(Vec<super::acl_state::AclPolicy>),
+    Policy(Option<super::acl_state::AclPolicy>),
+    Tokens(Vec<super::acl_state::AclToken>),
+    Token(Option<super::acl_state::AclToken>),
 }
 
 impl Request {
@@ -328,7 +358,8 @@ impl Request {
             | Self::SnapshotSave
             | Self::AutopilotState
             | Self::WriteOnce(_)
-            | Self::AclResolve { .. } => false,
+            | Self::AclResolve { .. }
+            | Self::AclRead(_) => false,
             // What is wrapped decides.
             Self::WithToken { request, .. } => request.server_only(),
         }
@@ -354,6 +385,7 @@ impl Request {
             Self::WriteOnce(_) => "WriteOnce",
             Self::WithToken { request, .. } => request.kind(),
             Self::AclResolve { .. } => "AclResolve",
+            Self::AclRead(_) => "AclRead",
         }
     }
 }
@@ -405,6 +437,7 @@ pub enum Response {
     PreVote(PreVoteAnswer),
     /// Answer to `AclResolve`: the token, or why not (`ACL not found`, ACLs off).
     AclResolved(Result<ResolvedToken, String>),
+    AclRead(Result<AclAnswer, ApiFailure>),
 }
 
 /// A token as a server resolved it for a client agent: enough to build its authorizer.
@@ -452,6 +485,7 @@ answers! {
     AutopilotState => Result<AutopilotReport, String>,
     PreVote => PreVoteAnswer,
     AclResolved => Result<ResolvedToken, String>,
+    AclRead => Result<AclAnswer, ApiFailure>,
 }
 
 #[cfg(test)]

@@ -161,7 +161,7 @@ pub const SNAPSHOT_FRAME: usize = SNAPSHOT_CHUNK + MEDIUM;
 
 /// Every request kind by its postcard variant number (the order of `protocol::Request`'s
 /// variants), with its frame limit. A test encodes every variant and checks its entry here.
-const KINDS: [(&str, usize); 17] = [
+const KINDS: [(&str, usize); 18] = [
     ("AppendEntries", APPEND_FRAME),
     ("Vote", SMALL),
     ("InstallSnapshot", SNAPSHOT_FRAME),
@@ -180,6 +180,7 @@ const KINDS: [(&str, usize); 17] = [
     // The token and any request an agent sends: a write at most.
     ("WithToken", WRITE_FRAME),
     ("AclResolve", SMALL),
+    ("AclRead", SMALL),
 ];
 
 /// The name and frame limit of request kind `variant`; None for a kind this version does not
@@ -465,6 +466,7 @@ mod tests {
                 request: Box::new(Request::Write(set)),
             },
             Request::AclResolve { secret: "s".into() },
+            Request::AclRead(crate::server::protocol::AclQuery::Tokens),
         ];
         for r in &all {
             match r {
@@ -484,7 +486,8 @@ mod tests {
                 | Request::PreVote(_)
                 | Request::WriteOnce(_)
                 | Request::WithToken { .. }
-                | Request::AclResolve { .. } => {}
+                | Request::AclResolve { .. }
+                | Request::AclRead(_) => {}
             }
         }
         all
@@ -591,8 +594,8 @@ mod tests {
     #[tokio::test]
     async fn unknown_kinds_short_and_malformed_headers_are_refused() {
         assert!(matches!(
-            read(&framed(&[1, 17])).await,
-            Err(RequestFrameError::UnknownKind { variant: 17, .. })
+            read(&framed(&[1, 18])).await,
+            Err(RequestFrameError::UnknownKind { variant: 18, .. })
         ));
         // The frame ends inside its header.
         assert!(matches!(
