@@ -257,6 +257,8 @@ pub struct Agent {
     pub rpc_tls: Option<Arc<crate::tls::rpc::RpcTls>>,
     /// The HTTPS API's certificate and CA, when it listens; reloaded on SIGHUP.
     pub https_tls: Option<Arc<crate::tls::Reloadable>>,
+    /// Tokens a server resolved for this agent's own endpoints (client agents; docs/acl.md).
+    pub acl_cache: std::sync::Mutex<crate::acl::TokenCache>,
 }
 
 impl Drop for Agent {
@@ -428,6 +430,7 @@ impl Agent {
             RpcClient::new(rpc_source, rpc_tls.clone()),
         );
         let (stop_tx, _) = watch::channel(StopReason::Running);
+        let acl_ttl = config.acl.token_ttl;
         let agent = Arc::new(Agent {
             config,
             gossip,
@@ -444,6 +447,7 @@ impl Agent {
             join_status: std::sync::Mutex::new(None),
             rpc_tls,
             https_tls,
+            acl_cache: std::sync::Mutex::new(crate::acl::TokenCache::new(acl_ttl)),
         });
         tracing::info!(
             node = %agent.config.node_name, node_id = %node_id, datacenter = %agent.config.datacenter,

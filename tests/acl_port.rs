@@ -385,6 +385,60 @@ async fn the_server_decides_with_the_callers_token_through_either_door() {
     let (status, body) = http("PUT", "/v1/kv/ops/b".into(), ops_secret, "1".into()).await;
     assert_eq!((status, body.trim()), (403, "ACL not found"));
 
+    support::step(
+        6,
+        "the agents' own endpoints: members filtered, leave and self refused",
+    );
+    let app_s = app.to_string();
+    let (status, body) = http(
+        "GET",
+        "/v1/agent/members".into(),
+        app_s.clone(),
+        String::new(),
+    )
+    .await;
+    assert_eq!(
+        (status, body.trim()),
+        (200, "[]"),
+        "no node:read, no members"
+    );
+    let (status, body) = http("GET", "/v1/agent/members".into(), m.clone(), String::new()).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"c1\"") && body.contains("\"s1\""), "{body}");
+    let (status, body) = http(
+        "PUT",
+        "/v1/agent/leave".into(),
+        app_s.clone(),
+        String::new(),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("lacks permission 'agent:write' on \"c1\""),
+        "{body}"
+    );
+    let (status, _) = http("GET", "/v1/agent/self".into(), app_s.clone(), String::new()).await;
+    assert_eq!(status, 403);
+    let (status, _) = http("GET", "/v1/agent/self".into(), m.clone(), String::new()).await;
+    assert_eq!(status, 200);
+    let s1_http = |path: &str, token: &str| {
+        let (addr, path, token) = (
+            format!("{}:8500", block.ip(1)),
+            path.to_string(),
+            token.to_string(),
+        );
+        async move {
+            tokio::task::spawn_blocking(move || call(&addr, "GET", &path, &token, ""))
+                .await
+                .unwrap()
+        }
+    };
+    let (status, body) = s1_http("/v1/operator/raft/configuration", app).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("'operator:read'"), "{body}");
+    let (status, _) = s1_http("/v1/operator/raft/configuration", mgmt).await;
+    assert_eq!(status, 200);
+
     c1.shutdown().await;
     s1.shutdown().await;
 }

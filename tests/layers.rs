@@ -21,14 +21,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "http",
         &[
-            "agent", "client", "config", "duration", "gossip", "join", "server", "tls",
+            "acl", "agent", "client", "config", "duration", "gossip", "join", "server", "tls",
         ],
     ),
     (
         "agent",
         &[
-            "client", "config", "duration", "frame", "gossip", "http", "join", "node_id", "server",
-            "tls",
+            "acl", "client", "config", "duration", "frame", "gossip", "http", "join", "node_id",
+            "server", "tls",
         ],
     ),
     (

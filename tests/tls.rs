@@ -461,12 +461,6 @@ fn settings_that_ask_for_tls_and_cannot_have_it_stop_the_start() {
         false,
     );
     refuses(
-        "acl",
-        "acl {\n  enabled = true\n  default_policy = \"deny\"\n}\n",
-        "acl.enabled = true: muster does not enforce ACLs yet",
-        false,
-    );
-    refuses(
         "legacy-acl",
         "acl_datacenter = \"dc1\"\n",
         "key `acl_datacenter` is Consul's legacy (pre-1.4) ACL system",

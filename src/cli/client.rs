@@ -43,6 +43,22 @@ pub struct HttpArgs {
         value_name = "NAME"
     )]
     pub tls_server_name: Option<String>,
+    /// The ACL token to send (docs/acl.md). Prefer -token-file or MUSTER_HTTP_TOKEN: a flag is
+    /// visible to every local user in /proc.
+    #[arg(
+        long = "token",
+        env = "MUSTER_HTTP_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// A file whose first line is the ACL token to send.
+    #[arg(
+        long = "token-file",
+        env = "MUSTER_HTTP_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub token_file: Option<PathBuf>,
 }
 
 /// A request for `https://` without it being in `-http-addr` (Consul's `CONSUL_HTTP_SSL`).
@@ -121,6 +137,15 @@ impl HttpArgs {
         } else {
             format!("http://{addr}")
         };
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = self.token()? {
+            let mut value = reqwest::header::HeaderValue::from_str(&token).map_err(|_| {
+                "the ACL token holds characters a header cannot carry (-token, -token-file)"
+                    .to_string()
+            })?;
+            value.set_sensitive(true);
+            headers.insert("x-consul-token", value);
+        }
         let builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(65))
             .connect_timeout(Duration::from_secs(5));
@@ -158,7 +183,6 @@ impl HttpArgs {
                         Some(p) => format!("{host}:{p}"),
                         None => host.to_string(),
                     };
-                    let mut headers = reqwest::header::HeaderMap::new();
                     headers.insert(
                         reqwest::header::HOST,
                         reqwest::header::HeaderValue::from_str(&authority)
@@ -180,9 +204,35 @@ impl HttpArgs {
             builder
         };
         let http = builder
+            .default_headers(headers)
             .build()
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
         Ok((base, http))
+    }
+
+    /// The ACL token: `-token` (or `MUSTER_HTTP_TOKEN`), or the first line of `-token-file`
+    /// (or `MUSTER_HTTP_TOKEN_FILE`); both is an error, as is an unreadable or empty file.
+    /// Errors name the flag and the file, never the token.
+    fn token(&self) -> Result<Option<String>, String> {
+        match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => Err(
+                "give -token or -token-file (MUSTER_HTTP_TOKEN or MUSTER_HTTP_TOKEN_FILE), not both"
+                    .into(),
+            ),
+            (Some(t), None) => Ok(Some(t.trim().to_string()).filter(|t| !t.is_empty())),
+            (None, Some(f)) => {
+                let text = std::fs::read_to_string(f)
+                    .map_err(|e| format!("-token-file: cannot read {}: {e}", f.display()))?;
+                match text.lines().next().map(str::trim) {
+                    Some(t) if !t.is_empty() => Ok(Some(t.to_string())),
+                    _ => Err(format!(
+                        "-token-file: {} is empty: put the token on its first line",
+                        f.display()
+                    )),
+                }
+            }
+            (None, None) => Ok(None),
+        }
     }
 }
 

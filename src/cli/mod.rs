@@ -5,6 +5,7 @@
 //! does. Exit codes: 0 success, 1 usage or configuration error (and the failures Consul maps to
 //! 1, such as "could not reach the agent"), 2 runtime failure of the agent.
 
+pub mod acl;
 pub mod agent;
 pub mod client;
 pub mod discover;
@@ -67,6 +68,8 @@ pub enum Command {
     Keyring(keyring::KeyringCmd),
     /// Create a CA and agent certificates (docs/tls.md).
     Tls(tls::TlsCmd),
+    /// Bootstrap ACLs, and manage their policies and tokens (docs/acl.md).
+    Acl(acl::AclCmd),
     /// Print the version.
     Version,
 }
@@ -101,6 +104,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Keygen => keygen::run(),
         Command::Keyring(c) => client::block_on(keyring::run(c)),
         Command::Tls(c) => tls::run(c),
+        Command::Acl(c) => client::block_on(acl::run(c)),
         Command::Version => {
             println!("muster v{}", crate::VERSION);
             0

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use crate::gossip::Gossip;
 use crate::server::protocol::{
     server_views, AclAnswer, AclQuery, Answer, ApiFailure, CatalogNode, Consistency, KvAnswer,
-    NodeId, PeerStatus, ReadMeta, ReadRequest, Request, SavedSnapshot, StateCommand, Write,
-    WriteOutcome,
+    NodeId, PeerStatus, ReadMeta, ReadRequest, Request, ResolvedToken, SavedSnapshot, StateCommand,
+    Write, WriteOutcome,
 };
 use crate::server::rpc::RpcClient;
 use crate::server::Server;
@@ -185,6 +185,18 @@ impl Client {
             }
         })
         .await
+    }
+
+    /// A token resolved by a server, for a client agent's own endpoints: the server's answer
+    /// (`Err` inside: `ACL not found` or ACLs off there), or why no server answered.
+    pub async fn acl_resolve(
+        &self,
+        secret: &str,
+    ) -> Result<Result<ResolvedToken, String>, ApiFailure> {
+        let req = || Request::AclResolve {
+            secret: secret.to_string(),
+        };
+        self.forward(Duration::from_secs(5), None, req).await
     }
 
     /// An operator snapshot, taken by the leader.

@@ -240,20 +240,17 @@ fn ttl(key: &str, v: &Option<String>, errors: &mut Vec<String>) -> Duration {
     }
 }
 
-/// Checks the merged layers into [`AclConfig`]. ACL enforcement is not built yet
-/// (docs/acl.md), so `enabled = true` is an error: an agent asked for access control must
-/// never start open.
+/// Checks the merged layers into [`AclConfig`].
 pub fn finish_acl(
     layer: &AclLayer,
     errors: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> AclConfig {
     let enabled = layer.enabled.unwrap_or(false);
-    if enabled {
-        errors.push(
-            "acl.enabled = true: muster does not enforce ACLs yet (docs/acl.md), and an agent \
-             asked for them must not start open; remove it (or set enabled = false) and keep \
-             the HTTP API on a trusted address (client_addr)"
+    if layer.enable_token_persistence == Some(true) {
+        warnings.push(
+            "acl.enable_token_persistence: muster has no `acl set-agent-token` yet, so there \
+             is nothing to persist; tokens come from the configuration"
                 .into(),
         );
     }
@@ -392,12 +389,14 @@ mod tests {
     }
 
     #[test]
-    fn enabling_acls_is_refused_until_they_are_enforced() {
-        let (_, e, _) = finish(AclLayer {
+    fn enabling_acls_is_checked_like_the_rest() {
+        let (c, e, _) = finish(AclLayer {
             enabled: Some(true),
+            default_policy: Some("deny".into()),
             ..Default::default()
         });
-        assert!(e[0].contains("must not start open"), "{e:?}");
+        assert!(e.is_empty(), "{e:?}");
+        assert!(c.enabled && c.default_policy == DefaultPolicy::Deny);
     }
 
     #[test]

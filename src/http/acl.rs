@@ -216,7 +216,12 @@ async fn bootstrap(State(agent): State<Arc<Agent>>) -> Reply {
         }
         Err(e) => return Err(failure(e)),
     }
-    let stored = read_token(&agent, token.accessor_id)
+    // Read back as the new token itself: the caller of a bootstrap holds no token yet.
+    let stored = crate::server::protocol::CALLER
+        .scope(
+            Some(token.secret_id.clone()),
+            read_token(&agent, token.accessor_id),
+        )
         .await?
         .unwrap_or(token);
     let names = vec![(GLOBAL_MANAGEMENT_ID, "global-management".to_string())];

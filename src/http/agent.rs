@@ -10,7 +10,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::ApiError;
+use super::{authorize, ApiError};
+use crate::acl::{AccessLevel, Resource};
 use crate::agent::Agent;
 use crate::gossip::{ForceLeaveError, Member, MemberStatus};
 
@@ -58,21 +59,34 @@ impl From<&Member> for MemberJson {
     }
 }
 
-async fn members(State(agent): State<Arc<Agent>>) -> Json<Vec<MemberJson>> {
-    Json(
+/// Refuses unless the caller may `level` on this agent (`agent:<level>` on its node name).
+async fn require_agent(agent: &Agent, level: AccessLevel) -> Result<(), ApiError> {
+    authorize::require(agent, Resource::Agent, level, &agent.config.node_name).await
+}
+
+/// Filtered to the members the caller may read (`node:read`), as Consul does.
+async fn members(State(agent): State<Arc<Agent>>) -> Result<Json<Vec<MemberJson>>, ApiError> {
+    let caller = authorize::caller(&agent).await?;
+    Ok(Json(
         agent
             .gossip
             .members()
             .iter()
+            .filter(|m| {
+                caller
+                    .as_ref()
+                    .is_none_or(|r| r.authorizer.node_read(&m.name))
+            })
             .map(MemberJson::from)
             .collect(),
-    )
+    ))
 }
 
 async fn join(
     State(agent): State<Arc<Agent>>,
     Path(address): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    require_agent(&agent, AccessLevel::Write).await?;
     if let Err(e) = muster_provider_core::JoinAddr::parse(&address) {
         return Err(ApiError(StatusCode::BAD_REQUEST, e.to_string()));
     }
@@ -98,9 +112,10 @@ async fn join(
 
 /// 200 with an empty body as Consul's; muster adds one line per warning (a leave that cost
 /// the cluster its quorum) for `muster leave` to show.
-async fn leave(State(agent): State<Arc<Agent>>) -> (StatusCode, String) {
+async fn leave(State(agent): State<Arc<Agent>>) -> Result<(StatusCode, String), ApiError> {
+    require_agent(&agent, AccessLevel::Write).await?;
     let warnings = agent.leave().await;
-    (StatusCode::OK, warnings.join("\n"))
+    Ok((StatusCode::OK, warnings.join("\n")))
 }
 
 #[derive(Deserialize)]
@@ -113,6 +128,7 @@ async fn force_leave(
     Path(node): Path<String>,
     Query(q): Query<ForceLeaveQuery>,
 ) -> Result<StatusCode, ApiError> {
+    authorize::require(&agent, Resource::Operator, AccessLevel::Write, "").await?;
     // Consul treats a present `?prune` (with or without a value) as true.
     let prune = q
         .prune
@@ -128,7 +144,8 @@ async fn force_leave(
     Ok(StatusCode::OK)
 }
 
-async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
+async fn agent_self(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiError> {
+    require_agent(&agent, AccessLevel::Read).await?;
     let c = &agent.config;
     let members = agent.gossip.members();
     let me = members
@@ -195,7 +212,7 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
     if let Some(st) = agent.join_status.lock().expect("join status lock").as_ref() {
         stats["retry_join"] = json!(st.lock().expect("join status lock").section());
     }
-    Json(json!({
+    Ok(Json(json!({
         "Config": {
             "Datacenter": c.datacenter,
             "NodeName": c.node_name,
@@ -232,7 +249,7 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Json<Value> {
         "Member": me,
         "Stats": stats,
         "Meta": {},
-    }))
+    })))
 }
 
 /// Hides secret values (`secret_access_key=…`, `credentials_file=…`) of a provider string.

@@ -1,6 +1,7 @@
 //! `/v1/operator/autopilot/*`: autopilot's settings and its view of the servers, in Consul's
 //! JSON shapes (durations as Go duration strings, as Consul's API writes them).
 
+use crate::acl::{AccessLevel, Resource};
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -52,6 +53,7 @@ fn config_json(c: &AutopilotConfig, index: u64) -> Value {
 
 async fn get_config(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiError> {
     let s = server_only(&agent)?;
+    super::authorize::require(&agent, Resource::Operator, AccessLevel::Read, "").await?;
     let (c, index) = s.autopilot_config();
     Ok(Json(config_json(&c, index)))
 }
@@ -151,6 +153,7 @@ async fn set_config(
     body: axum::body::Bytes,
 ) -> Result<Json<bool>, ApiError> {
     let s = server_only(&agent)?;
+    super::authorize::require(&agent, Resource::Operator, AccessLevel::Write, "").await?;
     let fields: Map<String, Value> = serde_json::from_slice(&body).map_err(|e| {
         bad(format!(
             "the body must be a JSON object of autopilot settings: {e}"
@@ -168,6 +171,7 @@ async fn set_config(
 
 async fn report(agent: &Agent) -> Result<crate::server::autopilot::AutopilotReport, ApiError> {
     let s = server_only(agent)?;
+    super::authorize::require(agent, Resource::Operator, AccessLevel::Read, "").await?;
     Ok(s.autopilot_state().await?)
 }
 

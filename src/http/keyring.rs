@@ -4,6 +4,7 @@
 //! The keys appear only in the answer of `GET`, which the operator asked for; an invalid key in
 //! a request is refused without being echoed.
 
+use crate::acl::{AccessLevel, Resource};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -52,6 +53,7 @@ impl From<KeyringError> for ApiError {
 }
 
 async fn list(State(agent): State<Arc<Agent>>) -> Result<Json<Vec<KeyringPool>>, ApiError> {
+    super::authorize::require(&agent, Resource::Keyring, AccessLevel::Read, "").await?;
     let report = agent.gossip.keyring(KeyringOp::List).await?;
     let mut pool = KeyringPool {
         wan: false,
@@ -92,6 +94,7 @@ async fn remove(State(agent): State<Arc<Agent>>, body: Bytes) -> Result<StatusCo
 
 /// 200 when every member applied `op`; otherwise a 500 naming each failed member and why.
 async fn change(agent: &Agent, op: KeyringOp) -> Result<StatusCode, ApiError> {
+    super::authorize::require(agent, Resource::Keyring, AccessLevel::Write, "").await?;
     let report: KeyringReport = agent.gossip.keyring(op).await?;
     match report.failure() {
         None => Ok(StatusCode::OK),

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`acl`]: `/v1/acl/*` — bootstrap, policies, tokens (docs/acl.md).
+//! - [`authorize`]: the agent's own endpoints checked against the caller's token.
 //! - [`agent`]: `/v1/agent/*` — members, join, leave, force-leave, self.
 //! - [`autopilot`]: `/v1/operator/autopilot/*` — settings, health, state.
 //! - [`keyring`]: `/v1/operator/keyring` — the gossip keyring on every member.
@@ -18,6 +19,7 @@
 
 pub mod acl;
 pub mod agent;
+pub mod authorize;
 pub mod autopilot;
 pub mod catalog;
 pub mod host_check;

@@ -3,6 +3,7 @@
 //! A server answers from its own Raft state; a client asks a live server over the RPC port
 //! (status only), as Consul's clients forward these requests.
 
+use crate::acl::{AccessLevel, Resource};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -74,6 +75,7 @@ fn server_only(agent: &Agent) -> Result<&Arc<crate::server::Server>, ApiError> {
 
 async fn configuration(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiError> {
     let s = server_only(&agent)?;
+    super::authorize::require(&agent, Resource::Operator, AccessLevel::Read, "").await?;
     let servers = s.configuration();
     let index = s.membership_index();
     Ok(Json(json!({ "Servers": servers, "Index": index })))
@@ -90,6 +92,7 @@ async fn remove_peer(
     Query(q): Query<PeerQuery>,
 ) -> Result<StatusCode, ApiError> {
     let s = server_only(&agent)?;
+    super::authorize::require(&agent, Resource::Operator, AccessLevel::Write, "").await?;
     let id = match (q.id, q.address) {
         (None, None) => {
             return Err(ApiError(

@@ -167,6 +167,17 @@ impl Server {
         })
     }
 
+    /// The token of `secret` for this agent's own endpoints (`http::authorize`); ACLs must
+    /// be on (the caller checks its own configuration first).
+    pub fn resolve_caller(&self, secret: &str) -> Result<Resolved, String> {
+        let default = self
+            .cfg
+            .acl
+            .as_ref()
+            .map_or(DefaultPolicy::Deny, |a| a.default_policy);
+        self.resolve(Some(secret), default)
+    }
+
     /// `AclResolve`: the token of `secret` for a client agent, without the secret.
     pub(super) fn acl_resolve(&self, secret: &str) -> Result<ResolvedToken, String> {
         if self.cfg.acl.is_none() {

@@ -235,7 +235,7 @@ fn secrets_equal(a: &str, b: &str) -> bool {
 /// What a policy whose rules no longer parse grants: nothing, on every resource, so that a
 /// token holding it is never allowed more than its author meant. Rules are checked when set,
 /// so this is only reached if a later parser refuses rules an earlier one accepted.
-fn deny_everything() -> Policy {
+pub fn deny_everything() -> Policy {
     let rule = |resource, scope| Rule {
         resource,
         scope,

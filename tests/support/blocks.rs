@@ -132,6 +132,8 @@ pub enum Block {
     HostCheck = 187,
     // tests/acl_port.rs (issue 12 item 2: tokens checked on the server's doors)
     AclPort = 188,
+    // tests/acl.rs (issue 12: ACLs through real processes and the CLI)
+    AclCli = 189,
 }
 
 impl Block {
