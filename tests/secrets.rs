@@ -42,6 +42,8 @@ fn secrets_never_reach_a_log_an_error_or_an_answer() {
     let d = dir.path();
     let key = stdout(&run(&["keygen"])).trim().to_string();
     let secret = cloud_secret();
+    // An ACL management token (docs/acl.md), in the config file and in a token file.
+    let token = format!("t0k3n-{}", uuid::Uuid::new_v4().simple());
     // With the aws provider compiled in, a provider string with a secret; its endpoint is a
     // loopback port where nothing listens, so every lookup fails (and is logged) at once.
     let provider = cfg!(feature = "aws").then(|| {
@@ -112,6 +114,11 @@ fn secrets_never_reach_a_log_an_error_or_an_answer() {
         "retry_join": [block.ip(1)],
         "data_dir": d.join("v").display().to_string(),
         "bind_addr": block.ip(1),
+        "acl": {
+            "enabled": true,
+            "default_policy": "allow",
+            "tokens": { "initial_management": token },
+        },
     });
     if let Some(p) = &provider {
         cfg["retry_join"]
@@ -163,6 +170,22 @@ fn secrets_never_reach_a_log_an_error_or_an_answer() {
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", c1.pid().unwrap())).unwrap();
     assert!(!String::from_utf8_lossy(&cmdline).contains(&key));
 
+    // The token at work, from a 0600 file, and a token file that is missing.
+    let token_file = write_file(d, "mgmt.token", &format!("{token}\n"));
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let tf = token_file.to_str().unwrap();
+    wait_until(T, "the initial management token writes", || {
+        let o = s1.cli(&["kv", "put", "-token-file", tf, "k", "v"]);
+        written.push(all_output(&o));
+        o.status.success()
+    });
+    let o = s1.cli(&["acl", "token", "list", "-token-file", tf]);
+    assert!(o.status.success(), "{}", all_output(&o));
+    written.push(all_output(&o));
+    let o = s1.cli(&["kv", "get", "-token-file", &format!("{tf}.missing"), "k"]);
+    assert_eq!(o.status.code(), Some(1), "{}", all_output(&o));
+    written.push(all_output(&o));
+
     step(
         4,
         "info, members, /v1/agent/self and both logs, searched for every secret",
@@ -188,6 +211,10 @@ fn secrets_never_reach_a_log_an_error_or_an_answer() {
         assert!(
             !text.contains(&secret),
             "the cloud secret in output {what}:\n{text}"
+        );
+        assert!(
+            !text.contains(&token),
+            "the ACL token in output {what}:\n{text}"
         );
     }
 

@@ -134,6 +134,8 @@ pub enum Block {
     AclPort = 188,
     // tests/acl.rs (issue 12: ACLs through real processes and the CLI)
     AclCli = 189,
+    // tests/acl_guide.rs (docs/acl-guide.md)
+    AclGuide = 190,
 }
 
 impl Block {

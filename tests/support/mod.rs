@@ -11,6 +11,7 @@
 //! - [`http`]: the one HTTP client (one request per connection, or a kept-alive connection).
 //! - [`agent`]: one agent process ([`Agent`]) and its cluster views (voters, peers, reads,
 //!   writes), a set of servers, waiting for a leader.
+//! - [`guide`]: a docs page whose `sh` blocks a test runs as written.
 //! - [`fixture`]: the Python fixture servers (moto, fake IMDS, fake GCE, fake DNS) and any other
 //!   helper process (etcd for the benches).
 //! - [`netns`]: a network and mount namespace of the test's own, nftables rules inside it.
@@ -24,6 +25,7 @@ pub mod blocks;
 pub mod certs;
 pub mod cluster3;
 pub mod fixture;
+pub mod guide;
 pub mod http;
 pub mod netns;
 pub mod watch;
