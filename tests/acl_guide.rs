@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::guide::run_guide;
+use support::guide::{self, run_guide};
 use support::*;
 
 #[test]
@@ -19,13 +19,7 @@ fn the_acl_guide_runs_as_written() {
         dir.path(),
         &["s1", "c1"],
     );
-    assert!(
-        out.status.success(),
-        "the guide failed:\n--- stdout\n{}\n--- stderr\n{}\n{logs}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let text = stdout(&out);
+    let text = guide::succeeded(&out, &logs);
     assert!(
         text.contains("hello"),
         "kv get did not print the value:\n{text}"

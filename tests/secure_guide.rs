@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::guide::run_guide;
+use support::guide::{self, run_guide};
 use support::*;
 
 #[test]
@@ -18,13 +18,7 @@ fn the_secure_datacenter_guide_runs_as_written() {
         dir.path(),
         &["s1", "s2", "s3", "c1"],
     );
-    assert!(
-        out.status.success(),
-        "the guide failed:\n--- stdout\n{}\n--- stderr\n{}\n{logs}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let text = stdout(&out);
+    let text = guide::succeeded(&out, &logs);
     assert!(
         text.contains("world"),
         "kv get did not print the value:\n{text}"

@@ -92,3 +92,15 @@ pub fn run_guide(
         .collect();
     (out, logs)
 }
+
+/// The guide's stdout, if it ran to its end; otherwise the test fails with everything it
+/// printed and the agents' logs.
+pub fn succeeded(out: &Output, logs: &str) -> String {
+    assert!(
+        out.status.success(),
+        "the guide failed:\n--- stdout\n{}\n--- stderr\n{}\n{logs}",
+        super::stdout(out),
+        super::stderr(out)
+    );
+    super::stdout(out)
+}
