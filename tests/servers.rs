@@ -234,6 +234,9 @@ fn randomized_trials_form_exactly_one_cluster() {
 fn conflicting_expect_values_refuse_to_bootstrap_and_say_so() {
     let net = Block::ConflictingExpect;
     let a = Agent::start("c1", &net.ip(1), &["-server", "-bootstrap-expect", "3"]);
+    // -join is tried once at start: c1 must be listening first (seen in CI: c2 started
+    // before c1 had bound its port, and exited on the refused join).
+    a.wait_ready();
     let b = Agent::start(
         "c2",
         &net.ip(2),
