@@ -44,6 +44,23 @@ fn flags<'a>(addr: &'a str, ca: &'a Path, (cert, key): &'a (PathBuf, PathBuf)) -
     ]
 }
 
+/// One more server certificate in `dir` (the next number) that also names `ip`, so that the
+/// CLI can dial the agent by its address.
+fn server_cert_for(dir: &Path, ip: &str) {
+    let o = muster_in(
+        dir,
+        &[
+            "tls",
+            "cert",
+            "create",
+            "-server",
+            "-additional-ipaddress",
+            ip,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// `muster ARGS…` fails with exit 1 and says `needle`; returns its stderr.
 fn refused(args: &[&str], env: &[(&str, &str)], needle: &str) -> String {
     let o = cli(args, env);
@@ -65,18 +82,7 @@ fn the_cli_reaches_the_https_api_with_its_certificate_and_strangers_are_refused(
     let d = dir.path();
     let certs = Certs::make(d);
     // dc1-server-muster-3: the agent's own address among its names, so the CLI can dial it.
-    let o = muster_in(
-        d,
-        &[
-            "tls",
-            "cert",
-            "create",
-            "-server",
-            "-additional-ipaddress",
-            &ip,
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    server_cert_for(d, &ip);
     let (cert, key) = certs.server(3);
     let ca = certs.ca();
     let hcl = write_file(
@@ -243,18 +249,7 @@ fn the_cli_reaches_the_https_api_with_its_certificate_and_strangers_are_refused(
         5,
         "a new certificate on disk and SIGHUP: the next handshake shows it",
     );
-    let o = muster_in(
-        d,
-        &[
-            "tls",
-            "cert",
-            "create",
-            "-server",
-            "-additional-ipaddress",
-            &ip,
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    server_cert_for(d, &ip);
     let (new_cert, new_key) = certs.server(4);
     let tls_addr = format!("{ip}:8501");
     let old = der_of(&cert);

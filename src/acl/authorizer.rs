@@ -101,6 +101,22 @@ pub struct Authorizer {
 }
 
 impl Authorizer {
+    /// The authorizer of a token whose policies have these rule texts: management (the
+    /// global-management policy) allows everything; otherwise each text parsed, and one that
+    /// does not parse denies everything rather than being skipped (skipping could drop a
+    /// `deny`; rules are checked when set, so only a later, stricter parser gets here). Servers
+    /// and client agents both build a token's authorizer with this.
+    pub fn from_rules(rules: &[String], default: DefaultPolicy, management: bool) -> Authorizer {
+        if management {
+            return Authorizer::management();
+        }
+        let parsed: Vec<Policy> = rules
+            .iter()
+            .map(|r| super::parse(r).unwrap_or_else(|_| Policy::deny_everything()))
+            .collect();
+        Authorizer::new(&parsed, default, false)
+    }
+
     /// The authorizer of a token holding `policies`. `management` is the global-management
     /// policy: when set, every question is answered "allowed" whatever the rules say.
     pub fn new<'a>(

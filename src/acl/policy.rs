@@ -559,3 +559,27 @@ fn disposition(rule: &str, word: &str, list_ok: bool) -> Result<Disposition, Pol
         }),
     }
 }
+
+impl Policy {
+    /// What a policy whose rules no longer parse grants: nothing, on every resource, so that a
+    /// token holding it is never allowed more than its author meant. Rules are checked when set,
+    /// so this is only reached if a later parser refuses rules an earlier one accepted.
+    pub fn deny_everything() -> Policy {
+        let rule = |resource, scope| Rule {
+            resource,
+            scope,
+            disposition: Disposition::Deny,
+        };
+        Policy {
+            rules: vec![
+                rule(Resource::Key, Scope::Prefix(String::new())),
+                rule(Resource::Node, Scope::Prefix(String::new())),
+                rule(Resource::Agent, Scope::Prefix(String::new())),
+                rule(Resource::Operator, Scope::Whole),
+                rule(Resource::Acl, Scope::Whole),
+                rule(Resource::Keyring, Scope::Whole),
+            ],
+            ignored: Vec::new(),
+        }
+    }
+}

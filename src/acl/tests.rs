@@ -768,3 +768,19 @@ fn garbage_never_panics() {
         "some of the generated text should parse (the empty one at least)"
     );
 }
+
+/// The one way servers and client agents build a token's authorizer from rule texts.
+#[test]
+fn from_rules_denies_everything_for_rules_that_do_not_parse_and_allows_all_to_management() {
+    let rules = vec![
+        r#"key_prefix "" { policy = "write" }"#.to_string(),
+        "this is not a policy".to_string(),
+    ];
+    let a = Authorizer::from_rules(&rules, DefaultPolicy::Allow, false);
+    // The broken policy's deny wins over the other's write, and over the default allow.
+    assert!(!a.key_write("x") && !a.key_read("x") && !a.operator_read());
+    let m = Authorizer::from_rules(&rules, DefaultPolicy::Deny, true);
+    assert!(m.key_write("x") && m.acl_write());
+    let none = Authorizer::from_rules(&[], DefaultPolicy::Deny, false);
+    assert!(!none.key_read("x"));
+}

@@ -47,24 +47,14 @@ pub async fn caller(agent: &Agent) -> Result<Option<Resolved>, ApiError> {
         return Ok(Some(*r));
     }
     let answer = match agent.client.acl_resolve(&secret).await {
-        Ok(Ok(t)) => {
-            let policies: Vec<_> = t
-                .rules
-                .iter()
-                // Rules that do not parse here deny everything rather than be skipped (a
-                // skipped policy could drop a deny), as the servers read them.
-                .map(|r| {
-                    crate::acl::parse(r)
-                        .unwrap_or_else(|_| crate::server::acl_state::deny_everything())
-                })
-                .collect();
-            let authorizer =
-                Authorizer::new(&policies, agent.config.acl.default_policy, t.management);
-            Ok(Resolved {
-                accessor_id: t.accessor_id,
-                authorizer,
-            })
-        }
+        Ok(Ok(t)) => Ok(Resolved {
+            authorizer: Authorizer::from_rules(
+                &t.rules,
+                agent.config.acl.default_policy,
+                t.management,
+            ),
+            accessor_id: t.accessor_id,
+        }),
         Ok(Err(text)) if text == "ACL not found" => Err(ResolveFailure::NotFound),
         Ok(Err(other)) => Err(ResolveFailure::Unreachable(other)),
         Err(e) => Err(ResolveFailure::Unreachable(e.to_string())),

@@ -16,7 +16,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::acl::{Authorizer, DefaultPolicy, Disposition, Policy, Resource, Rule, Scope};
+use crate::acl::{Authorizer, DefaultPolicy};
 
 /// The ID of the built-in `global-management` policy (Consul's fixed ID).
 pub const GLOBAL_MANAGEMENT_ID: Uuid = Uuid::from_u128(1);
@@ -230,28 +230,6 @@ fn valid_secret(secret: &str) -> bool {
 fn secrets_equal(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// What a policy whose rules no longer parse grants: nothing, on every resource, so that a
-/// token holding it is never allowed more than its author meant. Rules are checked when set,
-/// so this is only reached if a later parser refuses rules an earlier one accepted.
-pub fn deny_everything() -> Policy {
-    let rule = |resource, scope| Rule {
-        resource,
-        scope,
-        disposition: Disposition::Deny,
-    };
-    Policy {
-        rules: vec![
-            rule(Resource::Key, Scope::Prefix(String::new())),
-            rule(Resource::Node, Scope::Prefix(String::new())),
-            rule(Resource::Agent, Scope::Prefix(String::new())),
-            rule(Resource::Operator, Scope::Whole),
-            rule(Resource::Acl, Scope::Whole),
-            rule(Resource::Keyring, Scope::Whole),
-        ],
-        ignored: Vec::new(),
-    }
 }
 
 impl AclState {
@@ -494,23 +472,12 @@ impl AclState {
         Ok(())
     }
 
-    /// Which token `secret` is and what it may do under `default` (`acl.default_policy`).
-    ///
-    /// - A token linked to global-management is a management token: everything allowed.
-    /// - Any other token gets an [`Authorizer`] of its linked policies' rules and `default`.
-    ///   Links to policies deleted since are skipped (Consul's behaviour). A policy whose rules
-    ///   no longer parse denies everything rather than being skipped,
-    ///   since skipping could drop a `deny`.
-    /// - [`ANONYMOUS_SECRET`] before the anonymous token exists (ACLs enabled, the leader's
-    ///   `AclInit` not yet applied) is the built-in anonymous token: no policies.
-    /// - Any other unknown secret is [`AclNotFound`].
-    ///
-    /// Each policy's rules are parsed on every call; a cache by secret, dropped when
-    /// [`AclState::index`] moves, is to come with the HTTP enforcement (docs/acl.md,
-    /// "Resolution").
     /// The token of `secret` as a client agent needs it to build its own authorizer: its
-    /// accessor id, whether it is management, and the rules of its existing policies (never
-    /// the secret). The anonymous secret resolves as in [`AclState::resolve`].
+    /// accessor id, whether it is management (linked to global-management), and the rules of
+    /// its existing policies (never the secret). Links to policies deleted since are skipped
+    /// (Consul's behaviour). [`ANONYMOUS_SECRET`] before the anonymous token exists (ACLs
+    /// enabled, the leader's `AclInit` not yet applied) is the built-in anonymous token: no
+    /// policies. Any other unknown secret is [`AclNotFound`].
     pub fn describe(&self, secret: &str) -> Result<(Uuid, bool, Vec<String>), AclNotFound> {
         let anonymous;
         let token = match self.token_by_secret(secret) {
@@ -531,34 +498,17 @@ impl AclState {
         Ok((token.accessor_id, management, rules))
     }
 
+    /// Which token `secret` is ([`AclState::describe`]) and what it may do under `default`
+    /// (`acl.default_policy`), by [`Authorizer::from_rules`]: the very rule a client agent
+    /// applies to the same answer.
+    ///
+    /// Each policy's rules are parsed on every call; a cache by secret, dropped when
+    /// [`AclState::index`] moves, is for later (docs/acl.md, "Resolution").
     pub fn resolve(&self, secret: &str, default: DefaultPolicy) -> Result<Resolved, AclNotFound> {
-        let anonymous;
-        let token = match self.token_by_secret(secret) {
-            Some(token) => token,
-            None if secret == ANONYMOUS_SECRET => {
-                anonymous = AclToken::anonymous(0);
-                &anonymous
-            }
-            None => return Err(AclNotFound),
-        };
-        let linked: Vec<&AclPolicy> = token
-            .policies
-            .iter()
-            .filter_map(|id| self.policies.get(id))
-            .collect();
-        let management = linked.iter().any(|p| p.id == GLOBAL_MANAGEMENT_ID);
-        let authorizer = if management {
-            Authorizer::management()
-        } else {
-            let parsed: Vec<Policy> = linked
-                .iter()
-                .map(|p| crate::acl::parse(&p.rules).unwrap_or_else(|_| deny_everything()))
-                .collect();
-            Authorizer::new(&parsed, default, false)
-        };
+        let (accessor_id, management, rules) = self.describe(secret)?;
         Ok(Resolved {
-            accessor_id: token.accessor_id,
-            authorizer,
+            accessor_id,
+            authorizer: Authorizer::from_rules(&rules, default, management),
             management,
         })
     }
