@@ -12,6 +12,10 @@ fi
 if ! python3 -c 'import moto.server, boto3' >/dev/null 2>&1; then
   python3 -m pip install --quiet 'moto[server]'
 fi
+# py-consul, a Consul client library, for the ACL compatibility test (tests/acl_compat.rs).
+if ! python3 -c 'import consul.api.acl' >/dev/null 2>&1; then
+  python3 -m pip install --quiet py-consul
+fi
 # openssl makes a throwaway service-account key for the gce provider's tests.
 if ! command -v openssl >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1; then

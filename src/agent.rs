@@ -408,6 +408,11 @@ impl Agent {
                             .initial_management
                             .as_ref()
                             .map(|s| s.expose().to_string()),
+                        agent_token: config
+                            .acl
+                            .agent_token
+                            .as_ref()
+                            .map(|s| s.expose().to_string()),
                     }),
                 };
                 match Server::start(cfg, gossip.clone(), listener, tags).await {

@@ -14,19 +14,6 @@ use support::*;
 
 const T: Duration = Duration::from_secs(40);
 
-/// The value after `key:` in `muster acl` output.
-fn field(o: &Output, key: &str) -> String {
-    stdout(o)
-        .lines()
-        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
-        .unwrap_or_else(|| panic!("no {key} in:\n{}", stdout(o)))
-}
-
-fn ok(o: Output) -> Output {
-    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    o
-}
-
 fn refused(o: Output, needle: &str) {
     assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
     assert!(

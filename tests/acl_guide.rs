@@ -1,7 +1,7 @@
 //! docs/acl-guide.md, run as written (every `sh` block, in order, in one bash with
 //! `set -euo pipefail`, on this test's loopback addresses): ACLs bootstrapped with the CLI, a
-//! policy and a token for `app/`, a client agent forwarding with it, and the refusals the
-//! page shows. A command of the guide that fails fails the test.
+//! policy and a token for `app/`, a client agent forwarding with it, the refusals the page
+//! shows, and an agent token that makes the client agent leave. A command of the guide that fails fails the test.
 
 mod support;
 
@@ -13,7 +13,7 @@ fn the_acl_guide_runs_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let (out, logs) = run_guide(
         "acl-guide.md",
-        6,
+        7,
         Block::AclGuide,
         2,
         dir.path(),
@@ -23,6 +23,10 @@ fn the_acl_guide_runs_as_written() {
     assert!(
         text.contains("hello"),
         "kv get did not print the value:\n{text}"
+    );
+    assert!(
+        text.contains("Graceful leave complete"),
+        "the agent token did not make c1 leave:\n{text}"
     );
     // The token list at the end shows no secret.
     for file in ["app.token", "management.token"] {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -41,6 +41,7 @@ pub fn routes() -> Router<Arc<Agent>> {
             "/v1/acl/token/{id}",
             get(token_read).put(token_update).delete(token_delete),
         )
+        .route("/v1/acl/token/{id}/clone", put(token_clone))
 }
 
 type Reply = Result<Json<Value>, ApiError>;
@@ -156,6 +157,13 @@ async fn read_token(agent: &Agent, id: Uuid) -> Result<Option<AclToken>, ApiErro
     }
 }
 
+/// The token `id`, or Consul's 404 when there is none.
+async fn existing_token(agent: &Agent, id: Uuid) -> Result<AclToken, ApiError> {
+    read_token(agent, id)
+        .await?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "ACL token not found".into()))
+}
+
 async fn read_policy(agent: &Agent, q: AclQuery) -> Result<Option<AclPolicy>, ApiError> {
     match agent.client.acl_read(q).await.map_err(failure)? {
         AclAnswer::Policy(p) => Ok(p),
@@ -176,20 +184,190 @@ async fn write(agent: &Agent, cmd: StateCommand, what: &str) -> Result<(), ApiEr
     }
 }
 
+/// The field names of Consul's ACL bodies that muster reads or refuses, in Consul's spelling.
+const FIELDS: &[&str] = &[
+    "ID",
+    "Name",
+    "Description",
+    "Rules",
+    "Datacenters",
+    "AccessorID",
+    "SecretID",
+    "Policies",
+    "Roles",
+    "ServiceIdentities",
+    "NodeIdentities",
+    "TemplatedPolicies",
+    "ExpirationTTL",
+    "ExpirationTime",
+    "Local",
+    "BootstrapSecret",
+];
+
+/// Consul's Go field name for `key`: Go's `encoding/json` matches a key to a field
+/// case-insensitively when no key matches exactly, and clients rely on it (py-consul sends
+/// `name` and `rules` in lower case).
+fn field_name(key: String) -> String {
+    FIELDS
+        .iter()
+        .find(|f| f.eq_ignore_ascii_case(&key))
+        .map_or(key, |f| (*f).to_string())
+}
+
+/// A JSON body read as Go reads it: every object key renamed to Consul's spelling
+/// (`field_name`), in nested objects too (a token's policy links), and when two spellings of
+/// one field are given, the later in the document wins. `serde_json::Map` sorts its keys, so
+/// the renaming is done while the document is read, in its own order.
+struct Folded(Value);
+
+impl<'de> Deserialize<'de> for Folded {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Folded;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<Folded, E> {
+                Ok(Folded(Value::Bool(b)))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Folded, E> {
+                Ok(Folded(json!(n)))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Folded, E> {
+                Ok(Folded(json!(n)))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<Folded, E> {
+                Ok(Folded(json!(n)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Folded, E> {
+                Ok(Folded(Value::String(s.to_string())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Folded, E> {
+                Ok(Folded(Value::String(s)))
+            }
+            fn visit_unit<E>(self) -> Result<Folded, E> {
+                Ok(Folded(Value::Null))
+            }
+            fn visit_none<E>(self) -> Result<Folded, E> {
+                Ok(Folded(Value::Null))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Folded, A::Error> {
+                let mut items = Vec::new();
+                while let Some(Folded(v)) = a.next_element()? {
+                    items.push(v);
+                }
+                Ok(Folded(Value::Array(items)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Folded, A::Error> {
+                let mut map = serde_json::Map::new();
+                while let Some((k, Folded(v))) = a.next_entry::<String, Folded>()? {
+                    map.insert(field_name(k), v);
+                }
+                Ok(Folded(Value::Object(map)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Parts of Consul's ACL system that muster does not have (docs/acl.md, "Not covered"). A body
+/// that asks for one is refused rather than stored without it: a role or identity would grant
+/// what the stored token lacks, and an expiry ignored would leave a token alive for ever.
+const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "Roles",
+        "muster has no ACL roles; link the role's policies to the token in Policies",
+    ),
+    (
+        "ServiceIdentities",
+        "muster has no service identities; write a policy with the rules instead",
+    ),
+    (
+        "NodeIdentities",
+        "muster has no node identities; write a policy with node and agent rules instead",
+    ),
+    (
+        "TemplatedPolicies",
+        "muster has no templated policies; write the policy out",
+    ),
+    (
+        "ExpirationTTL",
+        "muster tokens do not expire; delete the token when it should end",
+    ),
+    (
+        "ExpirationTime",
+        "muster tokens do not expire; delete the token when it should end",
+    ),
+    (
+        "Datacenters",
+        "muster policies apply in the one datacenter of the cluster; drop Datacenters",
+    ),
+];
+
+fn given(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        _ => true,
+    }
+}
+
 fn body<T: for<'a> Deserialize<'a>>(bytes: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| {
+    let bad = |e: serde_json::Error| {
         ApiError(
             StatusCode::BAD_REQUEST,
             format!("the request body is not the JSON expected: {e}"),
         )
-    })
+    };
+    // An empty body is an empty object, as Consul reads it (`PUT /v1/acl/bootstrap`).
+    let v: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice::<Folded>(bytes).map_err(bad)?.0
+    };
+    if let Value::Object(map) = &v {
+        for (field, why) in UNSUPPORTED {
+            if map.get(*field).is_some_and(given) {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("{field} is not supported: {why}"),
+                ));
+            }
+        }
+    }
+    serde_json::from_value(v).map_err(bad)
 }
 
-async fn bootstrap(State(agent): State<Arc<Agent>>) -> Reply {
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct BootstrapBody {
+    /// The secret the caller chose for the management token (Consul 1.13 and later); a UUID.
+    #[serde(default)]
+    bootstrap_secret: Option<String>,
+}
+
+async fn bootstrap(State(agent): State<Arc<Agent>>, bytes: Bytes) -> Reply {
     enabled(&agent)?;
+    let b: BootstrapBody = body(&bytes)?;
+    let secret_id = match b.bootstrap_secret.filter(|s| !s.is_empty()) {
+        // Checked as a UUID, without quoting it: it is a secret.
+        Some(s) => match Uuid::parse_str(&s) {
+            Ok(_) => s,
+            Err(_) => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "BootstrapSecret is not a UUID; leave it out to have one made".into(),
+                ))
+            }
+        },
+        None => Uuid::new_v4().to_string(),
+    };
     let token = AclToken {
         accessor_id: Uuid::new_v4(),
-        secret_id: Uuid::new_v4().to_string(),
+        secret_id,
         description: "Bootstrap Token (Global Management)".into(),
         policies: vec![GLOBAL_MANAGEMENT_ID],
         create_time_ms: now_ms(),
@@ -423,12 +601,32 @@ async fn token_update(
     enabled(&agent)?;
     let id = uuid(&id, "AccessorID")?;
     let b: TokenBody = body(&bytes)?;
-    let Some(old) = read_token(&agent, id).await? else {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "ACL token not found".into(),
-        ));
-    };
+    // Consul's checks: the body may repeat the accessor of the path, not name another.
+    if let Some(a) = b.accessor_id.as_deref().filter(|a| !a.is_empty()) {
+        if uuid(a, "AccessorID")? != id {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "the body's AccessorID {a} is not the token {id} of the path; drop it or use \
+                     the same ID"
+                ),
+            ));
+        }
+    }
+    let old = existing_token(&agent, id).await?;
+    // A SecretID that repeats the stored one is fine; another is refused by the state
+    // (a token's secret cannot change), without either secret in the message.
+    if let Some(secret) = b.secret_id.as_deref().filter(|s| !s.is_empty()) {
+        if secret != old.secret_id {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "token {id}: a token's secret cannot be changed; create a new token and \
+                     delete this one"
+                ),
+            ));
+        }
+    }
     let t = AclToken {
         description: b.description.clone(),
         policies: links(&agent, &b.policies).await?,
@@ -466,8 +664,26 @@ async fn token_self(State(agent): State<Arc<Agent>>) -> Reply {
     }
 }
 
-async fn token_list(State(agent): State<Arc<Agent>>) -> Reply {
+/// The filters of `GET /v1/acl/tokens`. Roles, auth methods and service identities do not
+/// exist in muster, so no token has them: a filter on one lists nothing, as Consul's would for
+/// a role no token carries.
+#[derive(Deserialize, Default)]
+struct TokenFilter {
+    policy: Option<String>,
+    role: Option<String>,
+    authmethod: Option<String>,
+    servicename: Option<String>,
+}
+
+async fn token_list(State(agent): State<Arc<Agent>>, Query(f): Query<TokenFilter>) -> Reply {
     enabled(&agent)?;
+    let policy = match f.policy.as_deref().filter(|p| !p.is_empty()) {
+        Some(p) => Some(uuid(p, "policy")?),
+        None => None,
+    };
+    let none_match = [&f.role, &f.authmethod, &f.servicename]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| !v.is_empty()));
     let names = policy_names(&agent).await?;
     match agent
         .client
@@ -476,10 +692,46 @@ async fn token_list(State(agent): State<Arc<Agent>>) -> Reply {
         .map_err(failure)?
     {
         AclAnswer::Tokens(ts) => Ok(Json(Value::Array(
-            ts.iter().map(|t| token_json(t, &names, false)).collect(),
+            ts.iter()
+                .filter(|t| !none_match && policy.is_none_or(|p| t.policies.contains(&p)))
+                .map(|t| token_json(t, &names, false))
+                .collect(),
         ))),
         _ => Ok(Json(json!([]))),
     }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct CloneBody {
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// `PUT /v1/acl/token/<id>/clone`: a new token (new accessor and secret) with the policies of
+/// `<id>`, and its description unless the body gives one.
+async fn token_clone(
+    State(agent): State<Arc<Agent>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Reply {
+    enabled(&agent)?;
+    let id = uuid(&id, "AccessorID")?;
+    let b: CloneBody = body(&bytes)?;
+    let old = existing_token(&agent, id).await?;
+    let t = AclToken {
+        accessor_id: Uuid::new_v4(),
+        secret_id: Uuid::new_v4().to_string(),
+        description: b
+            .description
+            .filter(|d| !d.is_empty())
+            .unwrap_or(old.description),
+        policies: old.policies,
+        create_time_ms: now_ms(),
+        create_index: 0,
+        modify_index: 0,
+    };
+    token_set(&agent, t, true).await
 }
 
 async fn token_delete(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -> Reply {
@@ -487,4 +739,57 @@ async fn token_delete(State(agent): State<Arc<Agent>>, Path(id): Path<String>) -
     let id = uuid(&id, "AccessorID")?;
     write(&agent, StateCommand::AclTokenDelete(id), "the deletion").await?;
     Ok(Json(json!(true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_match_fields_in_any_case_and_the_later_spelling_wins() {
+        let b: PolicyBody = body(&Bytes::from_static(
+            br#"{"name": "a", "RULES": "operator = \"read\"", "Name": "b", "other": 1}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            (b.name.as_str(), b.rules.as_str()),
+            ("b", "operator = \"read\"")
+        );
+        let t: TokenBody = body(&Bytes::from_static(
+            br#"{"description": "d", "policies": [{"name": "app"}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(t.description, "d");
+        assert_eq!(t.policies[0].name.as_deref(), Some("app"));
+        // An empty body is an empty object.
+        let b: BootstrapBody = body(&Bytes::new()).unwrap();
+        assert!(b.bootstrap_secret.is_none());
+    }
+
+    #[test]
+    fn what_muster_lacks_is_refused_by_name_and_empty_values_pass() {
+        for (field, value) in [
+            ("roles", r#"[{"Name": "ops"}]"#),
+            ("ExpirationTTL", r#""1h""#),
+            ("ServiceIdentities", r#"[{"ServiceName": "web"}]"#),
+            ("Datacenters", r#"["dc2"]"#),
+        ] {
+            let text = format!(r#"{{"Description": "x", "{field}": {value}}}"#);
+            // TokenBody has no Debug (it may hold a secret): no unwrap_err.
+            let Err(err) = body::<TokenBody>(&Bytes::from(text)) else {
+                panic!("{field} was accepted");
+            };
+            assert_eq!(err.0, StatusCode::BAD_REQUEST);
+            assert!(
+                err.1.to_lowercase().contains(&field.to_lowercase()),
+                "{}",
+                err.1
+            );
+        }
+        let t: TokenBody = body(&Bytes::from_static(
+            br#"{"Roles": [], "ExpirationTTL": "", "Local": false}"#,
+        ))
+        .unwrap();
+        assert!(t.policies.is_empty());
+    }
 }

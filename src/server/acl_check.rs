@@ -78,6 +78,15 @@ pub enum Needs {
         prefix: String,
     },
     FilteredNodes,
+    /// Removing a server from the Raft configuration: `operator:write`, or `agent:write` on
+    /// that server's own name, the right to make it leave (`PUT /v1/agent/leave`), which a
+    /// leaving server's self-removal carries (docs/acl.md, "The agent token"). `name` is
+    /// the server's name in the Raft configuration, filled in by the server that checks
+    /// (`None`: not a member, so only `operator:write` will do).
+    RemoveServer {
+        id: super::id::NodeId,
+        name: Option<String>,
+    },
     /// Only the leader's own duties send it: refused from the port whatever the token.
     DutyOnly(&'static str),
 }
@@ -93,6 +102,17 @@ impl Needs {
             Needs::KeyWritePrefix(prefix) if authz.key_write_prefix(prefix) => Ok(()),
             Needs::KeyWritePrefix(prefix) => {
                 Err(Permission::new(Resource::Key, AccessLevel::Write, prefix).denied(accessor_id))
+            }
+            Needs::RemoveServer { name, .. } => {
+                let op = Permission::new(Resource::Operator, AccessLevel::Write, "");
+                let itself = name
+                    .as_deref()
+                    .is_some_and(|n| authz.allowed(Resource::Agent, AccessLevel::Write, n));
+                if itself || authz.allowed(op.resource, op.level, "") {
+                    Ok(())
+                } else {
+                    Err(op.denied(accessor_id))
+                }
             }
             Needs::DutyOnly(what) => Err(format!(
                 "Permission denied: {what} is the leader's own duty and is never taken from \
@@ -126,7 +146,10 @@ pub fn needs(req: &Request) -> Needs {
             },
         },
         Request::CatalogNodes(_) => Needs::FilteredNodes,
-        Request::RemovePeer { .. } => Needs::One(Permission::new(Resource::Operator, Write, "")),
+        Request::RemovePeer { id } => Needs::RemoveServer {
+            id: *id,
+            name: None,
+        },
         Request::AutopilotState => Needs::One(Permission::new(Resource::Operator, Read, "")),
         // A snapshot holds every key and every token: Consul asks for management.
         Request::SnapshotSave => Needs::One(Permission::new(Resource::Acl, Write, "")),
@@ -279,6 +302,21 @@ mod tests {
         assert!(needs(&Request::RemovePeer { id: 1 })
             .check(&op, "a")
             .is_err());
+        // A server's own token may remove that server (its leave), not another.
+        let own = authz(r#"agent "s2" { policy = "write" }"#, DefaultPolicy::Deny);
+        let remove = |name: &str| Needs::RemoveServer {
+            id: 2,
+            name: Some(name.into()),
+        };
+        assert!(remove("s2").check(&own, "a").is_ok());
+        assert!(remove("s3")
+            .check(&own, "a")
+            .unwrap_err()
+            .contains("'operator:write'"));
+        let op_write = authz(r#"operator = "write""#, DefaultPolicy::Deny);
+        assert!(needs(&Request::RemovePeer { id: 1 })
+            .check(&op_write, "a")
+            .is_ok());
         assert!(needs(&Request::SnapshotSave).check(&op, "a").is_err());
         let all = Authorizer::management();
         assert!(needs(&Request::SnapshotSave).check(&all, "a").is_ok());

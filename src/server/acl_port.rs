@@ -25,6 +25,9 @@ pub struct AclServerConfig {
     pub enable_key_list_policy: bool,
     /// `acl.tokens.initial_management`: the leader creates a management token with it.
     pub initial_management: Option<String>,
+    /// `acl.tokens.agent`: the token of this server's own requests to the leader (its
+    /// removal from the Raft configuration when it leaves).
+    pub agent_token: Option<String>,
 }
 
 impl std::fmt::Debug for AclServerConfig {
@@ -36,6 +39,7 @@ impl std::fmt::Debug for AclServerConfig {
                 "initial_management",
                 &self.initial_management.as_ref().map(|_| "hidden"),
             )
+            .field("agent_token", &self.agent_token.as_ref().map(|_| "hidden"))
             .finish()
     }
 }
@@ -69,7 +73,10 @@ impl Server {
         let Some(acl) = self.cfg.acl.clone() else {
             return CALLER.scope(secret, self.dispatch(req)).await;
         };
-        let need = needs(&req);
+        let mut need = needs(&req);
+        if let Needs::RemoveServer { id, name } = &mut need {
+            *name = self.membership().get_node(&*id).map(|n| n.name.clone());
+        }
         let resolved = if need == Needs::Nothing {
             None
         } else {

@@ -50,7 +50,11 @@ impl Server {
                     .ok_or(ServerError::LeaderAddressUnknown)?;
                 let answer: Result<(), String> = self
                     .rpc
-                    .ask(&addr, Request::RemovePeer { id }, CALL_TIMEOUT)
+                    .ask(
+                        &addr,
+                        self.own_request(Request::RemovePeer { id }),
+                        CALL_TIMEOUT,
+                    )
                     .await
                     .map_err(ServerError::Unreachable)?;
                 answer.map_err(ServerError::Refused)
@@ -58,6 +62,21 @@ impl Server {
             None => Err(ServerError::NoLeader {
                 needs: "removing a peer needs one",
             }),
+        }
+    }
+
+    /// A request this server sends on its own behalf, with a token when ACLs are on: the
+    /// agent token (`acl.tokens.agent`, Consul's token for an agent's own calls), else the
+    /// token of the caller this task serves (an operator's `muster leave`, already checked
+    /// for `agent:write` on this agent), else none (anonymous). docs/acl.md, "The agent token".
+    fn own_request(&self, req: Request) -> Request {
+        let agent_token = self.cfg.acl.as_ref().and_then(|a| a.agent_token.clone());
+        match agent_token {
+            Some(secret) => Request::WithToken {
+                secret,
+                request: Box::new(req),
+            },
+            None => super::acl_check::with_caller(req),
         }
     }
 

@@ -136,6 +136,9 @@ pub enum Block {
     AclCli = 189,
     // tests/acl_guide.rs (docs/acl-guide.md)
     AclGuide = 190,
+    // tests/acl_compat.rs (issue 12: py-consul's ACL calls; tokens across a leader change)
+    AclPyConsul = 191,
+    AclLeaderChange = 192,
 }
 
 impl Block {

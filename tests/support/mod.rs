@@ -151,6 +151,20 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `o`, after asserting that its command succeeded (its output in the failure message).
+pub fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    o
+}
+
+/// The value after `key:` in a command's output (`SecretID:` in `muster acl token create`).
+pub fn field(o: &Output, key: &str) -> String {
+    stdout(o)
+        .lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        .unwrap_or_else(|| panic!("no {key} in:\n{}", stdout(o)))
+}
+
 /// The lines a command printed, sorted (discovery answers come in no fixed order).
 pub fn sorted_lines(o: &Output) -> Vec<String> {
     let mut v: Vec<String> = stdout(o).lines().map(String::from).collect();
