@@ -129,14 +129,20 @@ impl Server {
             .ok_or_else(|| ApiFailure::Unavailable("the server gave an unexpected answer".into()))
     }
 
-    /// The token of `secret` (none: anonymous), from this server's replicated state.
+    /// The token of `secret` (none: anonymous), from this server's replicated state, through
+    /// the cache of resolved tokens: parsing a token's policies is the costly part of a
+    /// request with ACLs, and it changes only when the ACL state does.
     fn resolve(&self, secret: Option<&str>, default: DefaultPolicy) -> Result<Resolved, String> {
+        let secret = secret.unwrap_or(ANONYMOUS_SECRET);
         let state = self.sm.state.read().expect("sm lock");
-        state
-            .data
-            .acl
-            .resolve(secret.unwrap_or(ANONYMOUS_SECRET), default)
-            .map_err(|e| e.to_string())
+        let acl = &state.data.acl;
+        let mut cache = self.acl_resolved.lock().expect("acl cache lock");
+        if let Some(r) = cache.get(acl.index, secret) {
+            return Ok(r);
+        }
+        let r = acl.resolve(secret, default).map_err(|e| e.to_string())?;
+        cache.put(acl.index, secret, r.clone());
+        Ok(r)
     }
 
     /// `AclRead`: policies and tokens, from the leader's state (forwarded there, with the
@@ -201,6 +207,38 @@ impl Server {
     }
 }
 
+/// Resolved tokens by secret, all of them valid for one ACL state index: a change to any
+/// policy or token (a higher index) empties the cache, so a deleted token or a narrowed
+/// policy takes effect on the next request. Unknown secrets are not kept, and the cache is
+/// emptied when it reaches `ResolvedCache::MAX` entries, so a caller trying secrets cannot
+/// grow it without bound.
+#[derive(Default)]
+pub(crate) struct ResolvedCache {
+    index: u64,
+    tokens: std::collections::HashMap<String, Resolved>,
+}
+
+impl ResolvedCache {
+    const MAX: usize = 4096;
+
+    fn get(&mut self, index: u64, secret: &str) -> Option<Resolved> {
+        if index != self.index {
+            self.tokens.clear();
+            self.index = index;
+            return None;
+        }
+        self.tokens.get(secret).cloned()
+    }
+
+    fn put(&mut self, index: u64, secret: &str, r: Resolved) {
+        if index != self.index || self.tokens.len() >= Self::MAX {
+            self.tokens.clear();
+            self.index = index;
+        }
+        self.tokens.insert(secret.to_string(), r);
+    }
+}
+
 /// A KV read's answer with only what `r`'s token may see.
 fn filter_kv(answer: Response, r: &Resolved, names_only: bool, list_policy: bool) -> Response {
     match answer {
@@ -218,5 +256,34 @@ fn filter_kv(answer: Response, r: &Resolved, names_only: bool, list_policy: bool
             Response::KvRead(Ok((KvAnswer::Keys(kept), meta)))
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::acl::Authorizer;
+
+    fn resolved(n: u128) -> Resolved {
+        Resolved {
+            accessor_id: uuid::Uuid::from_u128(n),
+            authorizer: Authorizer::management(),
+            management: true,
+        }
+    }
+
+    #[test]
+    fn the_cache_holds_for_one_acl_index_and_is_bounded() {
+        let mut c = ResolvedCache::default();
+        assert!(c.get(5, "s").is_none());
+        c.put(5, "s", resolved(1));
+        assert_eq!(c.get(5, "s").unwrap().accessor_id.as_u128(), 1);
+        // Any ACL change (a higher index) forgets every resolution.
+        assert!(c.get(6, "s").is_none());
+        assert!(c.get(6, "s").is_none());
+        for i in 0..ResolvedCache::MAX + 10 {
+            c.put(6, &format!("s{i}"), resolved(i as u128));
+            assert!(c.tokens.len() <= ResolvedCache::MAX);
+        }
     }
 }

@@ -133,6 +133,8 @@ pub struct Server {
     /// When this server last granted a vote: it waits an election timeout from then before
     /// standing itself, so that a candidate it voted for is not undercut (`election`).
     voted: Mutex<Option<Instant>>,
+    /// Tokens resolved into authorizers, valid while the ACL state is unchanged (`acl_port`).
+    acl_resolved: Mutex<acl_port::ResolvedCache>,
     /// openraft's leader lease (`election_timeout_max`): followers refuse votes while it runs,
     /// and a leader that has not heard from a quorum within one is no leader to report, read
     /// from or write to (`Server::leads_with_lease`).
@@ -238,6 +240,7 @@ impl Server {
             promise: Mutex::new(promise),
             last_contact: Mutex::new(None),
             voted: Mutex::new(None),
+            acl_resolved: Mutex::new(acl_port::ResolvedCache::default()),
             lease,
             contacts,
             trackers: Mutex::new(health::Trackers::default()),
