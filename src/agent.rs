@@ -20,8 +20,11 @@ use crate::gossip::{Gossip, GossipConfig, NodeIdentity, Tags, Timings, Verify};
 use crate::join::{self, backoff::Schedule};
 use crate::node_id::NodeIdError;
 use crate::server::autopilot::AutopilotConfig;
+
+mod reload;
 use crate::server::rpc::RpcClient;
 use crate::server::{Server, ServerConfig};
+pub use reload::{LogLevelHook, ReloadReport};
 
 /// Why the agent could not start or had to stop. The CLI maps each to an exit code.
 #[derive(Debug, thiserror::Error)]
@@ -212,8 +215,15 @@ fn bind_failed(what: &'static str, addr: SocketAddr) -> impl Fn(std::io::Error) 
 /// The server's autopilot settings: its defaults for this cluster size and Raft multiplier,
 /// with every key the operator set on top.
 fn autopilot_config(config: &RuntimeConfig) -> AutopilotConfig {
-    let given = &config.autopilot;
-    let mut autopilot = AutopilotConfig::defaults(config.bootstrap_expect, config.raft_multiplier);
+    let defaults = AutopilotConfig::defaults(config.bootstrap_expect, config.raft_multiplier);
+    autopilot_overlay(defaults, &config.autopilot)
+}
+
+/// `base` with every key of `given` that is set.
+fn autopilot_overlay(
+    mut autopilot: AutopilotConfig,
+    given: &crate::config::AutopilotSettings,
+) -> AutopilotConfig {
     if let Some(b) = given.cleanup_dead_servers {
         autopilot.cleanup_dead_servers = b;
     }
@@ -259,6 +269,8 @@ pub struct Agent {
     pub https_tls: Option<Arc<crate::tls::Reloadable>>,
     /// Tokens a server resolved for this agent's own endpoints (client agents; docs/acl.md).
     pub acl_cache: std::sync::Mutex<crate::acl::TokenCache>,
+    /// What a reload may change, and where a reload reads its configuration from (`reload`).
+    pub(crate) live: reload::Live,
 }
 
 impl Drop for Agent {
@@ -436,6 +448,7 @@ impl Agent {
         );
         let (stop_tx, _) = watch::channel(StopReason::Running);
         let acl_ttl = config.acl.token_ttl;
+        let config_for_live = config.clone();
         let agent = Arc::new(Agent {
             config,
             gossip,
@@ -453,6 +466,7 @@ impl Agent {
             rpc_tls,
             https_tls,
             acl_cache: std::sync::Mutex::new(crate::acl::TokenCache::new(acl_ttl)),
+            live: reload::Live::new(&config_for_live),
         });
         tracing::info!(
             node = %agent.config.node_name, node_id = %node_id, datacenter = %agent.config.datacenter,
@@ -483,9 +497,8 @@ impl Agent {
             }
             tracing::info!(joined = ?report.joined, "-join: joined cluster");
         }
-        if !agent.config.retry_join.is_empty() {
-            tokio::spawn(agent.clone().retry_join_forever());
-        }
+        // Always running: a reload may give an agent started without retry_join a list.
+        tokio::spawn(agent.clone().retry_join_forever());
         if let Some(server) = agent.server.clone() {
             tokio::spawn(agent.clone().leave_when_failed(server));
         }
@@ -513,38 +526,54 @@ impl Agent {
     /// Runs `-retry-join` until it succeeds; then, whenever this agent has lost every server it
     /// knew (all failed or left) for 5 s, discovers and joins again. While it
     /// knows a live server through gossip it never asks a provider.
+    ///
+    /// A reload that changes `retry_join`, `retry_interval` or `retry_max` starts the loop
+    /// again with the new settings at once (joining with the new entries, also when already
+    /// joined); a list made empty stops it.
     async fn retry_join_forever(self: Arc<Self>) {
-        let mut discovery = match join::Discovery::new(&join::registry(), &self.config.retry_join) {
-            Ok(d) => d,
-            Err(e) => {
-                self.stop(StopReason::RetryJoinFailed(e.to_string()));
-                return;
-            }
-        };
-        *self.join_status.lock().expect("join status lock") = Some(discovery.status());
-        let schedule = Schedule::new(self.config.retry_interval);
+        let mut settings = self.live.retry_join.subscribe();
         let port = self.config.ports.serf_lan;
         loop {
-            if let Err(report) = join::retry_join(
-                &self.gossip,
-                &mut discovery,
-                port,
-                schedule,
-                self.config.retry_max,
-            )
-            .await
-            {
-                let msg = AgentError::RetryJoinExhausted {
-                    attempts: self.config.retry_max,
-                    errors: report.failures(),
-                };
-                self.stop(StopReason::RetryJoinFailed(msg.to_string()));
-                return;
+            let current = settings.borrow_and_update().clone();
+            if current.entries.is_empty() {
+                if settings.changed().await.is_err() {
+                    return;
+                }
+                continue;
             }
-            self.wait_until_every_server_is_lost().await;
-            tracing::warn!(
-                "lost every known server (all failed or left); discovering servers again"
-            );
+            let mut discovery = match join::Discovery::new(&join::registry(), &current.entries) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.stop(StopReason::RetryJoinFailed(e.to_string()));
+                    return;
+                }
+            };
+            *self.join_status.lock().expect("join status lock") = Some(discovery.status());
+            let schedule = Schedule::new(current.interval);
+            let joining =
+                join::retry_join(&self.gossip, &mut discovery, port, schedule, current.max);
+            tokio::select! {
+                outcome = joining => if let Err(report) = outcome {
+                    let msg = AgentError::RetryJoinExhausted {
+                        attempts: current.max,
+                        errors: report.failures(),
+                    };
+                    self.stop(StopReason::RetryJoinFailed(msg.to_string()));
+                    return;
+                },
+                _ = settings.changed() => {
+                    tracing::info!("retry join: settings reloaded; joining with the new ones");
+                    continue;
+                }
+            }
+            tokio::select! {
+                _ = self.wait_until_every_server_is_lost() => tracing::warn!(
+                    "lost every known server (all failed or left); discovering servers again"
+                ),
+                _ = settings.changed() => {
+                    tracing::info!("retry join: settings reloaded; joining with the new ones");
+                }
+            }
         }
     }
 
@@ -589,34 +618,6 @@ impl Agent {
         drop(done);
         self.stop(StopReason::Left);
         warnings
-    }
-
-    /// Re-reads what can change without a restart (SIGHUP): today the TLS certificates, keys
-    /// and CAs of the server port and the HTTPS API, at the paths the agent started with
-    /// (docs/security.md, Reload). Other settings are not reloaded yet. Every interface's
-    /// files are checked before any is replaced, so on an error nothing changes; the error
-    /// says why.
-    pub fn reload(&self) -> Result<Vec<&'static str>, String> {
-        if let Some(t) = &self.rpc_tls {
-            t.check()
-                .map_err(|e| format!("server port TLS not reloaded: {e}"))?;
-        }
-        if let Some(t) = &self.https_tls {
-            t.check()
-                .map_err(|e| format!("HTTPS API TLS not reloaded: {e}"))?;
-        }
-        let mut reloaded = Vec::new();
-        if let Some(t) = &self.rpc_tls {
-            t.reload()
-                .map_err(|e| format!("server port TLS not reloaded: {e}"))?;
-            reloaded.push("server port TLS");
-        }
-        if let Some(t) = &self.https_tls {
-            t.reload()
-                .map_err(|e| format!("HTTPS API TLS not reloaded: {e}"))?;
-            reloaded.push("HTTPS API TLS");
-        }
-        Ok(reloaded)
     }
 
     /// Asks the process to stop (the HTTP server drains, `run` returns).

@@ -3,15 +3,15 @@
 //! Signals follow Consul: SIGINT leaves gracefully unless `skip_leave_on_interrupt`, SIGTERM
 //! leaves only with `leave_on_terminate` (defaults: clients leave on both, servers on neither,
 //! so a stopped server keeps its Raft seat). A second signal during a leave exits at once.
-//! SIGHUP reloads what [`Agent::reload`] can reload (the TLS files so far) and never stops
-//! the agent.
+//! SIGHUP reloads what [`Agent::reload`] can reload (docs/configuration.md, "Reload") and
+//! never stops the agent.
 
 use std::sync::Arc;
 
 use clap::Args;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::agent::{Agent, AgentError, Listeners, StopReason};
+use crate::agent::{Agent, AgentError, Listeners, LogLevelHook, StopReason};
 use crate::config::{self, AgentFlags, LogLevel};
 use crate::gossip::keyring::KeyringFileError;
 use crate::node_id::NodeIdError;
@@ -33,7 +33,7 @@ pub fn run(cmd: AgentCmd) -> u8 {
             return 1;
         }
     };
-    init_logging(built.config.log_level, built.config.log_json);
+    let log_level = init_logging(built.config.log_level, built.config.log_json);
     for w in &built.warnings {
         tracing::warn!("{w}");
     }
@@ -66,7 +66,7 @@ pub fn run(cmd: AgentCmd) -> u8 {
             return 2;
         }
     };
-    rt.block_on(run_agent(built.config))
+    rt.block_on(run_agent(built.config, cmd.flags, log_level))
 }
 
 /// A gossip key given as `-encrypt` on the command line (not through `MUSTER_ENCRYPT`, which
@@ -82,30 +82,58 @@ fn key_on_command_line(flags: &AgentFlags) -> Option<&'static str> {
     )
 }
 
-fn init_logging(level: LogLevel, json: bool) {
-    // Our own crate at the chosen level; dependencies only from warn up (foca is chatty at
-    // debug). openraft is silenced: it logs every failed heartbeat to a dead peer at error
-    // level, twice a second; muster logs what matters (elections, membership changes, and a
-    // fatal Raft stop) itself. MUSTER_LOG (EnvFilter syntax) overrides all of this.
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(format!(
-            "warn,openraft=off,muster={}",
-            level.as_directive()
-        ))
-    });
+/// The log filter for `level`: our own crate at that level; dependencies only from warn up
+/// (foca is chatty at debug). openraft is silenced: it logs every failed heartbeat to a dead
+/// peer at error level, twice a second; muster logs what matters (elections, membership
+/// changes, and a fatal Raft stop) itself.
+fn level_filter(level: LogLevel) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::new(format!("warn,openraft=off,muster={}", level.as_directive()))
+}
+
+/// Sets up logging to stderr; MUSTER_LOG (EnvFilter syntax) overrides the level's filter.
+/// Returns how a reload changes the level.
+fn init_logging(level: LogLevel, json: bool) -> LogLevelHook {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
+        .unwrap_or_else(|_| level_filter(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     if json {
-        let _ = builder.json().try_init();
+        let builder = builder.json().with_filter_reloading();
+        let handle = builder.reload_handle();
+        let _ = builder.try_init();
+        Box::new(move |l| handle.reload(level_filter(l)).map_err(|e| e.to_string()))
     } else {
         use std::io::IsTerminal;
         let ansi = std::io::stderr().is_terminal();
-        let _ = builder.with_target(false).with_ansi(ansi).try_init();
+        let builder = builder
+            .with_target(false)
+            .with_ansi(ansi)
+            .with_filter_reloading();
+        let handle = builder.reload_handle();
+        let _ = builder.try_init();
+        Box::new(move |l| handle.reload(level_filter(l)).map_err(|e| e.to_string()))
     }
 }
 
-async fn run_agent(config: config::RuntimeConfig) -> u8 {
+/// Reloads `agent` and logs what happened in one line: info when everything changed live,
+/// a warning naming what needs a restart or could not be applied, an error when nothing
+/// changed.
+pub async fn reload_and_log(agent: Arc<Agent>, by: &str) {
+    match agent.reload().await {
+        Ok(r) if r.restart_needed.is_empty() && r.not_applied.is_empty() => {
+            tracing::info!("{by}: {}", r.summary())
+        }
+        Ok(r) => tracing::warn!("{by}: {}", r.summary()),
+        Err(e) => tracing::error!("{by}: {e}; the agent carries on with what it had"),
+    }
+}
+
+async fn run_agent(
+    config: config::RuntimeConfig,
+    flags: AgentFlags,
+    log_level: LogLevelHook,
+) -> u8 {
     // SIGHUP is taken before anything starts: its default action would kill the agent.
     let (mut sigint, mut sigterm, mut sighup) = match (
         signal(SignalKind::interrupt()),
@@ -140,11 +168,14 @@ async fn run_agent(config: config::RuntimeConfig) -> u8 {
             };
         }
     };
+    agent.set_reload_source(flags, log_level);
+    // Read when the signal comes: a reload may have changed them.
     let leave_on = |interrupt: bool| {
+        let c = agent.config_in_force();
         if interrupt {
-            !agent.config.skip_leave_on_interrupt
+            !c.skip_leave_on_interrupt
         } else {
-            agent.config.leave_on_terminate
+            c.leave_on_terminate
         }
     };
     let reason = loop {
@@ -152,17 +183,9 @@ async fn run_agent(config: config::RuntimeConfig) -> u8 {
             r = agent.stopped() => break r,
             _ = sigint.recv() => break on_signal(&agent, "interrupt", leave_on(true), &mut sigint, &mut sigterm).await,
             _ = sigterm.recv() => break on_signal(&agent, "terminate", leave_on(false), &mut sigint, &mut sigterm).await,
-            _ = sighup.recv() => match agent.reload() {
-                Ok(what) if what.is_empty() => tracing::info!(
-                    "caught SIGHUP: nothing to reload (only TLS files are reloaded so far)"
-                ),
-                Ok(what) => tracing::info!(
-                    reloaded = %what.join(", "),
-                    "caught SIGHUP: reloaded {} (other settings need a restart so far)",
-                    what.join(", ")
-                ),
-                Err(e) => tracing::error!("caught SIGHUP: {e}; the agent carries on with what it had"),
-            },
+            // In a task of its own: a reload may wait on the cluster (autopilot), and
+            // signals must be answered meanwhile.
+            _ = sighup.recv() => drop(tokio::spawn(reload_and_log(agent.clone(), "caught SIGHUP"))),
         }
     };
     // Let the HTTP API answer the request that asked us to leave.

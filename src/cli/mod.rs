@@ -18,6 +18,7 @@ pub mod kv;
 pub mod leave;
 pub mod members;
 pub mod operator;
+pub mod reload;
 pub mod snapshot;
 pub mod tls;
 pub mod validate;
@@ -45,6 +46,8 @@ pub enum Command {
     Members(members::MembersCmd),
     /// Make the local agent leave the cluster gracefully and exit.
     Leave(leave::LeaveCmd),
+    /// Make the local agent read its configuration files again (what can change live).
+    Reload(reload::ReloadCmd),
     /// Mark a failed member as left.
     ForceLeave(force_leave::ForceLeaveCmd),
     /// Show what a discovery provider returns, without joining.
@@ -94,6 +97,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Join(c) => client::block_on(join::run(c)),
         Command::Members(c) => client::block_on(members::run(c)),
         Command::Leave(c) => client::block_on(leave::run(c)),
+        Command::Reload(c) => client::block_on(reload::run(c)),
         Command::ForceLeave(c) => client::block_on(force_leave::run(c)),
         Command::Info(c) => client::block_on(info::run(c)),
         Command::Operator(c) => client::block_on(operator::run(c)),

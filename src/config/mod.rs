@@ -14,6 +14,7 @@ pub mod legacy;
 pub mod netif;
 mod partial;
 mod redact;
+pub mod reload;
 pub mod tls;
 
 use std::fmt;
@@ -119,9 +120,9 @@ impl LogLevel {
         }
     }
 }
-/// The validated configuration of one agent. Built once, before anything binds. Its `Debug`
-/// hides secrets (`redact.rs`).
-#[derive(Clone)]
+/// The validated configuration of one agent. Built before anything binds, and again at each
+/// reload (`reload.rs` says what changes live). Its `Debug` hides secrets (`redact.rs`).
+#[derive(Clone, PartialEq)]
 pub struct RuntimeConfig {
     /// Server mode: takes part in Raft (later issue); advertised in gossip as `role=consul`.
     pub server: bool,

@@ -21,6 +21,7 @@ pub fn routes() -> Router<Arc<Agent>> {
         .route("/v1/agent/self", get(agent_self))
         .route("/v1/agent/join/{address}", put(join))
         .route("/v1/agent/leave", put(leave))
+        .route("/v1/agent/reload", put(reload))
         .route("/v1/agent/force-leave/{node}", put(force_leave))
 }
 
@@ -116,6 +117,26 @@ async fn leave(State(agent): State<Arc<Agent>>) -> Result<(StatusCode, String), 
     require_agent(&agent, AccessLevel::Write).await?;
     let warnings = agent.leave().await;
     Ok((StatusCode::OK, warnings.join("\n")))
+}
+
+/// `PUT /v1/agent/reload` (agent:write, as Consul's): the configuration files read again and
+/// what can change live applied (docs/configuration.md, "Reload"). Success is 200 with the
+/// reload's summary line (Consul's body is empty; its clients ignore it); a configuration
+/// with an error changes nothing and is a 500 with the reason, as in Consul.
+async fn reload(State(agent): State<Arc<Agent>>) -> Result<(StatusCode, String), ApiError> {
+    require_agent(&agent, AccessLevel::Write).await?;
+    match agent.reload().await {
+        Ok(r) => {
+            tracing::info!("reload asked over the API: {}", r.summary());
+            Ok((StatusCode::OK, r.summary()))
+        }
+        Err(e) => {
+            tracing::error!(
+                "reload asked over the API: {e}; the agent carries on with what it had"
+            );
+            Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))
+        }
+    }
 }
 
 #[derive(Deserialize)]

@@ -141,7 +141,7 @@ impl Server {
             .autopilot
             .is_none()
         {
-            let cmd = state::StateCommand::AutopilotSet(self.cfg.autopilot.clone());
+            let cmd = state::StateCommand::AutopilotSet(self.configured_autopilot());
             if let Err(e) = self.duty_write(Command::State(cmd)).await {
                 tracing::debug!(error = %e, "recording the autopilot settings failed; will retry");
             }

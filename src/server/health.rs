@@ -56,7 +56,21 @@ impl Server {
             .data
             .autopilot
             .clone()
-            .unwrap_or_else(|| (self.cfg.autopilot.clone(), 0))
+            .unwrap_or_else(|| (self.configured_autopilot(), 0))
+    }
+
+    /// The autopilot settings of this server's configuration (see `autopilot_config`).
+    pub fn configured_autopilot(&self) -> autopilot::AutopilotConfig {
+        self.configured_autopilot
+            .lock()
+            .expect("autopilot lock")
+            .clone()
+    }
+
+    /// A reload's autopilot settings for this server's configuration; what the cluster has
+    /// recorded is changed by a write (`AutopilotSet`), not here.
+    pub fn set_configured_autopilot(&self, cfg: autopilot::AutopilotConfig) {
+        *self.configured_autopilot.lock().expect("autopilot lock") = cfg;
     }
 
     /// The leader's assessment of every server of the configuration (docs/operations.md).

@@ -133,6 +133,10 @@ pub struct Server {
     /// When this server last granted a vote: it waits an election timeout from then before
     /// standing itself, so that a candidate it voted for is not undercut (`election`).
     voted: Mutex<Option<Instant>>,
+    /// The autopilot settings of this server's configuration (`cfg.autopilot` until a reload
+    /// changes them): recorded by the first leader, and in force until the cluster has
+    /// recorded any.
+    configured_autopilot: Mutex<autopilot::AutopilotConfig>,
     /// Tokens resolved into authorizers, valid while the ACL state is unchanged (`acl_port`).
     acl_resolved: Mutex<acl_port::ResolvedCache>,
     /// openraft's leader lease (`election_timeout_max`): followers refuse votes while it runs,
@@ -225,6 +229,7 @@ impl Server {
             name: cfg.name.clone(),
         };
         let (batcher, batching) = batch::WriteBatcher::start(raft.clone());
+        let configured_autopilot = Mutex::new(cfg.autopilot.clone());
         let server = Arc::new(Server {
             raft,
             log,
@@ -241,6 +246,7 @@ impl Server {
             last_contact: Mutex::new(None),
             voted: Mutex::new(None),
             acl_resolved: Mutex::new(acl_port::ResolvedCache::default()),
+            configured_autopilot,
             lease,
             contacts,
             trackers: Mutex::new(health::Trackers::default()),

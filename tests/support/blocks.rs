@@ -139,6 +139,8 @@ pub enum Block {
     // tests/acl_compat.rs (issue 12: py-consul's ACL calls; tokens across a leader change)
     AclPyConsul = 191,
     AclLeaderChange = 192,
+    // tests/reload.rs (issue 14 item 1: SIGHUP and `muster reload`)
+    Reload = 193,
 }
 
 impl Block {
