@@ -259,6 +259,8 @@ pub struct Agent {
     pub https_tls: Option<Arc<crate::tls::Reloadable>>,
     /// Tokens a server resolved for this agent's own endpoints (client agents; docs/acl.md).
     pub acl_cache: std::sync::Mutex<crate::acl::TokenCache>,
+    /// The process's metrics, for `/v1/agent/metrics` (docs/metrics.md).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl Drop for Agent {
@@ -311,6 +313,11 @@ impl Agent {
             http_addr: http_bind,
             https_addr: https_bind,
         } = listeners;
+        // Before anything records: the layers' counters go to the process's recorder.
+        let telemetry = crate::telemetry::Telemetry::install(
+            config.telemetry.prometheus_retention_time,
+            config.telemetry.disable_hostname,
+        );
         config.ports.serf_lan = gossip_addr.port();
         if let Some(rpc) = rpc_addr {
             config.ports.server = rpc.port();
@@ -448,7 +455,24 @@ impl Agent {
             rpc_tls,
             https_tls,
             acl_cache: std::sync::Mutex::new(crate::acl::TokenCache::new(acl_ttl)),
+            telemetry: telemetry.clone(),
         });
+        {
+            // The summaries' samples move out of the recorder between scrapes (docs/metrics.md).
+            let mut stop = agent.stop_tx.subscribe();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => telemetry.upkeep(),
+                        changed = stop.changed() => {
+                            if changed.is_err() || *stop.borrow() != StopReason::Running {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
         tracing::info!(
             node = %agent.config.node_name, node_id = %node_id, datacenter = %agent.config.datacenter,
             server = agent.config.server, gossip = %advertise, http = %shown(http_bind),

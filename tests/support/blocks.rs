@@ -136,6 +136,10 @@ pub enum Block {
     AclCli = 189,
     // tests/acl_guide.rs (docs/acl-guide.md)
     AclGuide = 190,
+    // tests/metrics.rs (issue 14 item 2: /v1/agent/metrics, scraped by a real Prometheus)
+    MetricsPrometheus = 210,
+    MetricsShapes = 211,
+    MetricsAcl = 212,
 }
 
 impl Block {
