@@ -289,6 +289,11 @@ fn the_json_and_the_text_format_have_consuls_shapes() {
             &["method=\"PUT\""][..],
             None,
         ),
+        (
+            "muster_memberlist_dropped",
+            &["reason=\"wrong_key\""][..],
+            Some("0"),
+        ),
     ] {
         let line = series(&text, name, labels)
             .unwrap_or_else(|| panic!("no {name} with {labels:?} in:\n{text}"));

@@ -75,6 +75,10 @@ fn sample(agent: &Agent) {
             .set(n as f64);
     }
     for (name, value) in agent.gossip.stats() {
+        if let Some(reason) = name.strip_prefix("dropped_") {
+            metrics::counter!("muster.memberlist.dropped", "reason" => reason).absolute(value);
+            continue;
+        }
         let metric = match name {
             "bytes_sent" => "muster.memberlist.udp.sent",
             "bytes_received" => "muster.memberlist.udp.received",
