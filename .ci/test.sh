@@ -30,6 +30,20 @@ fi
 if ! command -v nft >/dev/null 2>&1; then
   apt-get install -y -qq nftables >/dev/null || sudo apt-get install -y -qq nftables >/dev/null
 fi
+# Prometheus: tests/metrics.rs scrapes a cluster with a real one. Debian's package, without
+# its recommended node exporter; the package may start its own daemon on :9090 where services
+# may start (no policy-rc.d): stop it, the test runs its own on a loopback address of its block.
+if ! command -v prometheus >/dev/null 2>&1; then
+  apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+    || sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+    systemctl stop prometheus || sudo systemctl stop prometheus
+  fi
+  if command -v invoke-rc.d >/dev/null 2>&1; then
+    invoke-rc.d prometheus stop >/dev/null 2>&1 || true
+  fi
+fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The core without the cloud SDKs (the aws and gce features are optional) still builds, lint-free.

@@ -1,5 +1,6 @@
-# An existing Consul agent file dropped in as is: the keys muster implements are read, the
-# Consul-only ones (ui_config, telemetry) are accepted with a warning.
+# An existing Consul agent file dropped in as is: the keys muster implements are read (of
+# telemetry, disable_hostname: docs/metrics.md), the Consul-only ones (ui_config) are accepted
+# with a warning.
 server           = true
 bootstrap_expect = 3
 node_name        = "consul-1"

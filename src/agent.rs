@@ -271,6 +271,8 @@ pub struct Agent {
     pub acl_cache: std::sync::Mutex<crate::acl::TokenCache>,
     /// What a reload may change, and where a reload reads its configuration from (`reload`).
     pub(crate) live: reload::Live,
+    /// The process's metrics, for `/v1/agent/metrics` (docs/metrics.md).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl Drop for Agent {
@@ -323,6 +325,11 @@ impl Agent {
             http_addr: http_bind,
             https_addr: https_bind,
         } = listeners;
+        // Before anything records: the layers' counters go to the process's recorder.
+        let telemetry = crate::telemetry::Telemetry::install(
+            config.telemetry.prometheus_retention_time,
+            config.telemetry.disable_hostname,
+        );
         config.ports.serf_lan = gossip_addr.port();
         if let Some(rpc) = rpc_addr {
             config.ports.server = rpc.port();
@@ -467,7 +474,24 @@ impl Agent {
             https_tls,
             acl_cache: std::sync::Mutex::new(crate::acl::TokenCache::new(acl_ttl)),
             live: reload::Live::new(&config_for_live),
+            telemetry: telemetry.clone(),
         });
+        {
+            // The summaries' samples move out of the recorder between scrapes (docs/metrics.md).
+            let mut stop = agent.stop_tx.subscribe();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => telemetry.upkeep(),
+                        changed = stop.changed() => {
+                            if changed.is_err() || *stop.borrow() != StopReason::Running {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
         tracing::info!(
             node = %agent.config.node_name, node_id = %node_id, datacenter = %agent.config.datacenter,
             server = agent.config.server, gossip = %advertise, http = %shown(http_bind),

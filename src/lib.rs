@@ -12,6 +12,7 @@
 //! - [`client`]: reaching the cluster from any agent: own Raft state or forwarding with failover.
 //! - [`http`]: the Consul-shaped HTTP API on 127.0.0.1:8500.
 //! - [`cli`]: one module per subcommand; every command but `agent` talks to the agent over HTTP.
+//! - [`telemetry`]: the process's metrics recorder (Prometheus text and Consul's JSON), docs/metrics.md.
 //! - [`duration`]: Go-style durations (`30s`, `1m30s`), read and written by config and http alike.
 //! - [`frame`]: the length-prefixed frames of both TCP protocols (gossip sync, server RPC).
 //! - [`node_id`]: the node's UUID, created once and kept in data_dir.
@@ -30,6 +31,7 @@ pub mod http;
 pub mod join;
 pub mod node_id;
 pub mod server;
+pub mod telemetry;
 pub mod tls;
 
 /// The version every agent advertises in its `build` tag.

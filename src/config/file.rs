@@ -3,7 +3,7 @@
 //! A file is first parsed into a generic tree, then every key is checked against the keys muster
 //! knows, so that a typo gets "unknown key `bootstrap_expct` — did you mean `bootstrap_expect`?"
 //! rather than silence, and only then deserialised into typed fields. Keys that Consul knows but
-//! muster does not implement (`ui`, `telemetry`, …) are accepted with a warning, so an existing Consul
+//! muster does not implement (`ui`, `connect`, …) are accepted with a warning, so an existing Consul
 //! config file can be dropped in; see docs/configuration.md.
 
 use std::path::{Path, PathBuf};
@@ -57,6 +57,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "server",
     "skip_leave_on_interrupt",
     "start_join",
+    "telemetry",
     "tls",
     "tls_cipher_suites",
     "tls_min_version",
@@ -111,6 +112,37 @@ const AUTOPILOT_KEYS: &[&str] = &[
     "server_stabilization_time",
     "upgrade_version_tag",
 ];
+const TELEMETRY_KEYS: &[&str] = &["disable_hostname", "prometheus_retention_time"];
+/// Consul's other `telemetry` keys (sinks muster has not: statsd, DogStatsD, Circonus; filters):
+/// accepted with a warning, like the other Consul settings muster does not implement.
+const CONSUL_ONLY_TELEMETRY_KEYS: &[&str] = &[
+    "allowed_prefixes",
+    "blocked_prefixes",
+    "circonus_api_app",
+    "circonus_api_token",
+    "circonus_api_url",
+    "circonus_broker_id",
+    "circonus_broker_select_tag",
+    "circonus_check_display_name",
+    "circonus_check_force_metric_activation",
+    "circonus_check_id",
+    "circonus_check_instance_id",
+    "circonus_check_search_tag",
+    "circonus_check_tags",
+    "circonus_submission_interval",
+    "circonus_submission_url",
+    "disable_compat_1.9",
+    "disable_per_tenancy_usage_metrics",
+    "dogstatsd_addr",
+    "dogstatsd_tags",
+    "enable_host_metrics",
+    "filter_default",
+    "metrics_prefix",
+    "prefix_filter",
+    "retry_failed_connection",
+    "statsd_address",
+    "statsite_address",
+];
 const PERFORMANCE_KEYS: &[&str] = &["leave_drain_time", "raft_multiplier", "rpc_hold_timeout"];
 const GCE_KEYS: &[&str] = &[
     "credentials_file",
@@ -146,7 +178,6 @@ const CONSUL_ONLY_KEYS: &[&str] = &[
     "retry_max_wan",
     "serf_lan",
     "services",
-    "telemetry",
     // A no-op in Go since 1.18; rustls always prefers the server's order.
     "tls_prefer_server_cipher_suites",
     "translate_wan_addrs",
@@ -200,6 +231,7 @@ struct FileModel {
     #[serde(default)]
     http_allowed_hosts: Vec<String>,
     tombstone_timeout: Option<String>,
+    telemetry: Option<TelemetryModel>,
     tls: Option<TlsStanza>,
     verify_incoming_rpc: Option<bool>,
     verify_incoming_https: Option<bool>,
@@ -250,6 +282,14 @@ struct AutopilotModel {
     disable_upgrade_migration: Option<bool>,
     #[allow(dead_code)]
     upgrade_version_tag: Option<String>,
+}
+
+/// The `telemetry` block: the two keys muster implements (docs/metrics.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TelemetryModel {
+    prometheus_retention_time: Option<String>,
+    disable_hostname: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -437,6 +477,7 @@ pub fn parse_str(
         ("ports", PORT_KEYS),
         ("autopilot", AUTOPILOT_KEYS),
         ("performance", PERFORMANCE_KEYS),
+        ("telemetry", TELEMETRY_KEYS),
         ("retry_join_ec2", EC2_KEYS),
         ("retry_join_gce", GCE_KEYS),
     ] {
@@ -461,6 +502,19 @@ pub fn parse_str(
                     inner.remove(&key);
                     warnings.push(format!(
                         "{origin}: key `ports.{key}` is a Consul port muster has no listener for; it is ignored"
+                    ));
+                }
+            }
+            if block == "telemetry" {
+                let ignored: Vec<String> = inner
+                    .keys()
+                    .filter(|k| CONSUL_ONLY_TELEMETRY_KEYS.contains(&k.as_str()))
+                    .cloned()
+                    .collect();
+                for key in ignored {
+                    inner.remove(&key);
+                    warnings.push(format!(
+                        "{origin}: key `telemetry.{key}` is a Consul setting that muster does not implement; it is ignored"
                     ));
                 }
             }
@@ -584,6 +638,11 @@ impl FileModel {
             raft_multiplier: self.performance.and_then(|p| p.raft_multiplier),
             reconnect_timeout: self.reconnect_timeout,
             tombstone_timeout: self.tombstone_timeout,
+            telemetry_prometheus_retention_time: self
+                .telemetry
+                .as_ref()
+                .and_then(|t| t.prometheus_retention_time.clone()),
+            telemetry_disable_hostname: self.telemetry.as_ref().and_then(|t| t.disable_hostname),
             ap_cleanup_dead_servers: ap.cleanup_dead_servers,
             ap_last_contact_threshold: ap.last_contact_threshold,
             ap_max_trailing_logs: ap.max_trailing_logs,
@@ -727,6 +786,39 @@ mod tests {
         assert!(
             errs[0].to_string().contains("expected a string"),
             "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn the_telemetry_block_is_read_and_consuls_other_sinks_warn() {
+        let mut warnings = Vec::new();
+        let p = parse_str(
+            "telemetry {\n  prometheus_retention_time = \"60s\"\n  disable_hostname = true\n  \
+             statsd_address = \"127.0.0.1:8125\"\n}\n",
+            Format::Hcl,
+            "test",
+            &mut warnings,
+        )
+        .unwrap();
+        assert_eq!(
+            p.telemetry_prometheus_retention_time.as_deref(),
+            Some("60s")
+        );
+        assert_eq!(p.telemetry_disable_hostname, Some(true));
+        assert!(
+            warnings.len() == 1 && warnings[0].contains("`telemetry.statsd_address`"),
+            "{warnings:?}"
+        );
+        let errs = parse(
+            r#"{"telemetry": {"prometheus_retention_tim": "60s"}}"#,
+            Format::Json,
+        )
+        .unwrap_err();
+        let msg = errs[0].to_string();
+        assert!(
+            msg.contains("unknown key `telemetry.prometheus_retention_tim`")
+                && msg.contains("prometheus_retention_time"),
+            "{msg}"
         );
     }
 

@@ -12,8 +12,9 @@ use uuid::Uuid;
 
 use super::{
     netif, AutopilotSettings, Built, ConfigError, ConfigErrors, GossipKey, ListenPorts, LogLevel,
-    PartialConfig, Ports, RuntimeConfig, DEFAULT_HTTP_PORT, DEFAULT_KV_TOMBSTONE_TTL,
-    DEFAULT_RETRY_INTERVAL, DEFAULT_SERF_LAN_PORT, DEFAULT_SERVER_PORT, MIN_KV_TOMBSTONE_TTL,
+    PartialConfig, Ports, RuntimeConfig, TelemetrySettings, DEFAULT_HTTP_PORT,
+    DEFAULT_KV_TOMBSTONE_TTL, DEFAULT_RETRY_INTERVAL, DEFAULT_SERF_LAN_PORT, DEFAULT_SERVER_PORT,
+    MIN_KV_TOMBSTONE_TTL,
 };
 use crate::duration::parse_go_duration;
 
@@ -47,6 +48,7 @@ pub fn finish(
     let (reconnect_timeout, tombstone_timeout) = f.reap_timeouts(&p);
     let autopilot = f.autopilot(&p);
     let kv_tombstone_ttl = f.kv_tombstone_ttl(&p);
+    let telemetry = f.telemetry(&p);
     let domain = f.domain(&p);
     let http_allowed_hosts = f.http_allowed_hosts(&p);
     let acl = {
@@ -129,6 +131,7 @@ pub fn finish(
             tombstone_timeout,
             autopilot,
             kv_tombstone_ttl,
+            telemetry,
             domain,
             tls,
         },
@@ -508,6 +511,28 @@ impl Findings {
                 self.error(format!("kv_tombstone_ttl: {why}"));
                 DEFAULT_KV_TOMBSTONE_TTL
             }
+        }
+    }
+
+    /// The `telemetry { }` block: `prometheus_retention_time` a Go duration (0, the default,
+    /// leaves the Prometheus format off, as in Consul), `disable_hostname` a bool.
+    fn telemetry(&mut self, p: &PartialConfig) -> TelemetrySettings {
+        let prometheus_retention_time = match &p.telemetry_prometheus_retention_time {
+            None => Duration::ZERO,
+            Some(s) => match parse_go_duration(s) {
+                Ok(d) => d,
+                Err(why) => {
+                    self.error(format!(
+                        "telemetry.prometheus_retention_time: {why} (for example \"60s\"; \
+                         0 leaves the Prometheus format off)"
+                    ));
+                    Duration::ZERO
+                }
+            },
+        };
+        TelemetrySettings {
+            prometheus_retention_time,
+            disable_hostname: p.telemetry_disable_hostname.unwrap_or(false),
         }
     }
 

@@ -255,3 +255,32 @@ fn kv_tombstone_ttl_defaults_to_15m_and_takes_a_go_duration_of_at_least_1s() {
     assert!(errors_of(ttl("500ms")).contains("kv_tombstone_ttl \"500ms\" is too short"));
     assert!(errors_of(ttl("soon")).starts_with("kv_tombstone_ttl: "));
 }
+
+/// `telemetry`: Prometheus off and the host name in gauge names unless asked (Consul's
+/// defaults); a retention that is not a duration names the key and an example.
+#[test]
+fn telemetry_defaults_follow_consul() {
+    let c = built(base()).unwrap().config;
+    assert_eq!(c.telemetry, TelemetrySettings::default());
+    assert!(c.telemetry.prometheus_retention_time.is_zero() && !c.telemetry.disable_hostname);
+    let set = built(PartialConfig {
+        telemetry_prometheus_retention_time: Some("2m".into()),
+        telemetry_disable_hostname: Some(true),
+        ..base()
+    })
+    .unwrap()
+    .config;
+    assert_eq!(
+        set.telemetry.prometheus_retention_time,
+        Duration::from_secs(120)
+    );
+    assert!(set.telemetry.disable_hostname);
+    let e = errors_of(PartialConfig {
+        telemetry_prometheus_retention_time: Some("a minute".into()),
+        ..base()
+    });
+    assert!(
+        e.contains("telemetry.prometheus_retention_time: ") && e.contains("\"60s\""),
+        "{e}"
+    );
+}

@@ -201,6 +201,8 @@ impl AgentFlags {
             // Consul has no reaping flags either: config files only (docs/configuration.md).
             reconnect_timeout: None,
             tombstone_timeout: None,
+            telemetry_prometheus_retention_time: None,
+            telemetry_disable_hostname: None,
             // Consul has no autopilot flags: the config file's block or `operator autopilot`.
             ap_cleanup_dead_servers: None,
             ap_last_contact_threshold: None,

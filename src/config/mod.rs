@@ -173,6 +173,8 @@ pub struct RuntimeConfig {
     pub autopilot: AutopilotSettings,
     /// How long a KV tombstone is kept before the leader reaps it (servers; docs/state.md).
     pub kv_tombstone_ttl: Duration,
+    /// The `telemetry { }` block (docs/metrics.md).
+    pub telemetry: TelemetrySettings,
     /// The DNS domain of certificate names: `server.<datacenter>.<domain>` (docs/tls.md).
     pub domain: String,
     /// TLS per interface, checked and its files loaded once (docs/security.md).
@@ -194,6 +196,17 @@ pub struct AutopilotSettings {
     pub max_trailing_logs: Option<u64>,
     pub min_quorum: Option<u32>,
     pub server_stabilization_time: Option<Duration>,
+}
+
+/// The `telemetry { }` block, checked, with Consul's meanings (docs/metrics.md). Plain data:
+/// the agent hands it to the metrics recorder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TelemetrySettings {
+    /// How long a metric not updated stays in the Prometheus output; zero (the default, as in
+    /// Consul) turns `/v1/agent/metrics?format=prometheus` off.
+    pub prometheus_retention_time: Duration,
+    /// Leave the host name out of gauge names (Consul puts it in unless this is set).
+    pub disable_hostname: bool,
 }
 
 /// A built configuration plus the warnings to print before starting.

@@ -59,6 +59,10 @@ pub struct PartialConfig {
     /// `reconnect_timeout` and `tombstone_timeout` (Go durations; config files only).
     pub reconnect_timeout: Option<String>,
     pub tombstone_timeout: Option<String>,
+    /// The `telemetry { }` block (docs/metrics.md): `prometheus_retention_time` as written
+    /// (a Go duration) and `disable_hostname`.
+    pub telemetry_prometheus_retention_time: Option<String>,
+    pub telemetry_disable_hostname: Option<bool>,
     /// The `autopilot { }` block (its keys, Consul's names).
     pub ap_cleanup_dead_servers: Option<bool>,
     pub ap_last_contact_threshold: Option<String>,
@@ -105,7 +109,9 @@ impl PartialConfig {
             ap_server_stabilization_time,
             raft_multiplier,
             reconnect_timeout,
-            tombstone_timeout
+            tombstone_timeout,
+            telemetry_prometheus_retention_time,
+            telemetry_disable_hostname
         );
         if later.ports.http.is_some() {
             self.ports.http = later.ports.http;

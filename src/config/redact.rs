@@ -61,6 +61,7 @@ impl fmt::Debug for RuntimeConfig {
             tombstone_timeout,
             autopilot,
             kv_tombstone_ttl,
+            telemetry,
             domain,
             tls,
             http_allowed_hosts,
@@ -95,6 +96,7 @@ impl fmt::Debug for RuntimeConfig {
             .field("tombstone_timeout", tombstone_timeout)
             .field("autopilot", autopilot)
             .field("kv_tombstone_ttl", kv_tombstone_ttl)
+            .field("telemetry", telemetry)
             .field("domain", domain)
             .field("tls", tls)
             .field("http_allowed_hosts", http_allowed_hosts)
@@ -139,6 +141,8 @@ impl fmt::Debug for PartialConfig {
             raft_multiplier,
             reconnect_timeout,
             tombstone_timeout,
+            telemetry_prometheus_retention_time,
+            telemetry_disable_hostname,
             ap_cleanup_dead_servers,
             ap_last_contact_threshold,
             ap_max_trailing_logs,
@@ -180,6 +184,11 @@ impl fmt::Debug for PartialConfig {
             .field("raft_multiplier", raft_multiplier)
             .field("reconnect_timeout", reconnect_timeout)
             .field("tombstone_timeout", tombstone_timeout)
+            .field(
+                "telemetry_prometheus_retention_time",
+                telemetry_prometheus_retention_time,
+            )
+            .field("telemetry_disable_hostname", telemetry_disable_hostname)
             .field("ap_cleanup_dead_servers", ap_cleanup_dead_servers)
             .field("ap_last_contact_threshold", ap_last_contact_threshold)
             .field("ap_max_trailing_logs", ap_max_trailing_logs)

@@ -53,6 +53,7 @@ pub fn changes(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<Change> {
         tls,
         http_allowed_hosts,
         acl,
+        telemetry,
     } = old;
     let mut out = Vec::new();
     let mut diff = |key: &'static str, differs: bool, live: bool| {
@@ -144,6 +145,8 @@ pub fn changes(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<Change> {
         false,
     );
     diff("acl", *acl != new.acl, false);
+    // The recorder is installed once per process.
+    diff("telemetry", *telemetry != new.telemetry, false);
     out
 }
 

@@ -23,6 +23,11 @@ pub struct Stats {
     pub syncs_in: AtomicU64,
     pub syncs_out: AtomicU64,
     pub syncs_refused: AtomicU64,
+    /// Probe rounds (foca's `ProbeRandomMember` timer).
+    pub probes: AtomicU64,
+    /// Members that became suspect in this agent's view, by its own probe or by gossip (foca
+    /// schedules `ChangeSuspectToDown` for each).
+    pub suspicions: AtomicU64,
     last_key_warning: Mutex<Option<Instant>>,
 }
 
@@ -77,6 +82,8 @@ impl Stats {
             ("syncs_in", g(&self.syncs_in)),
             ("syncs_out", g(&self.syncs_out)),
             ("syncs_refused", g(&self.syncs_refused)),
+            ("probes", g(&self.probes)),
+            ("suspicions", g(&self.suspicions)),
         ]
     }
 }

@@ -43,6 +43,13 @@ async fn kv(
     Query(q): Query<Params>,
     body: Body,
 ) -> Response {
+    let started = std::time::Instant::now();
+    let label: &'static str = match method {
+        Method::GET => "GET",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        _ => "other",
+    };
     let r = match method {
         Method::GET => get(&agent, key, &q).await,
         Method::PUT => put(&agent, key, &q, body).await,
@@ -52,7 +59,13 @@ async fn kv(
             format!("method {m} is not allowed on /v1/kv/"),
         )),
     };
-    r.unwrap_or_else(|e| e.into_response())
+    let answer = r.unwrap_or_else(|e| e.into_response());
+    // docs/metrics.md: Consul's `kvs` names, by method and answer code.
+    let code = answer.status().as_u16().to_string();
+    metrics::counter!("muster.kvs.request", "method" => label, "code" => code).increment(1);
+    metrics::histogram!("muster.kvs.request_time", "method" => label)
+        .record(started.elapsed().as_secs_f64() * 1000.0);
+    answer
 }
 
 /// A query flag is on when present without a value, or with a true-ish one (Consul's rule).

@@ -6,6 +6,7 @@
 //! - [`agent`]: `/v1/agent/*` — members, join, leave, force-leave, self.
 //! - [`autopilot`]: `/v1/operator/autopilot/*` — settings, health, state.
 //! - [`keyring`]: `/v1/operator/keyring` — the gossip keyring on every member.
+//! - [`metrics`]: `/v1/agent/metrics` — Consul's JSON, or Prometheus text (docs/metrics.md).
 //! - [`kv`]: `/v1/kv/*` — Consul's KV API with blocking queries and consistency modes.
 //! - [`catalog`]: `/v1/catalog/nodes`, the catalog of nodes.
 //! - [`host_check`]: the Host check in front of every endpoint (DNS rebinding).
@@ -26,6 +27,7 @@ pub mod host_check;
 pub mod https;
 pub mod keyring;
 pub mod kv;
+pub mod metrics;
 pub mod snapshot;
 pub mod status;
 pub mod token;
@@ -66,6 +68,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .merge(autopilot::routes())
         .merge(keyring::routes())
         .merge(kv::routes())
+        .merge(metrics::routes())
         .merge(catalog::routes())
         .merge(snapshot::routes())
         .fallback(unknown_endpoint)

@@ -203,13 +203,29 @@ impl Discovery {
                             continue;
                         }
                     }
-                    let result =
+                    let (result, timed_out) =
                         match tokio::time::timeout(LOOKUP_TIMEOUT, provider.addrs(args)).await {
-                            Ok(r) => r,
-                            Err(_) => Err(ProviderError::Unreachable(format!(
-                                "no answer within {LOOKUP_TIMEOUT:?}"
-                            ))),
+                            Ok(r) => (r, false),
+                            Err(_) => (
+                                Err(ProviderError::Unreachable(format!(
+                                    "no answer within {LOOKUP_TIMEOUT:?}"
+                                ))),
+                                true,
+                            ),
                         };
+                    // docs/metrics.md: by provider name (never the entry: it may hold a secret).
+                    let outcome = match &result {
+                        Ok(_) => "ok",
+                        Err(_) if timed_out => "timeout",
+                        Err(e) if e.throttled() => "throttled",
+                        Err(_) => "error",
+                    };
+                    metrics::counter!(
+                        "muster.retry_join.lookups",
+                        "provider" => provider.name(),
+                        "outcome" => outcome
+                    )
+                    .increment(1);
                     {
                         let mut st = self.status.lock().expect("join status lock");
                         if let Some(p) = st.providers.get_mut(i) {
@@ -351,6 +367,7 @@ where
     loop {
         attempt += 1;
         set("joining", attempt, None);
+        metrics::counter!("muster.retry_join.attempts").increment(1);
         let found = discovery.discover().await;
         let mut report = if found.addrs.is_empty() {
             JoinReport::default()

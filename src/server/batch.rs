@@ -202,10 +202,13 @@ async fn commit(raft: &Raft, batch: Vec<Queued>) {
             (q.write, q.reply)
         })
         .unzip();
-    match raft
+    let started = std::time::Instant::now();
+    let written = raft
         .client_write(Command::Writes { stamp_ms, writes })
-        .await
-    {
+        .await;
+    // docs/metrics.md: from proposal to the leader's answer (committed and applied).
+    metrics::histogram!("muster.raft.commitTime").record(started.elapsed().as_secs_f64() * 1000.0);
+    match written {
         Ok(resp) => {
             let index = resp.data.index;
             for (i, reply) in replies.into_iter().enumerate() {

@@ -12,7 +12,7 @@ use rand::RngExt;
 
 use super::confirm::{self, Claim, Identity};
 use super::error::BootstrapError;
-use super::gate::{self, Decision};
+use super::gate::{self, Decision, GatePhase};
 use super::protocol::{server_views, Request, ServerView};
 use super::types::{NodeId, ServerNode};
 use super::{Server, CALL_TIMEOUT};
@@ -82,9 +82,12 @@ impl Server {
                 tracing::error!(error = %e, "bootstrap failed");
             }
             let _ = self.raft.trigger().elect().await;
-            self.set_gate_status("bootstrapped alone (-bootstrap)".into());
+            self.set_gate_status(GatePhase::Done, "bootstrapped alone (-bootstrap)".into());
         } else if self.cfg.bootstrap && has_state {
-            self.set_gate_status("Raft data found, disabling bootstrap mode".into());
+            self.set_gate_status(
+                GatePhase::Done,
+                "Raft data found, disabling bootstrap mode".into(),
+            );
         }
     }
 
@@ -92,13 +95,18 @@ impl Server {
         self.log.has_state().unwrap_or(true)
     }
 
-    pub(super) fn set_gate_status(&self, s: String) {
-        *self.gate_status.lock().expect("gate lock") = s;
+    pub(super) fn set_gate_status(&self, phase: GatePhase, s: String) {
+        *self.gate_status.lock().expect("gate lock") = (phase, s);
+    }
+
+    /// Where the gate is (`muster.bootstrap.gate` in docs/metrics.md).
+    pub fn gate_phase(&self) -> GatePhase {
+        self.gate_status.lock().expect("gate lock").0
     }
 
     /// The gate's latest explanation.
     pub fn gate_status(&self) -> String {
-        self.gate_status.lock().expect("gate lock").clone()
+        self.gate_status.lock().expect("gate lock").1.clone()
     }
 
     /// The acceptor side of a proposal ([`gate::accept`]): the promise is on disk before the
@@ -223,6 +231,7 @@ impl Server {
         if self.cfg.bootstrap_expect == 0 {
             if !self.cfg.bootstrap {
                 self.set_gate_status(
+                    GatePhase::Manual,
                     "not in -bootstrap-expect mode; waiting to be added by a leader".into(),
                 );
             }
@@ -257,19 +266,20 @@ impl Server {
                     match &decision {
                         Decision::Done(reason) => {
                             tracing::info!("bootstrap: {reason}");
-                            self.set_gate_status(reason.clone());
+                            self.set_gate_status(GatePhase::Done, reason.clone());
                             return;
                         }
                         Decision::Propose(servers) => match self.try_bootstrap(servers).await {
                             Ok(msg) => {
-                                self.set_gate_status(msg);
+                                self.set_gate_status(GatePhase::Done, msg);
                                 return;
                             }
                             Err(e) => {
                                 tracing::warn!("bootstrap: attempt failed, will retry: {e}");
-                                self.set_gate_status(format!(
-                                    "bootstrap attempt failed, retrying: {e}"
-                                ));
+                                self.set_gate_status(
+                                    GatePhase::Retrying,
+                                    format!("bootstrap attempt failed, retrying: {e}"),
+                                );
                                 released.clear();
                                 self.release_own(servers, &mut released).await;
                                 let pause = rand::rng().random_range(300..1200);
@@ -316,7 +326,12 @@ impl Server {
             }
             *last_log = Some((line.to_string(), Instant::now()));
         }
-        self.set_gate_status(line.to_string());
+        let phase = if conflict {
+            GatePhase::Conflict
+        } else {
+            GatePhase::Waiting
+        };
+        self.set_gate_status(phase, line.to_string());
     }
 
     /// The servers the gate may count (docs/security.md, "The server port has the last

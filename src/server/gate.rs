@@ -27,6 +27,43 @@ pub enum Decision {
     Propose(Vec<ServerView>),
 }
 
+/// Where the bootstrap gate is, in one word (the metric `muster.bootstrap.gate`; the
+/// sentence is `muster info`'s `bootstrap`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatePhase {
+    /// Counting servers (or waiting for a claim to be confirmed).
+    Waiting,
+    /// Something forbids bootstrapping (another cluster, a conflicting expect): the operator
+    /// must look.
+    Conflict,
+    /// An attempt failed and is retried.
+    Retrying,
+    /// The gate has nothing left to decide: bootstrapped, joined, or the server had state.
+    Done,
+    /// No `-bootstrap-expect`: the server waits to be added by a leader.
+    Manual,
+}
+
+impl GatePhase {
+    pub const ALL: [GatePhase; 5] = [
+        GatePhase::Waiting,
+        GatePhase::Conflict,
+        GatePhase::Retrying,
+        GatePhase::Done,
+        GatePhase::Manual,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatePhase::Waiting => "waiting",
+            GatePhase::Conflict => "conflict",
+            GatePhase::Retrying => "retrying",
+            GatePhase::Done => "done",
+            GatePhase::Manual => "manual",
+        }
+    }
+}
+
 /// The line the gate logs and `muster info` shows while it waits: why, and for whom.
 /// `Done` and `Propose` end the wait; their text is the reason itself, or the proposal's outcome.
 pub fn explain_wait(decision: &Decision, expect: u32) -> String {

@@ -18,6 +18,7 @@
 //! - `election`: when to stand for election (a pre-vote round first; openraft's timer is off).
 //! - `duties`: the duty loop (address book, advertisement, quorum log, the leader's round).
 //! - `leave`: leaving the Raft configuration, removing a peer, handing over leadership.
+//! - [`gauges`]: what the metrics endpoint reads of a server (docs/metrics.md).
 //! - `status`: what a server reports (info, configuration, quorum, leader address).
 //! - [`api`]: KV, catalog and snapshot requests with Consul's consistency modes.
 //! - [`batch`]: the leader's group commit of concurrent writes.
@@ -37,6 +38,7 @@ mod duties;
 mod election;
 pub mod error;
 pub mod gate;
+pub mod gauges;
 mod health;
 pub mod id;
 mod leave;
@@ -123,7 +125,7 @@ pub struct Server {
     /// The tags this agent started with; the `cluster` tag is added to a copy of them.
     base_tags: Tags,
     /// The gate's latest explanation, for `muster info`.
-    gate_status: Mutex<String>,
+    gate_status: Mutex<(gate::GatePhase, String)>,
     /// The bootstrap promise this server gave a proposer, if any, and its own last attempt:
     /// a copy of `<data_dir>/bootstrap-promise`, changed only after the file (docs/servers.md).
     promise: Mutex<gate::Promise>,
@@ -241,7 +243,7 @@ impl Server {
             cfg,
             gossip,
             base_tags,
-            gate_status: Mutex::new(String::new()),
+            gate_status: Mutex::new((gate::GatePhase::Waiting, String::new())),
             promise: Mutex::new(promise),
             last_contact: Mutex::new(None),
             voted: Mutex::new(None),
@@ -276,9 +278,21 @@ impl Server {
         Ok(server)
     }
 
-    /// What the RPC port answers: a request with its caller's token is served as that caller
-    /// (`acl_port`), any other as an anonymous one.
+    /// What the RPC port answers, counted and timed.
     async fn handle(self: Arc<Self>, req: Request) -> Response {
+        // docs/metrics.md: `muster.rpc.request` and its latency, by request kind.
+        let kind = req.kind();
+        let started = Instant::now();
+        let answer = self.handle_with_token(req).await;
+        metrics::counter!("muster.rpc.request", "type" => kind).increment(1);
+        metrics::histogram!("muster.rpc.request_time", "type" => kind)
+            .record(started.elapsed().as_secs_f64() * 1000.0);
+        answer
+    }
+
+    /// A request with its caller's token is served as that caller (`acl_port`), any other as
+    /// an anonymous one.
+    async fn handle_with_token(self: Arc<Self>, req: Request) -> Response {
         match req {
             Request::WithToken { secret, request } => {
                 if matches!(*request, Request::WithToken { .. }) {

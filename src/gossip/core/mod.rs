@@ -278,6 +278,9 @@ impl Core {
     pub(crate) fn handle_timer(&mut self, timer: Timer) -> Effects {
         match timer {
             Timer::Swim(t) => {
+                if matches!(t, foca::Timer::ProbeRandomMember(_)) {
+                    self.stats.probes.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Err(e) = self.swim.handle_timer(t, &mut self.runtime) {
                     tracing::debug!(error = %e, "gossip timer failed");
                 }
@@ -443,6 +446,9 @@ impl Core {
                 self.out.datagrams.push((to.addr, packet));
             }
             for (timer, after) in rt.timers {
+                if matches!(timer, foca::Timer::ChangeSuspectToDown { .. }) {
+                    self.stats.suspicions.fetch_add(1, Ordering::Relaxed);
+                }
                 self.out.timers.push((after, Timer::Swim(timer)));
             }
             for note in rt.notes {
