@@ -29,6 +29,7 @@ pub mod gossip;
 pub mod http;
 pub mod join;
 pub mod node_id;
+pub mod rotating_file;
 pub mod server;
 pub mod tls;
 

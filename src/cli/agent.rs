@@ -12,9 +12,10 @@ use clap::Args;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::agent::{Agent, AgentError, Listeners, StopReason};
-use crate::config::{self, AgentFlags, LogLevel};
+use crate::config::{self, AgentFlags};
 use crate::gossip::keyring::KeyringFileError;
 use crate::node_id::NodeIdError;
+use crate::rotating_file::RotatingFile;
 
 #[derive(Debug, Args)]
 pub struct AgentCmd {
@@ -33,7 +34,10 @@ pub fn run(cmd: AgentCmd) -> u8 {
             return 1;
         }
     };
-    init_logging(built.config.log_level, built.config.log_json);
+    if let Err(e) = init_logging(&built.config) {
+        eprintln!("error: {e}");
+        return 2;
+    }
     for w in &built.warnings {
         tracing::warn!("{w}");
     }
@@ -82,7 +86,21 @@ fn key_on_command_line(flags: &AgentFlags) -> Option<&'static str> {
     )
 }
 
-fn init_logging(level: LogLevel, json: bool) {
+/// Logs go to stderr, and also to `log_file` when set (docs/configuration.md, Logging).
+fn init_logging(config: &config::RuntimeConfig) -> Result<(), String> {
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+    let (level, json) = (config.log_level, config.log_json);
+    let file = match &config.log_file {
+        None => None,
+        Some(lf) => Some(
+            RotatingFile::open(&lf.dir, &lf.name, lf.rotation.clone()).map_err(|e| {
+                format!(
+                    "cannot open log_file {}: {e}; fix the path or its permissions",
+                    lf.path().display()
+                )
+            })?,
+        ),
+    };
     // Our own crate at the chosen level; dependencies only from warn up (foca is chatty at
     // debug). openraft is silenced: it logs every failed heartbeat to a dead peer at error
     // level, twice a second; muster logs what matters (elections, membership changes, and a
@@ -93,15 +111,45 @@ fn init_logging(level: LogLevel, json: bool) {
             level.as_directive()
         ))
     });
+    let to_file = file.is_some();
+    let writer = match file {
+        None => BoxMakeWriter::new(std::io::stderr),
+        Some(f) => BoxMakeWriter::new(std::io::stderr.and(std::sync::Mutex::new(f))),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
         let _ = builder.json().try_init();
     } else {
         use std::io::IsTerminal;
-        let ansi = std::io::stderr().is_terminal();
+        // One text goes to both: no colour codes when a file gets it too.
+        let ansi = std::io::stderr().is_terminal() && !to_file;
         let _ = builder.with_target(false).with_ansi(ansi).try_init();
+    }
+    Ok(())
+}
+
+/// The pid file (`pid_file`): the agent's pid and a newline, written once the agent has
+/// started and removed when it exits. Mode 0644 whatever the umask (0077): a pid is no secret,
+/// and init scripts and monitors running as other users read it.
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> std::io::Result<PidFile> {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let mut f = std::fs::File::create(path)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        writeln!(f, "{}", std::process::id())?;
+        f.sync_all()?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+
+    fn remove(&self) {
+        if let Err(e) = std::fs::remove_file(&self.0) {
+            tracing::warn!("cannot remove pid_file {}: {e}", self.0.display());
+        }
     }
 }
 
@@ -140,6 +188,24 @@ async fn run_agent(config: config::RuntimeConfig) -> u8 {
             };
         }
     };
+    let pid_file = match agent.config.pid_file.as_deref().map(PidFile::write) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            tracing::error!(
+                "cannot write pid_file {}: {e}; stopping",
+                agent
+                    .config
+                    .pid_file
+                    .as_deref()
+                    .unwrap_or_else(|| std::path::Path::new(""))
+                    .display()
+            );
+            agent.stop(StopReason::Stopped);
+            agent.shutdown().await;
+            return 2;
+        }
+    };
     let leave_on = |interrupt: bool| {
         if interrupt {
             !agent.config.skip_leave_on_interrupt
@@ -150,8 +216,8 @@ async fn run_agent(config: config::RuntimeConfig) -> u8 {
     let reason = loop {
         tokio::select! {
             r = agent.stopped() => break r,
-            _ = sigint.recv() => break on_signal(&agent, "interrupt", leave_on(true), &mut sigint, &mut sigterm).await,
-            _ = sigterm.recv() => break on_signal(&agent, "terminate", leave_on(false), &mut sigint, &mut sigterm).await,
+            _ = sigint.recv() => break on_signal(&agent, "interrupt", leave_on(true), &mut sigint, &mut sigterm, pid_file.as_ref()).await,
+            _ = sigterm.recv() => break on_signal(&agent, "terminate", leave_on(false), &mut sigint, &mut sigterm, pid_file.as_ref()).await,
             _ = sighup.recv() => match agent.reload() {
                 Ok(what) if what.is_empty() => tracing::info!(
                     "caught SIGHUP: nothing to reload (only TLS files are reloaded so far)"
@@ -168,6 +234,9 @@ async fn run_agent(config: config::RuntimeConfig) -> u8 {
     // Let the HTTP API answer the request that asked us to leave.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     agent.shutdown().await;
+    if let Some(p) = &pid_file {
+        p.remove();
+    }
     match reason {
         StopReason::RetryJoinFailed(msg) => {
             tracing::error!("{msg}");
@@ -188,7 +257,15 @@ async fn on_signal(
     leave: bool,
     sigint: &mut tokio::signal::unix::Signal,
     sigterm: &mut tokio::signal::unix::Signal,
+    pid_file: Option<&PidFile>,
 ) -> StopReason {
+    let exit_now = || {
+        tracing::warn!("second signal: exiting without finishing the leave");
+        if let Some(p) = pid_file {
+            p.remove();
+        }
+        std::process::exit(1)
+    };
     if !leave {
         tracing::info!(
             signal = name,
@@ -203,7 +280,7 @@ async fn on_signal(
     );
     tokio::select! {
         _ = agent.leave() => StopReason::Left,
-        _ = sigint.recv() => { tracing::warn!("second signal: exiting without finishing the leave"); std::process::exit(1) }
-        _ = sigterm.recv() => { tracing::warn!("second signal: exiting without finishing the leave"); std::process::exit(1) }
+        _ = sigint.recv() => exit_now(),
+        _ = sigterm.recv() => exit_now(),
     }
 }

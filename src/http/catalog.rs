@@ -34,13 +34,22 @@ async fn nodes(
     let out: Vec<_> = nodes
         .iter()
         .map(|n| {
-            let mut m = json!({
+            // The operator's node_meta (docs/configuration.md), then the agent's own keys,
+            // under prefixes node_meta may not use.
+            let mut m: serde_json::Map<String, serde_json::Value> =
+                crate::gossip::meta::node_meta(&n.tags)
+                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect();
+            let mut m_own = json!({
                 "consul-network-segment": "",
                 "consul-version": n.tags.get("build").cloned().unwrap_or_default(),
                 "muster-status": n.status,
             });
             if let Some(role) = n.tags.get("role") {
-                m["muster-role"] = json!(role);
+                m_own["muster-role"] = json!(role);
+            }
+            if let serde_json::Value::Object(own) = m_own {
+                m.extend(own);
             }
             json!({
                 "ID": n.id.to_string(),

@@ -136,6 +136,10 @@ pub enum Block {
     AclCli = 189,
     // tests/acl_guide.rs (docs/acl-guide.md)
     AclGuide = 190,
+    // tests/ops_cli.rs (issue 14: operators' comforts)
+    OpsPidFile = 200,
+    OpsLogFile = 201,
+    OpsNodeMeta = 202,
 }
 
 impl Block {
