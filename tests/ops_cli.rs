@@ -357,6 +357,13 @@ fn node_meta_reaches_the_catalog_from_flags_and_a_file_read_with_config_format()
     let cm = meta_of("c1").unwrap();
     assert_eq!(cm["role_x"], "web", "{cm}");
     assert!(cm.get("rack").is_none(), "{cm}");
+    // In muster the pairs are gossip tags, so `members -detailed` lists them among the tags.
+    let out = c.cli(&["members", "-detailed"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("meta:rack=r1") && table.contains("meta:role_x=web"),
+        "{table}"
+    );
     // The client's own agent answers the same (forwarded to the server).
     let v = Client::TEST.json_get(&c.http_addr(), "/v1/catalog/nodes");
     assert!(v.to_string().contains("\"role_x\":\"web\""), "{v}");

@@ -188,23 +188,20 @@ async fn run_agent(config: config::RuntimeConfig) -> u8 {
             };
         }
     };
-    let pid_file = match agent.config.pid_file.as_deref().map(PidFile::write) {
+    let pid_file = match agent.config.pid_file.clone() {
         None => None,
-        Some(Ok(p)) => Some(p),
-        Some(Err(e)) => {
-            tracing::error!(
-                "cannot write pid_file {}: {e}; stopping",
-                agent
-                    .config
-                    .pid_file
-                    .as_deref()
-                    .unwrap_or_else(|| std::path::Path::new(""))
-                    .display()
-            );
-            agent.stop(StopReason::Stopped);
-            agent.shutdown().await;
-            return 2;
-        }
+        Some(path) => match PidFile::write(&path) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!(
+                    "cannot write pid_file {}: {e}; stopping (fix the path or its permissions)",
+                    path.display()
+                );
+                agent.stop(StopReason::Stopped);
+                agent.shutdown().await;
+                return 2;
+            }
+        },
     };
     let leave_on = |interrupt: bool| {
         if interrupt {

@@ -40,16 +40,14 @@ async fn nodes(
                 crate::gossip::meta::node_meta(&n.tags)
                     .map(|(k, v)| (k.to_string(), json!(v)))
                     .collect();
-            let mut m_own = json!({
-                "consul-network-segment": "",
-                "consul-version": n.tags.get("build").cloned().unwrap_or_default(),
-                "muster-status": n.status,
-            });
+            m.insert("consul-network-segment".into(), json!(""));
+            m.insert(
+                "consul-version".into(),
+                json!(n.tags.get("build").cloned().unwrap_or_default()),
+            );
+            m.insert("muster-status".into(), json!(n.status));
             if let Some(role) = n.tags.get("role") {
-                m_own["muster-role"] = json!(role);
-            }
-            if let serde_json::Value::Object(own) = m_own {
-                m.extend(own);
+                m.insert("muster-role".into(), json!(role));
             }
             json!({
                 "ID": n.id.to_string(),
