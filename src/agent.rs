@@ -283,27 +283,9 @@ impl Drop for Agent {
     }
 }
 
-/// The tags every agent advertises, under the names Consul gives them (docs/reference/consul.md).
+/// The tags every agent advertises ([`RuntimeConfig::gossip_tags`]).
 pub fn tags_for(config: &RuntimeConfig, node_id: uuid::Uuid) -> Tags {
-    let mut t = Tags::new();
-    t.insert(
-        "role".into(),
-        if config.server { "consul" } else { "node" }.into(),
-    );
-    t.insert("dc".into(), config.datacenter.clone());
-    t.insert("id".into(), node_id.to_string());
-    t.insert("build".into(), crate::VERSION.into());
-    t.insert("vsn".into(), "1".into());
-    if config.server {
-        t.insert("port".into(), config.ports.server.to_string());
-        if config.bootstrap_expect > 0 {
-            t.insert("expect".into(), config.bootstrap_expect.to_string());
-        }
-        if config.bootstrap {
-            t.insert("bootstrap".into(), "1".into());
-        }
-    }
-    t
+    config.gossip_tags(node_id)
 }
 
 impl Agent {

@@ -30,6 +30,7 @@ pub mod gossip;
 pub mod http;
 pub mod join;
 pub mod node_id;
+pub mod rotating_file;
 pub mod server;
 pub mod telemetry;
 pub mod tls;

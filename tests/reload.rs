@@ -1,7 +1,8 @@
 //! Reload (issue 14 item 1; docs/configuration.md, "Reload"): a running server's
 //! configuration file is changed and the server gets SIGHUP. The live settings take effect
 //! at once (log level: a garbage gossip packet is logged at debug only after; retry_join: the
-//! server joins a client it did not know; autopilot: the cluster's settings change), the
+//! server joins a client it did not know; autopilot: the cluster's settings change;
+//! node_meta: the catalog shows it, as seen from the client), the
 //! setting that needs a restart is named in one warning and left as it was. A broken file
 //! changes nothing, by SIGHUP and by `muster reload`, and says why; the agent runs on.
 
@@ -55,14 +56,14 @@ fn sighup_and_muster_reload_apply_the_live_settings_and_refuse_a_broken_file() {
         &cfg,
         format!(
             "log_level = \"debug\"\nretry_join = [\"{}\"]\nreconnect_timeout = \"10m\"\n\
-             autopilot {{\n  max_trailing_logs = 321\n}}\n",
+             autopilot {{\n  max_trailing_logs = 321\n}}\nnode_meta {{\n  rack = \"r7\"\n}}\n",
             block.ip(2)
         ),
     )
     .unwrap();
     s1.signal(libc::SIGHUP);
     wait_until(T, "the reload's one line", || {
-        s1.log().contains("caught SIGHUP: reloaded log_level, retry_join, autopilot; changed but need a restart, left as they were: reconnect_timeout")
+        s1.log().contains("caught SIGHUP: reloaded log_level, retry_join, autopilot, node_meta; changed but need a restart, left as they were: reconnect_timeout")
     });
     wait_until(T, "s1 joined c2 through the reloaded retry_join", || {
         s1.sees("c2", "alive") && c2.sees("s1", "alive")
@@ -70,6 +71,15 @@ fn sighup_and_muster_reload_apply_the_live_settings_and_refuse_a_broken_file() {
     let ap = Client::new(Duration::from_secs(2), Duration::from_secs(5))
         .json_get(&s1.http_addr(), "/v1/operator/autopilot/configuration");
     assert_eq!(ap["MaxTrailingLogs"], 321, "{ap}");
+    wait_until(T, "the catalog shows s1's new node_meta", || {
+        let nodes = Client::new(Duration::from_secs(2), Duration::from_secs(5))
+            .json_get(&c2.http_addr(), "/v1/catalog/nodes");
+        nodes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|n| n["Node"] == "s1" && n["Meta"]["rack"] == "r7")
+    });
     garbage_packet(&gossip);
     wait_until(T, "the garbage packet logged at debug", || {
         s1.log().contains("DEBUG") && s1.log().contains("dropped gossip packet")
@@ -104,7 +114,7 @@ fn sighup_and_muster_reload_apply_the_live_settings_and_refuse_a_broken_file() {
         &cfg,
         format!(
             "log_level = \"info\"\nretry_join = [\"{}\"]\nreconnect_timeout = \"10m\"\n\
-             autopilot {{\n  max_trailing_logs = 321\n}}\n",
+             autopilot {{\n  max_trailing_logs = 321\n}}\nnode_meta {{\n  rack = \"r7\"\n}}\n",
             block.ip(2)
         ),
     )

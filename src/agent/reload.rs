@@ -157,6 +157,16 @@ impl Agent {
             let outcome = match *key {
                 "log_level" => self.apply_log_level(new.log_level),
                 "autopilot" => self.apply_autopilot(&new).await,
+                "node_meta" => {
+                    let mut with_meta = in_force.clone();
+                    with_meta.node_meta = new.node_meta.clone();
+                    let tags = with_meta.gossip_tags(self.node_id);
+                    match &self.server {
+                        Some(s) => s.set_base_tags(tags).await,
+                        None => self.gossip.set_tags(tags).await,
+                    }
+                    Ok(())
+                }
                 // Applied together below; the others are read where they are used.
                 _ => Ok(()),
             };
@@ -169,6 +179,7 @@ impl Agent {
                         "retry_interval" => in_force.retry_interval = new.retry_interval,
                         "retry_max" => in_force.retry_max = new.retry_max,
                         "autopilot" => in_force.autopilot = new.autopilot.clone(),
+                        "node_meta" => in_force.node_meta = new.node_meta.clone(),
                         "leave_on_terminate" => {
                             in_force.leave_on_terminate = new.leave_on_terminate
                         }

@@ -15,6 +15,7 @@ use crate::agent::{Agent, AgentError, Listeners, LogLevelHook, StopReason};
 use crate::config::{self, AgentFlags, LogLevel};
 use crate::gossip::keyring::KeyringFileError;
 use crate::node_id::NodeIdError;
+use crate::rotating_file::RotatingFile;
 
 #[derive(Debug, Args)]
 pub struct AgentCmd {
@@ -33,7 +34,13 @@ pub fn run(cmd: AgentCmd) -> u8 {
             return 1;
         }
     };
-    let log_level = init_logging(built.config.log_level, built.config.log_json);
+    let log_level = match init_logging(&built.config) {
+        Ok(hook) => hook,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
     for w in &built.warnings {
         tracing::warn!("{w}");
     }
@@ -90,29 +97,76 @@ fn level_filter(level: LogLevel) -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::new(format!("warn,openraft=off,muster={}", level.as_directive()))
 }
 
-/// Sets up logging to stderr; MUSTER_LOG (EnvFilter syntax) overrides the level's filter.
-/// Returns how a reload changes the level.
-fn init_logging(level: LogLevel, json: bool) -> LogLevelHook {
+/// Logs go to stderr, and also to `log_file` when set (docs/configuration.md, Logging);
+/// MUSTER_LOG (EnvFilter syntax) overrides the level's filter. Returns how a reload changes
+/// the level.
+fn init_logging(config: &config::RuntimeConfig) -> Result<LogLevelHook, String> {
+    use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+    let (level, json) = (config.log_level, config.log_json);
+    let file = match &config.log_file {
+        None => None,
+        Some(lf) => Some(
+            RotatingFile::open(&lf.dir, &lf.name, lf.rotation.clone()).map_err(|e| {
+                format!(
+                    "cannot open log_file {}: {e}; fix the path or its permissions",
+                    lf.path().display()
+                )
+            })?,
+        ),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MUSTER_LOG")
         .unwrap_or_else(|_| level_filter(level));
+    let to_file = file.is_some();
+    let writer = match file {
+        None => BoxMakeWriter::new(std::io::stderr),
+        Some(f) => BoxMakeWriter::new(std::io::stderr.and(std::sync::Mutex::new(f))),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
         let builder = builder.json().with_filter_reloading();
         let handle = builder.reload_handle();
         let _ = builder.try_init();
-        Box::new(move |l| handle.reload(level_filter(l)).map_err(|e| e.to_string()))
+        Ok(Box::new(move |l| {
+            handle.reload(level_filter(l)).map_err(|e| e.to_string())
+        }))
     } else {
         use std::io::IsTerminal;
-        let ansi = std::io::stderr().is_terminal();
+        // One text goes to both: no colour codes when a file gets it too.
+        let ansi = std::io::stderr().is_terminal() && !to_file;
         let builder = builder
             .with_target(false)
             .with_ansi(ansi)
             .with_filter_reloading();
         let handle = builder.reload_handle();
         let _ = builder.try_init();
-        Box::new(move |l| handle.reload(level_filter(l)).map_err(|e| e.to_string()))
+        Ok(Box::new(move |l| {
+            handle.reload(level_filter(l)).map_err(|e| e.to_string())
+        }))
+    }
+}
+
+/// The pid file (`pid_file`): the agent's pid and a newline, written once the agent has
+/// started and removed when it exits. Mode 0644 whatever the umask (0077): a pid is no secret,
+/// and init scripts and monitors running as other users read it.
+struct PidFile(std::path::PathBuf);
+
+impl PidFile {
+    fn write(path: &std::path::Path) -> std::io::Result<PidFile> {
+        use std::io::Write;
+        use std::os::unix::fs::PermissionsExt;
+        let mut f = std::fs::File::create(path)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+        writeln!(f, "{}", std::process::id())?;
+        f.sync_all()?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+
+    fn remove(&self) {
+        if let Err(e) = std::fs::remove_file(&self.0) {
+            tracing::warn!("cannot remove pid_file {}: {e}", self.0.display());
+        }
     }
 }
 
@@ -168,6 +222,21 @@ async fn run_agent(
             };
         }
     };
+    let pid_file = match agent.config.pid_file.clone() {
+        None => None,
+        Some(path) => match PidFile::write(&path) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!(
+                    "cannot write pid_file {}: {e}; stopping (fix the path or its permissions)",
+                    path.display()
+                );
+                agent.stop(StopReason::Stopped);
+                agent.shutdown().await;
+                return 2;
+            }
+        },
+    };
     agent.set_reload_source(flags, log_level);
     // Read when the signal comes: a reload may have changed them.
     let leave_on = |interrupt: bool| {
@@ -181,8 +250,8 @@ async fn run_agent(
     let reason = loop {
         tokio::select! {
             r = agent.stopped() => break r,
-            _ = sigint.recv() => break on_signal(&agent, "interrupt", leave_on(true), &mut sigint, &mut sigterm).await,
-            _ = sigterm.recv() => break on_signal(&agent, "terminate", leave_on(false), &mut sigint, &mut sigterm).await,
+            _ = sigint.recv() => break on_signal(&agent, "interrupt", leave_on(true), &mut sigint, &mut sigterm, pid_file.as_ref()).await,
+            _ = sigterm.recv() => break on_signal(&agent, "terminate", leave_on(false), &mut sigint, &mut sigterm, pid_file.as_ref()).await,
             // In a task of its own: a reload may wait on the cluster (autopilot), and
             // signals must be answered meanwhile.
             _ = sighup.recv() => drop(tokio::spawn(reload_and_log(agent.clone(), "caught SIGHUP"))),
@@ -191,6 +260,9 @@ async fn run_agent(
     // Let the HTTP API answer the request that asked us to leave.
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     agent.shutdown().await;
+    if let Some(p) = &pid_file {
+        p.remove();
+    }
     match reason {
         StopReason::RetryJoinFailed(msg) => {
             tracing::error!("{msg}");
@@ -211,7 +283,15 @@ async fn on_signal(
     leave: bool,
     sigint: &mut tokio::signal::unix::Signal,
     sigterm: &mut tokio::signal::unix::Signal,
+    pid_file: Option<&PidFile>,
 ) -> StopReason {
+    let exit_now = || {
+        tracing::warn!("second signal: exiting without finishing the leave");
+        if let Some(p) = pid_file {
+            p.remove();
+        }
+        std::process::exit(1)
+    };
     if !leave {
         tracing::info!(
             signal = name,
@@ -226,7 +306,7 @@ async fn on_signal(
     );
     tokio::select! {
         _ = agent.leave() => StopReason::Left,
-        _ = sigint.recv() => { tracing::warn!("second signal: exiting without finishing the leave"); std::process::exit(1) }
-        _ = sigterm.recv() => { tracing::warn!("second signal: exiting without finishing the leave"); std::process::exit(1) }
+        _ = sigint.recv() => exit_now(),
+        _ = sigterm.recv() => exit_now(),
     }
 }

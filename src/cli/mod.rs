@@ -1,6 +1,7 @@
 //! The command line: one module per subcommand, one enum that dispatches.
 //!
-//! Every command but `agent`, `discover`, `validate`, `keygen`, `tls` and `version` talks to a running agent over
+//! Every command but `agent`, `discover`, `validate`, `keygen`, `tls`, `completion`, `man` and
+//! `version` talks to a running agent over
 //! its HTTP API (`-http-addr`, or `MUSTER_HTTP_ADDR`, default 127.0.0.1:8500), as Consul's CLI
 //! does. Exit codes: 0 success, 1 usage or configuration error (and the failures Consul maps to
 //! 1, such as "could not reach the agent"), 2 runtime failure of the agent.
@@ -8,6 +9,7 @@
 pub mod acl;
 pub mod agent;
 pub mod client;
+pub mod completion;
 pub mod discover;
 pub mod force_leave;
 pub mod info;
@@ -16,6 +18,7 @@ pub mod keygen;
 pub mod keyring;
 pub mod kv;
 pub mod leave;
+pub mod man;
 pub mod members;
 pub mod operator;
 pub mod reload;
@@ -73,6 +76,10 @@ pub enum Command {
     Tls(tls::TlsCmd),
     /// Bootstrap ACLs, and manage their policies and tokens (docs/acl.md).
     Acl(acl::AclCmd),
+    /// Print a shell completion script (bash, zsh, fish).
+    Completion(completion::CompletionCmd),
+    /// Print the man page, or write every page into a directory (-dir).
+    Man(man::ManCmd),
     /// Print the version.
     Version,
 }
@@ -109,6 +116,8 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Keyring(c) => client::block_on(keyring::run(c)),
         Command::Tls(c) => tls::run(c),
         Command::Acl(c) => client::block_on(acl::run(c)),
+        Command::Completion(c) => completion::run(c),
+        Command::Man(c) => man::run(c),
         Command::Version => {
             println!("muster v{}", crate::VERSION);
             0

@@ -11,10 +11,16 @@ pub struct ValidateCmd {
     /// Config files (*.json, *.hcl) or directories of them.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Read every file as json or hcl, whatever its name (as `muster agent -config-format`).
+    #[arg(long = "config-format", value_name = "FORMAT")]
+    pub config_format: Option<String>,
 }
 
 pub fn run(cmd: ValidateCmd) -> u8 {
-    let mut flags = AgentFlags::default();
+    let mut flags = AgentFlags {
+        config_format: cmd.config_format,
+        ..AgentFlags::default()
+    };
     for p in &cmd.paths {
         if p.is_dir() {
             flags.config_dir.push(p.clone());

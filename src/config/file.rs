@@ -42,11 +42,17 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "key_file",
     "kv_tombstone_ttl",
     "leave_on_terminate",
+    "log_file",
     "log_json",
     "log_level",
+    "log_rotate_bytes",
+    "log_rotate_duration",
+    "log_rotate_max_files",
     "node_id",
+    "node_meta",
     "node_name",
     "performance",
+    "pid_file",
     "ports",
     "reconnect_timeout",
     "retry_interval",
@@ -82,6 +88,10 @@ const UNIMPLEMENTED_SECURITY_KEYS: &[(&str, &str)] = &[
         "muster has no auto-config; give each agent its settings and certificates",
     ),
 ];
+
+/// Consul's legacy (pre-1.4) ACL keys: errors, since before 1.4 `acl_datacenter` is what turned
+/// ACLs on, and an agent asked for ACLs must not start open.
+const LEGACY_ACL_KEYS: &[&str] = &["acl_datacenter", "enable_acl_replication"];
 
 const PORT_KEYS: &[&str] = &["http", "https", "serf_lan", "server"];
 /// Consul ports muster has no listener for: accepted with a warning.
@@ -168,7 +178,6 @@ const CONSUL_ONLY_KEYS: &[&str] = &[
     "enable_script_checks",
     "enable_syslog",
     "limits",
-    "performance",
     "primary_datacenter",
     "raft_protocol",
     "recursors",
@@ -211,9 +220,15 @@ struct FileModel {
     encrypt_verify_outgoing: Option<bool>,
     kv_tombstone_ttl: Option<String>,
     leave_on_terminate: Option<bool>,
+    log_file: Option<PathBuf>,
     log_json: Option<bool>,
     log_level: Option<String>,
+    log_rotate_bytes: Option<i64>,
+    log_rotate_duration: Option<String>,
+    log_rotate_max_files: Option<i64>,
     node_id: Option<String>,
+    node_meta: Option<std::collections::BTreeMap<String, String>>,
+    pid_file: Option<PathBuf>,
     node_name: Option<String>,
     ports: Option<PortsModel>,
     performance: Option<PerformanceModel>,
@@ -322,9 +337,9 @@ struct GceModel {
     zone_pattern: Option<String>,
 }
 
-/// The config files inside a directory: `*.json` and `*.hcl`, in lexical order (as Consul reads
-/// them), anything else skipped.
-pub fn files_in_dir(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+/// The config files inside a directory, in lexical order (as Consul reads them): `*.json` and
+/// `*.hcl`, anything else skipped; with `-config-format` (`forced`), every file, as Consul does.
+pub fn files_in_dir(dir: &Path, forced: Option<Format>) -> Result<Vec<PathBuf>, ConfigError> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         ConfigError::new(format!(
             "cannot read config directory {}: {e}",
@@ -334,7 +349,9 @@ pub fn files_in_dir(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "hcl"))
+            p.is_file()
+                && (forced.is_some()
+                    || matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "hcl")))
         })
         .collect();
     files.sort();
@@ -361,10 +378,11 @@ fn holds_secret(path: &str) -> bool {
         .any(|k| k == "encrypt" || muster_provider_core::looks_secret(k))
 }
 
-/// Reads one file. Errors carry the file name and the key; `warnings` receives notes about
-/// Consul-only keys.
+/// Reads one file, in the `forced` format (`-config-format`) or the one its extension names.
+/// Errors carry the file name and the key; `warnings` receives notes about Consul-only keys.
 pub fn load_file(
     path: &Path,
+    forced: Option<Format>,
     warnings: &mut Vec<String>,
 ) -> Result<PartialConfig, Vec<ConfigError>> {
     let shown = path.display().to_string();
@@ -374,12 +392,14 @@ pub fn load_file(
         ))]
     })?;
     warn_if_secret_readable_by_others(path, &shown, &text, warnings);
-    let format = match path.extension().and_then(|e| e.to_str()) {
-        Some("json") => Format::Json,
-        Some("hcl") => Format::Hcl,
-        _ => {
+    let format = match (forced, path.extension().and_then(|e| e.to_str())) {
+        (Some(f), _) => f,
+        (None, Some("json")) => Format::Json,
+        (None, Some("hcl")) => Format::Hcl,
+        (None, _) => {
             return Err(vec![ConfigError::new(format!(
-                "{shown}: unknown config file type; name it *.json or *.hcl"
+                "{shown}: unknown config file type; name it *.json or *.hcl, or give \
+                 -config-format json (or hcl) to read it in that format"
             ))])
         }
     };
@@ -421,6 +441,19 @@ pub enum Format {
     Hcl,
 }
 
+impl Format {
+    /// `-config-format`'s value: `json` or `hcl`, as Consul takes it.
+    pub fn from_flag(value: &str) -> Result<Format, ConfigError> {
+        match value {
+            "json" => Ok(Format::Json),
+            "hcl" => Ok(Format::Hcl),
+            other => Err(ConfigError::new(format!(
+                "-config-format {other:?} is not a config format: use json or hcl"
+            ))),
+        }
+    }
+}
+
 /// Parses config text. `origin` names the source in messages.
 pub fn parse_str(
     text: &str,
@@ -455,8 +488,7 @@ pub fn parse_str(
                 "{origin}: key `{key}` is a Consul security setting that muster does not \
                  implement, and an agent asked for it must not start without it: {fix}"
             )));
-        } else if key == "acl_datacenter" || key == "enable_acl_replication" {
-            // Before Consul 1.4, acl_datacenter is what turned ACLs on.
+        } else if LEGACY_ACL_KEYS.contains(&key.as_str()) {
             errors.push(ConfigError::new(format!(
                 "{origin}: key `{key}` is Consul's legacy (pre-1.4) ACL system, which muster \
                  does not have, and an agent asked for ACLs must not start open; use the acl \
@@ -529,6 +561,9 @@ pub fn parse_str(
         }
     }
     tls_stanza(&mut top, origin, &mut errors, warnings);
+    if let Some(meta) = top.get_mut("node_meta") {
+        merge_blocks(meta);
+    }
     if let Some(acl) = top.get_mut("acl") {
         // HCL gives a block written twice (or `tokens` twice) as a list; Consul merges them.
         merge_blocks(acl);
@@ -609,6 +644,12 @@ impl FileModel {
             leave_on_terminate: self.leave_on_terminate,
             log_json: self.log_json,
             log_level: self.log_level,
+            log_file: self.log_file,
+            log_rotate_bytes: self.log_rotate_bytes,
+            log_rotate_duration: self.log_rotate_duration,
+            log_rotate_max_files: self.log_rotate_max_files,
+            pid_file: self.pid_file,
+            node_meta: self.node_meta.unwrap_or_default().into_iter().collect(),
             node_id: self.node_id,
             node_name: self.node_name,
             ports: Ports {
@@ -885,6 +926,114 @@ mod tests {
         )
         .unwrap();
         assert!(w[0].contains("`ui`"), "{w:?}");
+    }
+
+    /// The backticked names between `<!-- keys: NAME -->` and `<!-- end keys -->` in
+    /// docs/configuration.md.
+    fn documented(list: &str) -> std::collections::BTreeSet<String> {
+        let doc = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/configuration.md"
+        ))
+        .unwrap();
+        let start = format!("<!-- keys: {list} -->");
+        let from = doc.find(&start).unwrap_or_else(|| panic!("no {start}")) + start.len();
+        let to = from + doc[from..].find("<!-- end keys -->").expect("end marker");
+        doc[from..to]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn set(keys: &[&str]) -> std::collections::BTreeSet<String> {
+        keys.iter().map(|k| k.to_string()).collect()
+    }
+
+    #[test]
+    fn docs_list_exactly_the_keys_the_code_honours_ignores_and_refuses() {
+        assert_eq!(documented("honoured"), set(TOP_LEVEL_KEYS), "honoured keys");
+        assert_eq!(documented("ignored"), set(CONSUL_ONLY_KEYS), "ignored keys");
+        let refused: Vec<&str> = UNIMPLEMENTED_SECURITY_KEYS
+            .iter()
+            .map(|(k, _)| *k)
+            .chain(LEGACY_ACL_KEYS.iter().copied())
+            .collect();
+        assert_eq!(documented("errors"), set(&refused), "refused keys");
+        let ports: Vec<String> = CONSUL_ONLY_PORT_KEYS
+            .iter()
+            .map(|k| format!("ports.{k}"))
+            .collect();
+        let ports: Vec<&str> = ports.iter().map(String::as_str).collect();
+        assert_eq!(documented("ignored ports"), set(&ports), "ignored ports");
+        // No key in two lists (a key both honoured and ignored is only ever honoured).
+        for k in CONSUL_ONLY_KEYS.iter().chain(&refused) {
+            assert!(
+                !TOP_LEVEL_KEYS.contains(k),
+                "`{k}` is honoured and also listed elsewhere"
+            );
+        }
+        // Every honoured key reaches the typed model (none is dropped by a missing field):
+        // a value of the wrong type is refused by the field, never as an unknown field.
+        for key in TOP_LEVEL_KEYS {
+            let errs = parse(&format!(r#"{{"{key}": [[1]]}}"#), Format::Json)
+                .err()
+                .unwrap_or_default();
+            for e in errs {
+                assert!(!e.to_string().contains("unknown field"), "{key}: {e}");
+            }
+        }
+        // Ignored keys warn, refused keys are errors.
+        for key in CONSUL_ONLY_KEYS {
+            let mut w = Vec::new();
+            parse_str(&format!(r#"{{"{key}": 1}}"#), Format::Json, "f", &mut w).unwrap();
+            assert!(w.iter().any(|w| w.contains(key)), "{key}");
+        }
+        for key in &refused {
+            assert!(parse(&format!(r#"{{"{key}": true}}"#), Format::Json).is_err());
+        }
+    }
+
+    #[test]
+    fn the_operator_keys_are_read() {
+        let p = parse(
+            "log_file = \"/var/log/muster/\"\nlog_rotate_bytes = 1000\n\
+             log_rotate_duration = \"1h\"\nlog_rotate_max_files = -1\n\
+             pid_file = \"/run/muster.pid\"\nnode_meta {\n  rack = \"r1\"\n}\n\
+             node_meta {\n  zone = \"z\"\n}\n",
+            Format::Hcl,
+        )
+        .unwrap();
+        assert_eq!(p.log_file.as_deref(), Some(Path::new("/var/log/muster/")));
+        assert_eq!(p.log_rotate_bytes, Some(1000));
+        assert_eq!(p.log_rotate_duration.as_deref(), Some("1h"));
+        assert_eq!(p.log_rotate_max_files, Some(-1));
+        assert_eq!(p.pid_file.as_deref(), Some(Path::new("/run/muster.pid")));
+        assert_eq!(
+            p.node_meta,
+            [("rack".into(), "r1".into()), ("zone".into(), "z".into())]
+        );
+        let errs = parse(r#"{"node_meta": {"a": 1}}"#, Format::Json).unwrap_err();
+        assert!(errs[0].to_string().contains("node_meta"), "{errs:?}");
+    }
+
+    #[test]
+    fn config_format_reads_any_name_and_without_it_the_error_names_the_flag() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("agent.conf");
+        std::fs::write(&f, "server = true\n").unwrap();
+        let errs = load_file(&f, None, &mut Vec::new()).unwrap_err();
+        assert!(errs[0].to_string().contains("-config-format"), "{errs:?}");
+        let p = load_file(&f, Some(Format::Hcl), &mut Vec::new()).unwrap();
+        assert_eq!(p.server, Some(true));
+        // In a directory: skipped without the flag, read with it (as Consul).
+        assert!(files_in_dir(d.path(), None).unwrap().is_empty());
+        assert_eq!(files_in_dir(d.path(), Some(Format::Hcl)).unwrap(), [f]);
+        assert!(Format::from_flag("yaml")
+            .unwrap_err()
+            .to_string()
+            .contains("json or hcl"));
     }
 
     #[test]

@@ -51,6 +51,19 @@ pub fn finish(
     let telemetry = f.telemetry(&p);
     let domain = f.domain(&p);
     let http_allowed_hosts = f.http_allowed_hosts(&p);
+    let log_file = {
+        let mut errors = Vec::new();
+        let l = super::log_file::finish_log_file(&p, &mut errors, &mut f.warnings);
+        f.errors.extend(errors.into_iter().map(ConfigError::new));
+        l
+    };
+    let pid_file = f.pid_file(&p);
+    let node_meta = {
+        let mut errors = Vec::new();
+        let m = super::node_meta::finish_node_meta(&p.node_meta, &mut errors);
+        f.errors.extend(errors.into_iter().map(ConfigError::new));
+        m
+    };
     let acl = {
         let (mut errors, mut warnings) = (Vec::new(), Vec::new());
         let a = super::acl::finish_acl(&p.acl, &mut errors, &mut warnings);
@@ -99,44 +112,48 @@ pub fn finish(
     if mode.bootstrap && !mode.dev {
         warnings.push("bootstrap = true: this server elects itself without waiting for others; do not enable unless necessary".into());
     }
-    Ok(Built {
-        config: RuntimeConfig {
-            server: mode.server,
-            bootstrap: mode.bootstrap,
-            bootstrap_expect: mode.expect,
-            dev: mode.dev,
-            datacenter,
-            node_name,
-            node_id,
-            data_dir,
-            bind_addr,
-            advertise_addr,
-            client_addr,
-            ports,
-            start_join: p.start_join,
-            http_allowed_hosts,
-            acl,
-            retry_join,
-            retry_interval,
-            retry_max,
-            encrypt,
-            encrypt_verify_incoming: p.encrypt_verify_incoming.unwrap_or(true),
-            encrypt_verify_outgoing: p.encrypt_verify_outgoing.unwrap_or(true),
-            log_level,
-            log_json: p.log_json.unwrap_or(false),
-            leave_on_terminate,
-            skip_leave_on_interrupt,
-            raft_multiplier,
-            reconnect_timeout,
-            tombstone_timeout,
-            autopilot,
-            kv_tombstone_ttl,
-            telemetry,
-            domain,
-            tls,
-        },
-        warnings,
-    })
+    let config = RuntimeConfig {
+        server: mode.server,
+        bootstrap: mode.bootstrap,
+        bootstrap_expect: mode.expect,
+        dev: mode.dev,
+        datacenter,
+        node_name,
+        node_id,
+        data_dir,
+        bind_addr,
+        advertise_addr,
+        client_addr,
+        ports,
+        start_join: p.start_join,
+        http_allowed_hosts,
+        acl,
+        retry_join,
+        retry_interval,
+        retry_max,
+        encrypt,
+        encrypt_verify_incoming: p.encrypt_verify_incoming.unwrap_or(true),
+        encrypt_verify_outgoing: p.encrypt_verify_outgoing.unwrap_or(true),
+        log_level,
+        log_json: p.log_json.unwrap_or(false),
+        leave_on_terminate,
+        skip_leave_on_interrupt,
+        raft_multiplier,
+        reconnect_timeout,
+        tombstone_timeout,
+        autopilot,
+        kv_tombstone_ttl,
+        domain,
+        telemetry,
+        tls,
+        log_file,
+        pid_file,
+        node_meta,
+    };
+    if let Some(e) = super::node_meta::check_tags_fit(&config) {
+        return Err(ConfigErrors(vec![e]));
+    }
+    Ok(Built { config, warnings })
 }
 
 /// What the steps found so far: every error, every warning, in the order found.
@@ -161,6 +178,31 @@ impl Findings {
 
     fn warn(&mut self, message: impl Into<String>) {
         self.warnings.push(message.into());
+    }
+
+    /// `pid_file`: a file in a directory that exists (the agent writes it once started).
+    fn pid_file(&mut self, p: &PartialConfig) -> Option<PathBuf> {
+        let path = p.pid_file.clone()?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if path.as_os_str().is_empty() || path.to_string_lossy().ends_with('/') || path.is_dir() {
+            self.error(format!(
+                "pid_file {:?} is not a file name: give the file to write the pid into",
+                path.display().to_string()
+            ));
+            return None;
+        }
+        if !dir.is_dir() {
+            self.error(format!(
+                "pid_file {:?}: the directory {} does not exist; create it first",
+                path.display().to_string(),
+                dir.display()
+            ));
+            return None;
+        }
+        Some(path)
     }
 
     /// `server`, `bootstrap`, `bootstrap_expect` and `dev`, and the rules between them.

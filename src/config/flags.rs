@@ -48,6 +48,36 @@ pub struct AgentFlags {
     /// A directory of config files (*.json, *.hcl), read in lexical order. Repeatable.
     #[arg(long = "config-dir", value_name = "DIR")]
     pub config_dir: Vec<PathBuf>,
+    /// Read every config file as json or hcl, whatever its name (Consul's flag). Without it a
+    /// file's format comes from its .json or .hcl extension.
+    #[arg(long = "config-format", value_name = "FORMAT")]
+    pub config_format: Option<String>,
+    /// Write the agent's pid and a newline to FILE once it has started; removed at exit.
+    #[arg(long = "pid-file", value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Also write the logs to this file (a path ending in / is a directory: muster.log in it).
+    #[arg(long = "log-file", value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+    /// Rotate the log file once it holds this many bytes. Default: no size limit.
+    #[arg(
+        long = "log-rotate-bytes",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub log_rotate_bytes: Option<i64>,
+    /// Rotate the log file once it is this old (a Go duration). Default 24h.
+    #[arg(long = "log-rotate-duration", value_name = "DURATION")]
+    pub log_rotate_duration: Option<String>,
+    /// Rotated log files to keep: 0 (the default) keeps all, -1 keeps none.
+    #[arg(
+        long = "log-rotate-max-files",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
+    pub log_rotate_max_files: Option<i64>,
+    /// A node metadata pair, KEY:VALUE, shown in the catalog as Meta. Repeatable.
+    #[arg(long = "node-meta", value_name = "KEY:VALUE")]
+    pub node_meta: Vec<String>,
     /// Address to join at start (start_join). Repeatable.
     #[arg(long, value_name = "ADDR")]
     pub join: Vec<String>,
@@ -171,6 +201,16 @@ impl AgentFlags {
             leave_on_terminate: None,
             log_json: self.log_json,
             log_level: self.log_level.clone(),
+            log_file: self.log_file.clone(),
+            log_rotate_bytes: self.log_rotate_bytes,
+            log_rotate_duration: self.log_rotate_duration.clone(),
+            log_rotate_max_files: self.log_rotate_max_files,
+            pid_file: self.pid_file.clone(),
+            node_meta: self
+                .node_meta
+                .iter()
+                .map(|pair| parse_meta_pair(pair))
+                .collect(),
             node_id: self.node_id.clone(),
             node_name: self.node.clone(),
             ports: Ports {
@@ -212,6 +252,14 @@ impl AgentFlags {
             // TLS settings are config files only, as in Consul.
             tls: Default::default(),
         }
+    }
+}
+
+/// `-node-meta KEY:VALUE` as Consul splits it: at the first `:`; without one, the value is empty.
+pub fn parse_meta_pair(pair: &str) -> (String, String) {
+    match pair.split_once(':') {
+        Some((k, v)) => (k.to_string(), v.to_string()),
+        None => (pair.to_string(), String::new()),
     }
 }
 

@@ -11,7 +11,9 @@ pub mod file;
 mod finish;
 pub mod flags;
 pub mod legacy;
+pub mod log_file;
 pub mod netif;
+pub mod node_meta;
 mod partial;
 mod redact;
 pub mod reload;
@@ -158,6 +160,13 @@ pub struct RuntimeConfig {
     pub encrypt_verify_outgoing: bool,
     pub log_level: LogLevel,
     pub log_json: bool,
+    /// `log_file` and its rotation; `None`: logs go to stderr only.
+    pub log_file: Option<log_file::LogFileConfig>,
+    /// Where the agent writes its pid once started (removed at exit).
+    pub pid_file: Option<PathBuf>,
+    /// The operator's `node_meta`, checked: shown as the node's `Meta` in the catalog, carried
+    /// in gossip tags ([`crate::gossip::NODE_META_PREFIX`]).
+    pub node_meta: std::collections::BTreeMap<String, String>,
     /// Leave gracefully on SIGTERM (default: clients yes, servers no).
     pub leave_on_terminate: bool,
     /// Do not leave on SIGINT (default: servers yes, clients no).
@@ -209,6 +218,37 @@ pub struct TelemetrySettings {
     pub disable_hostname: bool,
 }
 
+impl RuntimeConfig {
+    /// The tags this agent advertises in gossip, under the names Consul gives them
+    /// (docs/reference/consul.md), and its `node_meta` under [`crate::gossip::NODE_META_PREFIX`].
+    /// Here, beside the settings they come from, so that config can check their size before the
+    /// agent starts.
+    pub fn gossip_tags(&self, node_id: Uuid) -> crate::gossip::Tags {
+        let mut t = crate::gossip::Tags::new();
+        t.insert(
+            "role".into(),
+            if self.server { "consul" } else { "node" }.into(),
+        );
+        t.insert("dc".into(), self.datacenter.clone());
+        t.insert("id".into(), node_id.to_string());
+        t.insert("build".into(), crate::VERSION.into());
+        t.insert("vsn".into(), "1".into());
+        if self.server {
+            t.insert("port".into(), self.ports.server.to_string());
+            if self.bootstrap_expect > 0 {
+                t.insert("expect".into(), self.bootstrap_expect.to_string());
+            }
+            if self.bootstrap {
+                t.insert("bootstrap".into(), "1".into());
+            }
+        }
+        for (k, v) in &self.node_meta {
+            t.insert(format!("{}{k}", crate::gossip::NODE_META_PREFIX), v.clone());
+        }
+        t
+    }
+}
+
 /// A built configuration plus the warnings to print before starting.
 #[derive(Debug)]
 pub struct Built {
@@ -222,15 +262,20 @@ pub fn build(flags: &AgentFlags, providers: &Registry) -> Result<Built, ConfigEr
     let mut warnings = Vec::new();
     let mut errors = Vec::new();
     let mut merged = PartialConfig::default();
+    let forced = match flags.config_format.as_deref().map(file::Format::from_flag) {
+        None => None,
+        Some(Ok(f)) => Some(f),
+        Some(Err(e)) => return Err(ConfigErrors(vec![e])),
+    };
     let mut files = flags.config_file.clone();
     for dir in &flags.config_dir {
-        match file::files_in_dir(dir) {
+        match file::files_in_dir(dir, forced) {
             Ok(found) => files.extend(found),
             Err(e) => errors.push(e),
         }
     }
     for path in &files {
-        match file::load_file(path, &mut warnings) {
+        match file::load_file(path, forced, &mut warnings) {
             Ok(layer) => merged = merged.merge(layer),
             Err(es) => errors.extend(es),
         }

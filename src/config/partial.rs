@@ -41,6 +41,14 @@ pub struct PartialConfig {
     pub leave_on_terminate: Option<bool>,
     pub log_json: Option<bool>,
     pub log_level: Option<String>,
+    /// `log_file` and Consul's rotation keys, as written (docs/configuration.md, Logging).
+    pub log_file: Option<PathBuf>,
+    pub log_rotate_bytes: Option<i64>,
+    pub log_rotate_duration: Option<String>,
+    pub log_rotate_max_files: Option<i64>,
+    pub pid_file: Option<PathBuf>,
+    /// `node_meta` pairs in the order written; a later pair for the same key wins.
+    pub node_meta: Vec<(String, String)>,
     pub node_id: Option<String>,
     pub node_name: Option<String>,
     pub ports: Ports,
@@ -96,6 +104,11 @@ impl PartialConfig {
             leave_on_terminate,
             log_json,
             log_level,
+            log_file,
+            log_rotate_bytes,
+            log_rotate_duration,
+            log_rotate_max_files,
+            pid_file,
             node_id,
             node_name,
             retry_interval,
@@ -131,6 +144,7 @@ impl PartialConfig {
         self.start_join.extend(later.start_join);
         self.acl.merge(later.acl);
         self.http_allowed_hosts.extend(later.http_allowed_hosts);
+        self.node_meta.extend(later.node_meta);
         self.origin = later.origin;
         self
     }

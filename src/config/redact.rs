@@ -66,6 +66,9 @@ impl fmt::Debug for RuntimeConfig {
             tls,
             http_allowed_hosts,
             acl,
+            log_file,
+            pid_file,
+            node_meta,
         } = self;
         f.debug_struct("RuntimeConfig")
             .field("server", server)
@@ -102,6 +105,10 @@ impl fmt::Debug for RuntimeConfig {
             .field("http_allowed_hosts", http_allowed_hosts)
             // Its tokens are `Secret`s, whose Debug is `hidden`.
             .field("acl", acl)
+            // No secrets: a path, rotation numbers, the operator's public node metadata.
+            .field("log_file", log_file)
+            .field("pid_file", pid_file)
+            .field("node_meta", node_meta)
             .finish()
     }
 }
@@ -127,6 +134,12 @@ impl fmt::Debug for PartialConfig {
             leave_on_terminate,
             log_json,
             log_level,
+            log_file,
+            log_rotate_bytes,
+            log_rotate_duration,
+            log_rotate_max_files,
+            pid_file,
+            node_meta,
             node_id,
             node_name,
             ports,
@@ -170,6 +183,12 @@ impl fmt::Debug for PartialConfig {
             .field("leave_on_terminate", leave_on_terminate)
             .field("log_json", log_json)
             .field("log_level", log_level)
+            .field("log_file", log_file)
+            .field("log_rotate_bytes", log_rotate_bytes)
+            .field("log_rotate_duration", log_rotate_duration)
+            .field("log_rotate_max_files", log_rotate_max_files)
+            .field("pid_file", pid_file)
+            .field("node_meta", node_meta)
             .field("node_id", node_id)
             .field("node_name", node_name)
             .field("ports", ports)

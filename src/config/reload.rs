@@ -54,6 +54,9 @@ pub fn changes(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<Change> {
         http_allowed_hosts,
         acl,
         telemetry,
+        log_file,
+        pid_file,
+        node_meta,
     } = old;
     let mut out = Vec::new();
     let mut diff = |key: &'static str, differs: bool, live: bool| {
@@ -71,6 +74,7 @@ pub fn changes(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<Change> {
     );
     diff("retry_max", *retry_max != new.retry_max, true);
     diff("autopilot", *autopilot != new.autopilot, true);
+    diff("node_meta", *node_meta != new.node_meta, true);
     diff(
         "leave_on_terminate",
         *leave_on_terminate != new.leave_on_terminate,
@@ -147,6 +151,8 @@ pub fn changes(old: &RuntimeConfig, new: &RuntimeConfig) -> Vec<Change> {
     diff("acl", *acl != new.acl, false);
     // The recorder is installed once per process.
     diff("telemetry", *telemetry != new.telemetry, false);
+    diff("log_file", *log_file != new.log_file, false);
+    diff("pid_file", *pid_file != new.pid_file, false);
     out
 }
 

@@ -19,6 +19,29 @@ use super::identity::NodeIdentity;
 /// Tags of a member, sorted by key.
 pub type Tags = BTreeMap<String, String>;
 
+/// The most a member's tags may take, encoded: Serf's cap on its tags (512 bytes), which keeps
+/// a metadata record well inside one SWIM packet beside the messages it rides with
+/// ([`super::MAX_SWIM_PACKET`]). Config checks it before the agent starts
+/// (docs/configuration.md, `node_meta`).
+pub const MAX_TAGS_BYTES: usize = 512;
+
+/// Tags whose key starts with this carry the operator's `node_meta` (the rest of the key is
+/// the meta key); the catalog shows them as the node's `Meta`.
+pub const NODE_META_PREFIX: &str = "meta:";
+
+/// How many bytes `tags` take in a metadata record.
+pub fn tags_size(tags: &Tags) -> usize {
+    postcard::to_allocvec(tags).map_or(usize::MAX, |b| b.len())
+}
+
+/// The `node_meta` pairs carried in `tags`.
+pub fn node_meta(tags: &Tags) -> impl Iterator<Item = (&str, &str)> {
+    tags.iter().filter_map(|(k, v)| {
+        k.strip_prefix(NODE_META_PREFIX)
+            .map(|key| (key, v.as_str()))
+    })
+}
+
 /// One version of one member's metadata.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberMeta {
@@ -127,6 +150,16 @@ mod tests {
             tags: Tags::new(),
             leaving: false,
         }
+    }
+
+    #[test]
+    fn node_meta_rides_in_prefixed_tags_and_is_measured() {
+        let mut t = Tags::new();
+        t.insert("role".into(), "node".into());
+        t.insert("meta:rack".into(), "r1".into());
+        assert_eq!(node_meta(&t).collect::<Vec<_>>(), [("rack", "r1")]);
+        // postcard: a length byte for the map, then each string with its length byte.
+        assert_eq!(tags_size(&t), 1 + (1 + 4 + 1 + 4) + (1 + 9 + 1 + 2));
     }
 
     #[test]

@@ -42,7 +42,7 @@ pub use identity::NodeIdentity;
 pub use key::{GossipKey, KeyError};
 pub use keyring::{Keyring, KeyringError, KeyringOp, KeyringReport, NodeAnswer};
 pub use members::{Member, MemberStatus};
-pub use meta::Tags;
+pub use meta::{Tags, MAX_TAGS_BYTES, NODE_META_PREFIX};
 pub use sync::{Refusal, SyncError};
 
 use driver::{Command, Driver};

@@ -34,13 +34,20 @@ async fn nodes(
     let out: Vec<_> = nodes
         .iter()
         .map(|n| {
-            let mut m = json!({
-                "consul-network-segment": "",
-                "consul-version": n.tags.get("build").cloned().unwrap_or_default(),
-                "muster-status": n.status,
-            });
+            // The operator's node_meta (docs/configuration.md), then the agent's own keys,
+            // under prefixes node_meta may not use.
+            let mut m: serde_json::Map<String, serde_json::Value> =
+                crate::gossip::meta::node_meta(&n.tags)
+                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect();
+            m.insert("consul-network-segment".into(), json!(""));
+            m.insert(
+                "consul-version".into(),
+                json!(n.tags.get("build").cloned().unwrap_or_default()),
+            );
+            m.insert("muster-status".into(), json!(n.status));
             if let Some(role) = n.tags.get("role") {
-                m["muster-role"] = json!(role);
+                m.insert("muster-role".into(), json!(role));
             }
             json!({
                 "ID": n.id.to_string(),

@@ -110,12 +110,23 @@ impl Server {
     async fn advertise_cluster(&self, advertised: &mut Option<Uuid>) {
         if let Some(c) = self.cluster_id() {
             if *advertised != Some(c) {
-                let mut tags = self.base_tags.clone();
+                let mut tags = self.base_tags.lock().expect("tags lock").clone();
                 tags.insert("cluster".into(), c.to_string());
                 self.gossip.set_tags(tags).await;
                 *advertised = Some(c);
             }
         }
+    }
+
+    /// New gossip tags for this server (a reload's `node_meta`), with `cluster` kept once the
+    /// cluster is named.
+    pub async fn set_base_tags(&self, base: crate::gossip::Tags) {
+        *self.base_tags.lock().expect("tags lock") = base.clone();
+        let mut tags = base;
+        if let Some(c) = self.cluster_id() {
+            tags.insert("cluster".into(), c.to_string());
+        }
+        self.gossip.set_tags(tags).await;
     }
 
     /// The leader's round, with its quorum: names the cluster, records the configuration

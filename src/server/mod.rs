@@ -122,8 +122,9 @@ pub struct Server {
     cfg: ServerConfig,
     /// Gossip: which servers exist and whether they are alive; the cluster tag is set on it.
     gossip: Gossip,
-    /// The tags this agent started with; the `cluster` tag is added to a copy of them.
-    base_tags: Tags,
+    /// This server's gossip tags without `cluster`, which is added to a copy of them (a
+    /// reload may change their `node_meta`).
+    base_tags: Mutex<Tags>,
     /// The gate's latest explanation, for `muster info`.
     gate_status: Mutex<(gate::GatePhase, String)>,
     /// The bootstrap promise this server gave a proposer, if any, and its own last attempt:
@@ -242,7 +243,7 @@ impl Server {
             node,
             cfg,
             gossip,
-            base_tags,
+            base_tags: Mutex::new(base_tags),
             gate_status: Mutex::new((gate::GatePhase::Waiting, String::new())),
             promise: Mutex::new(promise),
             last_contact: Mutex::new(None),

@@ -145,6 +145,10 @@ pub enum Block {
     MetricsPrometheus = 210,
     MetricsShapes = 211,
     MetricsAcl = 212,
+    // tests/ops_cli.rs (issue 14: operators' comforts)
+    OpsPidFile = 200,
+    OpsLogFile = 201,
+    OpsNodeMeta = 202,
 }
 
 impl Block {

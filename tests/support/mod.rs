@@ -100,6 +100,7 @@ pub fn muster(args: &[&str]) -> Output {
 
 /// [`muster`], run in `dir` (for the commands that write files where they run, `muster tls`).
 pub fn muster_in(dir: &Path, args: &[&str]) -> Output {
+    use std::io::Read;
     let mut child = Command::new(bin())
         .args(args)
         .current_dir(dir)
@@ -108,19 +109,37 @@ pub fn muster_in(dir: &Path, args: &[&str]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run muster");
+    // Read both pipes while waiting: an output larger than a pipe's buffer (a completion
+    // script) would otherwise block the command until the deadline.
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
     let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait for muster").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for muster") {
+            break status;
+        }
         if Instant::now() >= deadline {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("reap muster");
+            let _ = child.wait();
             panic!(
                 "muster {args:?} did not exit within 60 s; stderr:\n{}",
-                String::from_utf8_lossy(&out.stderr)
+                String::from_utf8_lossy(&err.join().unwrap_or_default())
             );
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
     }
-    child.wait_with_output().expect("collect muster output")
 }
 
 /// Runs `muster agent ARGS` expecting a configuration error: exit 1 and `needle` on stderr.
