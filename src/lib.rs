@@ -16,6 +16,7 @@
 //! - [`duration`]: Go-style durations (`30s`, `1m30s`), read and written by config and http alike.
 //! - [`frame`]: the length-prefixed frames of both TCP protocols (gossip sync, server RPC).
 //! - [`node_id`]: the node's UUID, created once and kept in data_dir.
+//! - [`monitor`]: the agent's log lines for `muster monitor` and `/v1/agent/monitor`.
 //!
 //! See docs/architecture.md for how these fit together.
 
@@ -29,6 +30,7 @@ pub mod frame;
 pub mod gossip;
 pub mod http;
 pub mod join;
+pub mod monitor;
 pub mod node_id;
 pub mod rotating_file;
 pub mod server;

@@ -102,6 +102,8 @@ fn level_filter(level: LogLevel) -> tracing_subscriber::EnvFilter {
 /// the level.
 fn init_logging(config: &config::RuntimeConfig) -> Result<LogLevelHook, String> {
     use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let (level, json) = (config.log_level, config.log_json);
     let file = match &config.log_file {
         None => None,
@@ -127,7 +129,7 @@ fn init_logging(config: &config::RuntimeConfig) -> Result<LogLevelHook, String> 
     if json {
         let builder = builder.json().with_filter_reloading();
         let handle = builder.reload_handle();
-        let _ = builder.try_init();
+        let _ = builder.finish().with(crate::monitor::layer()).try_init();
         Ok(Box::new(move |l| {
             handle.reload(level_filter(l)).map_err(|e| e.to_string())
         }))
@@ -140,7 +142,7 @@ fn init_logging(config: &config::RuntimeConfig) -> Result<LogLevelHook, String> 
             .with_ansi(ansi)
             .with_filter_reloading();
         let handle = builder.reload_handle();
-        let _ = builder.try_init();
+        let _ = builder.finish().with(crate::monitor::layer()).try_init();
         Ok(Box::new(move |l| {
             handle.reload(level_filter(l)).map_err(|e| e.to_string())
         }))

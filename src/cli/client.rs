@@ -386,6 +386,37 @@ impl Client {
     pub async fn put(&self, path: &str) -> Result<Reply, String> {
         self.send(self.request(reqwest::Method::PUT, path)).await
     }
+
+    /// A GET whose answer streams for as long as the agent sends it (`muster monitor`): each
+    /// chunk to `out` as it comes, without the 65 s deadline of the other requests. `Err`
+    /// holds the refusal's status and text, or why the agent could not be reached.
+    pub async fn stream(
+        &self,
+        path: &str,
+        mut out: impl FnMut(&[u8]),
+    ) -> Result<(), (Option<reqwest::StatusCode>, String)> {
+        // A year: "no deadline" for a monitor left running.
+        let forever = Duration::from_secs(365 * 24 * 3600);
+        let mut resp = self
+            .request(reqwest::Method::GET, path)
+            .map_err(|e| (None, e))?
+            .timeout(forever)
+            .send()
+            .await
+            .map_err(|e| (None, self.unreachable(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err((Some(status), body));
+        }
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => out(&c),
+                Ok(None) => return Ok(()),
+                Err(e) => return Err((None, format!("the agent's stream broke off: {e}"))),
+            }
+        }
+    }
 }
 
 /// Runs one CLI command on a small runtime.

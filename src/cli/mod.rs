@@ -20,6 +20,7 @@ pub mod kv;
 pub mod leave;
 pub mod man;
 pub mod members;
+pub mod monitor;
 pub mod operator;
 pub mod reload;
 pub mod snapshot;
@@ -49,6 +50,8 @@ pub enum Command {
     Members(members::MembersCmd),
     /// Make the local agent leave the cluster gracefully and exit.
     Leave(leave::LeaveCmd),
+    /// Stream the local agent's log lines as they are logged.
+    Monitor(monitor::MonitorCmd),
     /// Make the local agent read its configuration files again (what can change live).
     Reload(reload::ReloadCmd),
     /// Mark a failed member as left.
@@ -105,6 +108,7 @@ pub fn run(args: Vec<OsString>) -> ExitCode {
         Command::Members(c) => client::block_on(members::run(c)),
         Command::Leave(c) => client::block_on(leave::run(c)),
         Command::Reload(c) => client::block_on(reload::run(c)),
+        Command::Monitor(c) => client::block_on(monitor::run(c)),
         Command::ForceLeave(c) => client::block_on(force_leave::run(c)),
         Command::Info(c) => client::block_on(info::run(c)),
         Command::Operator(c) => client::block_on(operator::run(c)),

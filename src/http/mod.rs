@@ -28,6 +28,7 @@ pub mod https;
 pub mod keyring;
 pub mod kv;
 pub mod metrics;
+pub mod monitor;
 pub mod snapshot;
 pub mod status;
 pub mod token;
@@ -69,6 +70,7 @@ pub fn router(agent: Arc<Agent>) -> Router {
         .merge(keyring::routes())
         .merge(kv::routes())
         .merge(metrics::routes())
+        .merge(monitor::routes())
         .merge(catalog::routes())
         .merge(snapshot::routes())
         .fallback(unknown_endpoint)

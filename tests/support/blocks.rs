@@ -141,6 +141,8 @@ pub enum Block {
     AclLeaderChange = 192,
     // tests/reload.rs (issue 14 item 1: SIGHUP and `muster reload`)
     Reload = 193,
+    // tests/monitor.rs (issue 14 item 3: `muster monitor`)
+    Monitor = 194,
     // tests/metrics.rs (issue 14 item 2: /v1/agent/metrics, scraped by a real Prometheus)
     MetricsPrometheus = 210,
     MetricsShapes = 211,
