@@ -131,6 +131,12 @@ fn region_and_credentials_come_from_imdsv2_and_throttling_is_recognised() {
     // (RequestLimitExceeded), and a fake IMDSv2 for the region and the instance-role keys.
     let b = Block::Ec2Imds;
     let _moto = moto_counting(b, 3);
+    let moto_host = format!("{}:5000", b.ip(1));
+    let describe_calls = || {
+        fixture::moto_calls(&moto_host)["DescribeInstances"]
+            .as_u64()
+            .unwrap_or(0)
+    };
     let endpoint = format!("http://{}:5000", b.ip(1));
     fixture::run_script("moto_ec2.py", &[&endpoint, &b.prefix()]);
     let imds_host = format!("{}:1338", b.ip(2));
@@ -175,17 +181,27 @@ fn region_and_credentials_come_from_imdsv2_and_throttling_is_recognised() {
         stderr(&o)
     );
 
+    // The SDK's own retries are off: one lookup, one call.
+    assert_eq!(describe_calls(), 1, "one discover made more than one call");
+
     step(
         2,
-        "once the API lets us through: region and keys from IMDSv2",
+        "once the API lets us through: region and keys from IMDSv2; one call per lookup",
     );
-    // (the SDK itself retries a throttled call a few times; poll until the budget is spent)
+    let mut lookups = 1;
     let mut o = discover();
+    lookups += 1;
     wait_until(T, "discovery succeeds once the throttling ends", || {
+        if o.status.success() {
+            return true;
+        }
         o = discover();
+        lookups += 1;
         o.status.success() || !stderr(&o).contains("throttled")
     });
     assert!(o.status.success(), "{}", stderr(&o));
+    // Three throttled, the fourth answered: four lookups, four calls.
+    assert_eq!((lookups, describe_calls()), (4, 4));
     assert_eq!(sorted_lines(&o), [b.ip(11), b.ip(12), b.ip(13)]);
     let (_, imds_calls) = http(&imds_host, "GET", "/fake/calls").unwrap();
     assert!(

@@ -221,7 +221,11 @@ impl Provider for Aws {
         async move {
             let tags = tag_filters(args)?;
             let want = addr_type(args)?;
-            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+            // The SDK's own retries off: muster's retry loop decides when to ask again (its
+            // backoff, jitter and throttling rules), so one lookup is one DescribeInstances
+            // call per page and a throttled account is not asked three times in a row.
+            let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .retry_config(aws_config::retry::RetryConfig::disabled());
             if let Some(r) = args.get("region") {
                 loader = loader.region(aws_config::Region::new(r.to_string()));
             }
