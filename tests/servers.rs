@@ -29,10 +29,22 @@ fn consul_bootstrapping_guide() {
         });
         assert!(!a.is_leader());
     }
-    let status = s[0].raft("bootstrap");
+    let status = s[0].raft("formation");
     assert!(
         status.contains("waiting for 2 more servers"),
         "muster info says why: {status}"
+    );
+    assert_eq!(
+        s[0].raft("state"),
+        "Follower",
+        "Consul's word before formation"
+    );
+    assert_eq!(s[0].raft("quorum"), "n/a", "no cluster, no quorum yet");
+    let stats = s[0].stats().expect("agent/self");
+    assert_eq!(stats["consul"]["bootstrap"], "false", "the -bootstrap flag");
+    assert!(
+        stats["consul"].get("bootstrap_status").is_none(),
+        "one key: raft.formation"
     );
 
     step(2, "`muster join` the three addresses from the first server");
@@ -260,9 +272,9 @@ fn conflicting_expect_values_refuse_to_bootstrap_and_say_so() {
     for x in [&a, &b, &c] {
         assert_eq!(x.raft("cluster_id"), "", "no cluster may form");
         assert!(
-            x.raft("bootstrap").contains("disagree"),
+            x.raft("formation").contains("disagree"),
             "{}",
-            x.raft("bootstrap")
+            x.raft("formation")
         );
     }
 }
@@ -302,7 +314,7 @@ fn survivors_of_an_old_cluster_are_never_outvoted_by_newcomers() {
             T,
             &format!("{} explains why it will not bootstrap", x.name),
             || {
-                let st = x.raft("bootstrap");
+                let st = x.raft("formation");
                 st.contains("already belongs to cluster") || st.contains("holds Raft data")
             },
         );
