@@ -667,3 +667,79 @@ fn an_old_leader_restarted_alone_claims_no_leadership() {
         });
     }
 }
+
+#[test]
+fn transfer_leader_moves_leadership_to_the_named_server_or_to_another() {
+    let net = Block::TransferLeader;
+    let s = servers(
+        net,
+        3,
+        3,
+        &["-retry-join", &net.ip(1), "-retry-join", &net.ip(2)],
+    );
+    let refs: Vec<&Agent> = s.iter().collect();
+    let l = wait_for_leader(&refs, T);
+    for a in &s {
+        wait_until(T, &format!("{} is a member with quorum", a.name), || {
+            a.raft("num_peers") == "2" && a.raft("quorum") == "ok"
+        });
+    }
+    let id_of = |a: &Agent| {
+        a.stats().expect("agent/self")["agent"]["node_id"]
+            .as_str()
+            .expect("node_id")
+            .to_string()
+    };
+
+    step(
+        1,
+        "transfer-leader -id, asked of the other follower: the named server leads",
+    );
+    let target = (l + 1) % 3;
+    let asked = (l + 2) % 3;
+    let started = Instant::now();
+    let out = s[asked].cli(&[
+        "operator",
+        "raft",
+        "transfer-leader",
+        "-id",
+        &id_of(&s[target]),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "Success");
+    eprintln!("transfer to a named server took {:?}", started.elapsed());
+    assert_eq!(wait_for_leader(&refs, T), target, "the named server leads");
+
+    step(2, "without -id (over HTTP): some other server leads");
+    let (code, body) = http(
+        &s[target].http_addr(),
+        "POST",
+        "/v1/operator/raft/transfer-leader",
+    )
+    .expect("answer");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["Success"], true, "{body}");
+    let now = wait_for_leader(&refs, T);
+    assert_ne!(now, target, "leadership moved away");
+
+    step(3, "errors name the culprit and the fix");
+    let refused = |args: &[&str], words: &str| {
+        let mut all = vec!["operator", "raft", "transfer-leader"];
+        all.extend_from_slice(args);
+        let out = s[0].cli(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        let e = stderr(&out);
+        assert!(
+            e.contains("Error transferring leadership") && e.contains(words),
+            "{args:?}: {e}"
+        );
+    };
+    refused(&["-id", &id_of(&s[now])], "already leads");
+    refused(&["-id", "nonsense"], "is not a server ID");
+    refused(
+        &["-id", "00000000-0000-4000-8000-000000000001"],
+        "was not found in the Raft configuration",
+    );
+    assert_eq!(wait_for_leader(&refs, T), now, "a refusal moves nothing");
+}
