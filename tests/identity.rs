@@ -55,10 +55,10 @@ async fn forger(name: &str, addr: SocketAddr, rpc_port: u16, seed: SocketAddr) -
     g
 }
 
-/// The gate's status line of `a` (`muster info`, consul.bootstrap_status).
+/// The gate's status line of `a` (`muster info`, raft.formation).
 fn gate_status(a: &Agent) -> String {
     a.stats()
-        .and_then(|s| s["consul"]["bootstrap_status"].as_str().map(str::to_string))
+        .and_then(|s| s["raft"]["formation"].as_str().map(str::to_string))
         .unwrap_or_default()
 }
 

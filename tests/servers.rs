@@ -29,10 +29,22 @@ fn consul_bootstrapping_guide() {
         });
         assert!(!a.is_leader());
     }
-    let status = s[0].raft("bootstrap");
+    let status = s[0].raft("formation");
     assert!(
         status.contains("waiting for 2 more servers"),
         "muster info says why: {status}"
+    );
+    assert_eq!(
+        s[0].raft("state"),
+        "Follower",
+        "Consul's word before formation"
+    );
+    assert_eq!(s[0].raft("quorum"), "n/a", "no cluster, no quorum yet");
+    let stats = s[0].stats().expect("agent/self");
+    assert_eq!(stats["consul"]["bootstrap"], "false", "the -bootstrap flag");
+    assert!(
+        stats["consul"].get("bootstrap_status").is_none(),
+        "one key: raft.formation"
     );
 
     step(2, "`muster join` the three addresses from the first server");
@@ -260,9 +272,9 @@ fn conflicting_expect_values_refuse_to_bootstrap_and_say_so() {
     for x in [&a, &b, &c] {
         assert_eq!(x.raft("cluster_id"), "", "no cluster may form");
         assert!(
-            x.raft("bootstrap").contains("disagree"),
+            x.raft("formation").contains("disagree"),
             "{}",
-            x.raft("bootstrap")
+            x.raft("formation")
         );
     }
 }
@@ -302,7 +314,7 @@ fn survivors_of_an_old_cluster_are_never_outvoted_by_newcomers() {
             T,
             &format!("{} explains why it will not bootstrap", x.name),
             || {
-                let st = x.raft("bootstrap");
+                let st = x.raft("formation");
                 st.contains("already belongs to cluster") || st.contains("holds Raft data")
             },
         );
@@ -654,4 +666,80 @@ fn an_old_leader_restarted_alone_claims_no_leadership() {
                 .is_some_and(|(st, b)| st == 200 && b == "v1")
         });
     }
+}
+
+#[test]
+fn transfer_leader_moves_leadership_to_the_named_server_or_to_another() {
+    let net = Block::TransferLeader;
+    let s = servers(
+        net,
+        3,
+        3,
+        &["-retry-join", &net.ip(1), "-retry-join", &net.ip(2)],
+    );
+    let refs: Vec<&Agent> = s.iter().collect();
+    let l = wait_for_leader(&refs, T);
+    for a in &s {
+        wait_until(T, &format!("{} is a member with quorum", a.name), || {
+            a.raft("num_peers") == "2" && a.raft("quorum") == "ok"
+        });
+    }
+    let id_of = |a: &Agent| {
+        a.stats().expect("agent/self")["agent"]["node_id"]
+            .as_str()
+            .expect("node_id")
+            .to_string()
+    };
+
+    step(
+        1,
+        "transfer-leader -id, asked of the other follower: the named server leads",
+    );
+    let target = (l + 1) % 3;
+    let asked = (l + 2) % 3;
+    let started = Instant::now();
+    let out = s[asked].cli(&[
+        "operator",
+        "raft",
+        "transfer-leader",
+        "-id",
+        &id_of(&s[target]),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "Success");
+    eprintln!("transfer to a named server took {:?}", started.elapsed());
+    assert_eq!(wait_for_leader(&refs, T), target, "the named server leads");
+
+    step(2, "without -id (over HTTP): some other server leads");
+    let (code, body) = http(
+        &s[target].http_addr(),
+        "POST",
+        "/v1/operator/raft/transfer-leader",
+    )
+    .expect("answer");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["Success"], true, "{body}");
+    let now = wait_for_leader(&refs, T);
+    assert_ne!(now, target, "leadership moved away");
+
+    step(3, "errors name the culprit and the fix");
+    let refused = |args: &[&str], words: &str| {
+        let mut all = vec!["operator", "raft", "transfer-leader"];
+        all.extend_from_slice(args);
+        let out = s[0].cli(&all);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        let e = stderr(&out);
+        assert!(
+            e.contains("Error transferring leadership") && e.contains(words),
+            "{args:?}: {e}"
+        );
+    };
+    refused(&["-id", &id_of(&s[now])], "already leads");
+    refused(&["-id", "nonsense"], "is not a server ID");
+    refused(
+        &["-id", "00000000-0000-4000-8000-000000000001"],
+        "was not found in the Raft configuration",
+    );
+    assert_eq!(wait_for_leader(&refs, T), now, "a refusal moves nothing");
 }

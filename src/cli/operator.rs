@@ -1,4 +1,4 @@
-//! `muster operator raft list-peers | remove-peer | recover` and `muster operator autopilot
+//! `muster operator raft list-peers | remove-peer | transfer-leader | recover` and `muster operator autopilot
 //! get-config | set-config | state`: the Raft configuration and autopilot, through a server's
 //! HTTP API (`recover` works offline on a data directory).
 
@@ -96,6 +96,15 @@ pub enum RaftAction {
         #[arg(long)]
         address: Option<String>,
     },
+    /// Hand leadership to another voter: the one named, or the most up-to-date one
+    /// (docs/servers.md, "Transferring leadership").
+    TransferLeader {
+        #[command(flatten)]
+        http: HttpArgs,
+        /// The new leader's ID (its node UUID, as list-peers shows it).
+        #[arg(long)]
+        id: Option<String>,
+    },
 }
 
 pub async fn run(cmd: OperatorCmd) -> u8 {
@@ -133,6 +142,7 @@ pub async fn run(cmd: OperatorCmd) -> u8 {
             }
         }
         RaftAction::RemovePeer { http, id, address } => remove_peer(http, id, address).await,
+        RaftAction::TransferLeader { http, id } => transfer_leader(http, id).await,
     }
 }
 
@@ -196,6 +206,22 @@ async fn remove_peer(http: HttpArgs, id: Option<String>, address: Option<String>
         (_, Some(a)) => println!("Removed peer with address \"{a}\""),
         _ => {}
     }
+    0
+}
+
+async fn transfer_leader(http: HttpArgs, id: Option<String>) -> u8 {
+    let path = match &id {
+        Some(i) => format!("/v1/operator/raft/transfer-leader?id={}", encode_segment(i)),
+        None => "/v1/operator/raft/transfer-leader".to_string(),
+    };
+    let reply = http
+        .client()
+        .with_body(reqwest::Method::POST, &path, Vec::new())
+        .await;
+    if let Err(code) = succeeded(reply, "Error transferring leadership") {
+        return code;
+    }
+    println!("Success");
     0
 }
 

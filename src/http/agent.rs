@@ -196,7 +196,6 @@ async fn agent_self(State(agent): State<Arc<Agent>>) -> Result<Json<Value>, ApiE
         consul.insert("leader_addr".into(), leader.unwrap_or_default());
         consul.insert("bootstrap".into(), c.bootstrap.to_string());
         consul.insert("bootstrap_expect".into(), c.bootstrap_expect.to_string());
-        consul.insert("bootstrap_status".into(), s.gate_status());
         consul.insert("blocking_queries".into(), s.blocking_queries().to_string());
         raft = Some(s.info());
         kv = Some(s.kv_info());

@@ -1,4 +1,5 @@
-//! `/v1/status/*` and `/v1/operator/raft/*`: who leads, who is in the Raft configuration.
+//! `/v1/status/*` and `/v1/operator/raft/*`: who leads, who is in the Raft configuration, and
+//! the operator's changes to both (remove a peer, transfer leadership).
 //!
 //! A server answers from its own Raft state; a client asks a live server over the RPC port
 //! (status only), as Consul's clients forward these requests.
@@ -9,7 +10,7 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -25,6 +26,7 @@ pub fn routes() -> Router<Arc<Agent>> {
         .route("/v1/status/peers", get(peers))
         .route("/v1/operator/raft/configuration", get(configuration))
         .route("/v1/operator/raft/peer", delete(remove_peer))
+        .route("/v1/operator/raft/transfer-leader", post(transfer_leader))
 }
 
 /// A client's view through a live server: its status, and the id → address map of servers.
@@ -117,4 +119,37 @@ async fn remove_peer(
     };
     s.remove_peer(id).await?;
     Ok(StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+struct TransferQuery {
+    id: Option<String>,
+}
+
+/// Consul's `POST /v1/operator/raft/transfer-leader[?id=ID]`: answers `{"Success": true}` once
+/// another server leads (the named one, when `id` is given). docs/servers.md, "Transferring
+/// leadership", says what it cannot do.
+async fn transfer_leader(
+    State(agent): State<Arc<Agent>>,
+    Query(q): Query<TransferQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let s = server_only(&agent)?;
+    super::authorize::require(&agent, Resource::Operator, AccessLevel::Write, "").await?;
+    let to = match q.id.filter(|id| !id.is_empty()) {
+        None => None,
+        Some(id) => match uuid::Uuid::parse_str(&id) {
+            Ok(u) => Some(node_id(u)),
+            Err(_) => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "id {id:?} is not a server ID (a UUID): take one from the ID column of \
+                         muster operator raft list-peers"
+                    ),
+                ))
+            }
+        },
+    };
+    s.transfer_leader(to).await?;
+    Ok(Json(json!({ "Success": true })))
 }

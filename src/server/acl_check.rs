@@ -151,6 +151,9 @@ pub fn needs(req: &Request) -> Needs {
             name: None,
         },
         Request::AutopilotState => Needs::One(Permission::new(Resource::Operator, Read, "")),
+        Request::TransferLeader { .. } => {
+            Needs::One(Permission::new(Resource::Operator, Write, ""))
+        }
         // A snapshot holds every key and every token: Consul asks for management.
         Request::SnapshotSave => Needs::One(Permission::new(Resource::Acl, Write, "")),
         Request::Write(cmd) => needs_of_command(cmd),
@@ -299,6 +302,13 @@ mod tests {
     fn operator_acl_and_duty_requests() {
         let op = authz(r#"operator = "read""#, DefaultPolicy::Deny);
         assert!(needs(&Request::AutopilotState).check(&op, "a").is_ok());
+        let transfer = Request::TransferLeader { to: None };
+        assert!(needs(&transfer)
+            .check(&op, "a")
+            .unwrap_err()
+            .contains("'operator:write'"));
+        let writer = authz(r#"operator = "write""#, DefaultPolicy::Deny);
+        assert!(needs(&transfer).check(&writer, "a").is_ok());
         assert!(needs(&Request::RemovePeer { id: 1 })
             .check(&op, "a")
             .is_err());

@@ -117,6 +117,10 @@ pub enum ServerError {
     /// Raft refused or failed the change for another reason, in its words. Report it.
     #[error("{0}")]
     Raft(String),
+    /// A leadership transfer was refused or did not happen: the text names the server and
+    /// what to do (docs/servers.md, "Transferring leadership").
+    #[error("{0}")]
+    Transfer(String),
     /// The leader refused the request, in its words (the text crossed the RPC port). Report it.
     #[error("{0}")]
     Refused(String),

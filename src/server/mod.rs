@@ -52,6 +52,7 @@ pub mod state;
 mod status;
 pub mod store;
 mod tombstones;
+mod transfer;
 pub mod types;
 
 use std::net::SocketAddr;
@@ -367,6 +368,9 @@ impl Server {
             Request::TimeoutNow => {
                 self.clone().stand_for_election();
                 Response::Done(Ok(()))
+            }
+            Request::TransferLeader { to } => {
+                Response::Done(self.transfer_here(to).await.map_err(|e| e.to_string()))
             }
             Request::PreVote(p) => Response::PreVote(self.answer_pre_vote(p).await),
             Request::AclResolve { secret } => Response::AclResolved(self.acl_resolve(&secret)),

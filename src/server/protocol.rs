@@ -314,6 +314,11 @@ pub enum Request {
     },
     /// A read of the ACL objects, answered by the leader (docs/acl.md).
     AclRead(AclQuery),
+    /// `operator raft transfer-leader`: hand leadership to `to`, or to the most up-to-date
+    /// other voter (sent to the leader; docs/servers.md, "Transferring leadership").
+    TransferLeader {
+        to: Option<NodeId>,
+    },
 }
 
 /// What an `AclRead` asks for.
@@ -359,7 +364,8 @@ impl Request {
             | Self::AutopilotState
             | Self::WriteOnce(_)
             | Self::AclResolve { .. }
-            | Self::AclRead(_) => false,
+            | Self::AclRead(_)
+            | Self::TransferLeader { .. } => false,
             // What is wrapped decides.
             Self::WithToken { request, .. } => request.server_only(),
         }
@@ -386,6 +392,7 @@ impl Request {
             Self::WithToken { request, .. } => request.kind(),
             Self::AclResolve { .. } => "AclResolve",
             Self::AclRead(_) => "AclRead",
+            Self::TransferLeader { .. } => "TransferLeader",
         }
     }
 }

@@ -161,7 +161,7 @@ pub const SNAPSHOT_FRAME: usize = SNAPSHOT_CHUNK + MEDIUM;
 
 /// Every request kind by its postcard variant number (the order of `protocol::Request`'s
 /// variants), with its frame limit. A test encodes every variant and checks its entry here.
-const KINDS: [(&str, usize); 18] = [
+const KINDS: [(&str, usize); 19] = [
     ("AppendEntries", APPEND_FRAME),
     ("Vote", SMALL),
     ("InstallSnapshot", SNAPSHOT_FRAME),
@@ -181,6 +181,7 @@ const KINDS: [(&str, usize); 18] = [
     ("WithToken", WRITE_FRAME),
     ("AclResolve", SMALL),
     ("AclRead", SMALL),
+    ("TransferLeader", SMALL),
 ];
 
 /// The name and frame limit of request kind `variant`; None for a kind this version does not
@@ -467,6 +468,9 @@ mod tests {
             },
             Request::AclResolve { secret: "s".into() },
             Request::AclRead(crate::server::protocol::AclQuery::Tokens),
+            Request::TransferLeader {
+                to: Some(u128::MAX),
+            },
         ];
         for r in &all {
             match r {
@@ -487,7 +491,8 @@ mod tests {
                 | Request::WriteOnce(_)
                 | Request::WithToken { .. }
                 | Request::AclResolve { .. }
-                | Request::AclRead(_) => {}
+                | Request::AclRead(_)
+                | Request::TransferLeader { .. } => {}
             }
         }
         all
@@ -594,8 +599,8 @@ mod tests {
     #[tokio::test]
     async fn unknown_kinds_short_and_malformed_headers_are_refused() {
         assert!(matches!(
-            read(&framed(&[1, 18])).await,
-            Err(RequestFrameError::UnknownKind { variant: 18, .. })
+            read(&framed(&[1, 19])).await,
+            Err(RequestFrameError::UnknownKind { variant: 19, .. })
         ));
         // The frame ends inside its header.
         assert!(matches!(

@@ -231,7 +231,9 @@ impl Server {
             ServerState::Leader => "Leader",
             ServerState::Follower => "Follower",
             ServerState::Candidate => "Candidate",
-            ServerState::Learner => "Learner",
+            // openraft's Learner is a server outside the voters: not yet in a cluster, or a
+            // nonvoter. Consul's Raft has no such state and shows both as Follower.
+            ServerState::Learner => "Follower",
             ServerState::Shutdown => "Shutdown",
         };
         let last_contact = match (m.state, *self.last_contact.lock().expect("contact lock")) {
@@ -299,10 +301,17 @@ impl Server {
             "cluster_id",
             self.cluster_id().map(|c| c.to_string()).unwrap_or_default(),
         );
-        put("bootstrap", self.gate_status());
+        // The gate's progress (docs/servers.md); `consul.bootstrap` is the -bootstrap flag.
+        put("formation", self.gate_status());
+        let member = membership.nodes().any(|(id, _)| *id == self.id);
         put(
             "quorum",
-            self.quorum_problem().unwrap_or_else(|| "ok".into()),
+            match self.quorum_problem() {
+                Some(problem) => problem,
+                None if member => "ok".into(),
+                // In no cluster yet (or removed from it): no quorum to speak of.
+                None => "n/a".into(),
+            },
         );
         out
     }

@@ -151,6 +151,8 @@ pub enum Block {
     OpsPidFile = 200,
     OpsLogFile = 201,
     OpsNodeMeta = 202,
+    // tests/servers.rs (issue 14 item 5: status words, transfer-leader)
+    TransferLeader = 220,
 }
 
 impl Block {
