@@ -695,33 +695,50 @@ fn transfer_leader_moves_leadership_to_the_named_server_or_to_another() {
         1,
         "transfer-leader -id, asked of the other follower: the named server leads",
     );
+    // A transfer may fail under load (the target's election lost to another, or no move
+    // within the deadline: docs/servers.md, "Transferring leadership"); each refusal is
+    // printed and the transfer asked again, at most three times.
     let target = (l + 1) % 3;
-    let asked = (l + 2) % 3;
-    let started = Instant::now();
-    let out = s[asked].cli(&[
-        "operator",
-        "raft",
-        "transfer-leader",
-        "-id",
-        &id_of(&s[target]),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "Success");
-    eprintln!("transfer to a named server took {:?}", started.elapsed());
-    assert_eq!(wait_for_leader(&refs, T), target, "the named server leads");
+    let mut last = String::new();
+    let moved = (1..=3).any(|attempt| {
+        let leader = wait_for_leader(&refs, T);
+        let asked = (0..3).find(|&i| i != leader && i != target).unwrap();
+        let started = Instant::now();
+        let out = s[asked].cli(&[
+            "operator",
+            "raft",
+            "transfer-leader",
+            "-id",
+            &id_of(&s[target]),
+        ]);
+        if !out.status.success() {
+            last = stderr(&out);
+            eprintln!("transfer attempt {attempt} refused: {last}");
+            return false;
+        }
+        assert_eq!(stdout(&out).trim(), "Success");
+        eprintln!("transfer to a named server took {:?}", started.elapsed());
+        wait_for_leader(&refs, T) == target
+    });
+    assert!(moved, "three transfers to the named server failed; the last: {last}");
 
     step(2, "without -id (over HTTP): some other server leads");
-    let (code, body) = http(
-        &s[target].http_addr(),
-        "POST",
-        "/v1/operator/raft/transfer-leader",
-    )
-    .expect("answer");
-    assert_eq!(code, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(v["Success"], true, "{body}");
-    let now = wait_for_leader(&refs, T);
-    assert_ne!(now, target, "leadership moved away");
+    let moved_away = (1..=3).any(|attempt| {
+        let (code, body) = http(
+            &s[target].http_addr(),
+            "POST",
+            "/v1/operator/raft/transfer-leader",
+        )
+        .expect("answer");
+        if code != 200 {
+            eprintln!("transfer attempt {attempt} refused: {code} {body}");
+            return false;
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(v["Success"], true, "{body}");
+        wait_for_leader(&refs, T) != target
+    });
+    assert!(moved_away, "leadership never moved away from the target");
 
     step(3, "errors name the culprit and the fix");
     let refused = |args: &[&str], words: &str| {
