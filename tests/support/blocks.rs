@@ -149,6 +149,8 @@ pub enum Block {
     OpsPidFile = 200,
     OpsLogFile = 201,
     OpsNodeMeta = 202,
+    // tests/messages.rs (issue 14 item 4: messages that say the fix)
+    Messages = 225,
 }
 
 impl Block {
