@@ -400,6 +400,8 @@ impl Agent {
                     data_dir: data_dir.clone(),
                     autopilot: autopilot_config(&config),
                     tombstone_ttl: config.kv_tombstone_ttl,
+                    join_configured: !(config.start_join.is_empty()
+                        && config.retry_join.is_empty()),
                     tls: rpc_tls.clone(),
                     acl: config.acl.enabled.then(|| crate::server::AclServerConfig {
                         default_policy: config.acl.default_policy,

@@ -251,7 +251,7 @@ fn muster_join_by_hand_reports_like_consul() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("Error connecting to muster agent"),
+        stderr(&out).contains("cannot reach the agent at"),
         "{}",
         stderr(&out)
     );

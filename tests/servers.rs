@@ -720,7 +720,10 @@ fn transfer_leader_moves_leadership_to_the_named_server_or_to_another() {
         eprintln!("transfer to a named server took {:?}", started.elapsed());
         wait_for_leader(&refs, T) == target
     });
-    assert!(moved, "three transfers to the named server failed; the last: {last}");
+    assert!(
+        moved,
+        "three transfers to the named server failed; the last: {last}"
+    );
 
     step(2, "without -id (over HTTP): some other server leads");
     let moved_away = (1..=3).any(|attempt| {
@@ -739,6 +742,7 @@ fn transfer_leader_moves_leadership_to_the_named_server_or_to_another() {
         wait_for_leader(&refs, T) != target
     });
     assert!(moved_away, "leadership never moved away from the target");
+    let now = wait_for_leader(&refs, T);
 
     step(3, "errors name the culprit and the fix");
     let refused = |args: &[&str], words: &str| {

@@ -66,6 +66,26 @@ const HTTP_SSL_ENV: &str = "MUSTER_HTTP_SSL";
 /// `false` skips the check of the agent's certificate (Consul's `CONSUL_HTTP_SSL_VERIFY`).
 const HTTP_SSL_VERIFY_ENV: &str = "MUSTER_HTTP_SSL_VERIFY";
 
+/// How long a whole request may take, in seconds (default [`DEFAULT_TIMEOUT`]).
+const HTTP_TIMEOUT_ENV: &str = "MUSTER_HTTP_TIMEOUT";
+/// Longer than the longest blocking wait a command asks for, so that a slow answer is not cut.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(65);
+/// How long to wait for the connection itself.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The request timeout from [`HTTP_TIMEOUT_ENV`], or why its value is refused.
+fn request_timeout() -> Result<Duration, String> {
+    match std::env::var(HTTP_TIMEOUT_ENV) {
+        Err(_) => Ok(DEFAULT_TIMEOUT),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Duration::from_secs(n)),
+            _ => Err(format!(
+                "{HTTP_TIMEOUT_ENV}={v:?} is not a number of seconds: use e.g. 65"
+            )),
+        },
+    }
+}
+
 /// What to do about a TLS failure, read from its description (rustls's error names).
 fn tls_hint(error: &str) -> Option<&'static str> {
     let e = error.to_ascii_lowercase();
@@ -114,19 +134,31 @@ impl HttpArgs {
     /// client's error and reported by its first request (exit 1, one line naming the flag),
     /// so that every command reports it the way it reports an unreachable agent.
     pub fn client(&self) -> Client {
-        match self.build() {
+        let timeout = match request_timeout() {
+            Ok(t) => t,
+            Err(why) => {
+                return Client {
+                    base: self.http_addr.clone(),
+                    timeout: DEFAULT_TIMEOUT,
+                    http: Err(why),
+                }
+            }
+        };
+        match self.build(timeout) {
             Ok((base, http)) => Client {
                 base,
+                timeout,
                 http: Ok(http),
             },
             Err(why) => Client {
                 base: self.http_addr.clone(),
+                timeout,
                 http: Err(why),
             },
         }
     }
 
-    fn build(&self) -> Result<(String, reqwest::Client), String> {
+    fn build(&self, timeout: Duration) -> Result<(String, reqwest::Client), String> {
         let addr = self.http_addr.trim_end_matches('/');
         let https = addr.starts_with("https://")
             || (!addr.starts_with("http://") && env_bool(HTTP_SSL_ENV)?.unwrap_or(false));
@@ -147,8 +179,8 @@ impl HttpArgs {
             headers.insert("x-consul-token", value);
         }
         let builder = reqwest::Client::builder()
-            .timeout(Duration::from_secs(65))
-            .connect_timeout(Duration::from_secs(5));
+            .timeout(timeout)
+            .connect_timeout(CONNECT_TIMEOUT);
         let builder = if https {
             let tls = ApiClientTls {
                 ca_file: self.ca_file.clone(),
@@ -286,6 +318,8 @@ pub fn succeeded(reply: Result<Reply, String>, failed: &str) -> Result<Reply, u8
 
 pub struct Client {
     base: String,
+    /// How long a request may take in all ([`HTTP_TIMEOUT_ENV`]), named when it ran out.
+    timeout: Duration,
     /// The client, or why the flags give none (a TLS file that does not load, say).
     http: Result<reqwest::Client, String>,
 }
@@ -293,20 +327,38 @@ pub struct Client {
 impl Client {
     /// Why the agent could not be reached: the error with its causes, and what to do where
     /// the cause says (a TLS refusal names the flag that fixes it).
+    ///
+    /// Nothing listening and no answer in time are the common cases; each is one line that
+    /// says which, and what to set (docs/configuration.md, "Other subcommands").
     fn unreachable(&self, e: &reqwest::Error) -> String {
         let mut text = e.to_string();
+        let mut refused = false;
         let mut cause = std::error::Error::source(e);
         while let Some(c) = cause {
             text.push_str(": ");
             text.push_str(&c.to_string());
+            refused |= c
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
             cause = c.source();
         }
-        let mut out = format!("Error connecting to muster agent at {}: {text}", self.base);
+        let base = &self.base;
         if let Some(hint) = tls_hint(&text) {
-            out.push('\n');
-            out.push_str(hint);
+            return format!("Error connecting to muster agent at {base}: {text}\n{hint}");
         }
-        out
+        let fix =
+            "set -http-addr or MUSTER_HTTP_ADDR to the address the agent's HTTP API listens on";
+        if refused || text.contains("Connection refused") {
+            format!("cannot reach the agent at {base} (connection refused); is it running? {fix} (cause: {text})")
+        } else if e.is_connect() && e.is_timeout() {
+            format!("cannot reach the agent at {base} (no connection within {} s); is the address right and reachable? {fix} (cause: {text})", CONNECT_TIMEOUT.as_secs())
+        } else if e.is_timeout() {
+            format!("the agent at {base} did not answer within {} s (timed out); is it overloaded, or is this another service's port? {HTTP_TIMEOUT_ENV} sets the limit in seconds (cause: {text})", self.timeout.as_secs())
+        } else if e.is_connect() {
+            format!("cannot reach the agent at {base}; is it running? {fix} (cause: {text})")
+        } else {
+            format!("Error connecting to muster agent at {base}: {text}")
+        }
     }
 
     /// A request to `path` of the agent, or why there is no client to send it.

@@ -91,14 +91,19 @@ pub enum Command {
 pub fn run(args: Vec<OsString>) -> ExitCode {
     let long_names = all_long_names(&Cli::command());
     let args = crate::config::flags::accept_single_dash(args, &long_names);
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         Err(e) => {
             let code = match e.kind() {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
                 _ => 1,
             };
-            let _ = e.print();
+            match value_after_space(&e, &args) {
+                Some(line) => eprintln!("error: {line}"),
+                None => {
+                    let _ = e.print();
+                }
+            }
             return ExitCode::from(code);
         }
     };
@@ -142,5 +147,43 @@ fn all_long_names(cmd: &clap::Command) -> Vec<String> {
     }
     names.sort();
     names.dedup();
+    names
+}
+
+/// For `-server false`: clap refuses the `false` as an unexpected argument, since a boolean
+/// flag takes its value only after `=` (Consul's Go flags read the same way). The one-line
+/// error that says so and gives the spelling that works; `None` for any other error.
+fn value_after_space(e: &clap::Error, args: &[OsString]) -> Option<String> {
+    if e.kind() != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(clap::error::ContextValue::String(value)) =
+        e.get(clap::error::ContextKind::InvalidArg)
+    else {
+        return None;
+    };
+    let at = args
+        .iter()
+        .position(|a| a.to_str() == Some(value.as_str()))?;
+    let flag = args.get(at.checked_sub(1)?)?.to_str()?;
+    let name = flag.strip_prefix("--").filter(|n| !n.contains('='))?;
+    if !equals_only_names(&Cli::command()).iter().any(|n| n == name) {
+        return None;
+    }
+    Some(format!(
+        "unexpected argument '{value}' after -{name}: -{name} takes no value after a space; write -{name}={value} (or -{name} alone for true)"
+    ))
+}
+
+/// The long names of the flags whose value must follow `=` (the boolean flags).
+fn equals_only_names(cmd: &clap::Command) -> Vec<String> {
+    let mut names: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| a.is_require_equals_set())
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    for sub in cmd.get_subcommands() {
+        names.extend(equals_only_names(sub));
+    }
     names
 }

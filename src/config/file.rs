@@ -378,6 +378,60 @@ fn holds_secret(path: &str) -> bool {
         .any(|k| k == "encrypt" || muster_provider_core::looks_secret(k))
 }
 
+/// serde's refusal (`invalid type: string "x", expected i64`) in an operator's words:
+/// `expected a whole number, got a string "x"`. serde quotes the value it refused; of a
+/// `secret` key only its kind is named. A text of another shape is kept as it is.
+fn wrong_type(serde_says: &str, secret: bool) -> String {
+    let parsed = serde_says
+        .strip_prefix("invalid type: ")
+        .or_else(|| serde_says.strip_prefix("invalid value: "))
+        .and_then(|rest| rest.split_once(", expected "));
+    let Some((got, expected)) = parsed else {
+        return if secret {
+            "the value cannot be read (not shown: the key holds a secret)".into()
+        } else {
+            serde_says.to_string()
+        };
+    };
+    let expected = match expected {
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number".to_string(),
+        "u8" => "a whole number from 0 to 255".to_string(),
+        "u16" => "a whole number from 0 to 65535".to_string(),
+        "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more".to_string(),
+        "f32" | "f64" => "a number".to_string(),
+        "a boolean" => "true or false".to_string(),
+        "a sequence" => "a list".to_string(),
+        e if e == "a map" || e.starts_with("struct ") => "a block of keys".to_string(),
+        e => e.to_string(),
+    };
+    // serde's names of what it found: `string "x"`, ``integer `5` ``, `sequence`, …
+    let (kind, value) = match got.split_once(' ') {
+        Some(("string", v)) => ("a string", Some(v.to_string())),
+        Some(("integer", v)) => ("the number", Some(v.trim_matches('`').to_string())),
+        Some(("floating", v)) => (
+            "the number",
+            Some(v.trim_start_matches("point ").trim_matches('`').to_string()),
+        ),
+        Some(("boolean", v)) => ("the boolean", Some(v.trim_matches('`').to_string())),
+        Some(("unit", _)) => ("null", None),
+        _ if got == "sequence" => ("a list", None),
+        _ if got == "map" => ("a block of keys", None),
+        _ => (got, None),
+    };
+    match value {
+        _ if secret => {
+            let kind = match kind {
+                "the number" => "a number",
+                "the boolean" => "a boolean",
+                k => k,
+            };
+            format!("expected {expected}, got {kind} (not shown: the key holds a secret)")
+        }
+        Some(v) => format!("expected {expected}, got {kind} {v}"),
+        None => format!("expected {expected}, got {kind}"),
+    }
+}
+
 /// Reads one file, in the `forced` format (`-config-format`) or the one its extension names.
 /// Errors carry the file name and the key; `warnings` receives notes about Consul-only keys.
 pub fn load_file(
@@ -585,18 +639,8 @@ pub fn parse_str(
     }
     let model: FileModel = serde_path_to_error::deserialize(Value::Object(top)).map_err(|e| {
         let path = e.path().to_string();
-        let why = e.inner().to_string();
-        // serde quotes the value it refused (`invalid type: string "…"`); of a secret key it
-        // names only the type that was expected.
-        let why = if holds_secret(&path) {
-            match why.split_once(", expected ") {
-                Some((_, expected)) => format!("the value has the wrong type: expected {expected}"),
-                None => "the value cannot be read (not shown: the key holds a secret)".into(),
-            }
-        } else {
-            why
-        };
-        vec![ConfigError::new(format!("{origin}: key `{path}`: {why}"))]
+        let why = wrong_type(&e.inner().to_string(), holds_secret(&path));
+        vec![ConfigError::new(format!("key `{path}` in {origin}: {why}"))]
     })?;
     Ok(model.into_partial(origin))
 }

@@ -296,7 +296,11 @@ impl Server {
                         }
                         waiting => {
                             self.release_alive(&views, &mut released).await;
-                            gate::explain_wait(waiting, self.cfg.bootstrap_expect)
+                            gate::explain_wait(
+                                waiting,
+                                self.cfg.bootstrap_expect,
+                                self.cfg.join_configured,
+                            )
                         }
                     }
                 }

@@ -64,14 +64,25 @@ impl GatePhase {
     }
 }
 
+/// What a server waiting for peers with no join configured is told: gossip alone never finds
+/// them, so it waits until someone joins it (docs/servers.md).
+pub const NO_JOIN_HINT: &str = "no -join or -retry-join is configured, so this server finds no peers by itself: start it with -retry-join ADDR (or retry_join in a file), or run `muster join ADDR` against it";
+
 /// The line the gate logs and `muster info` shows while it waits: why, and for whom.
 /// `Done` and `Propose` end the wait; their text is the reason itself, or the proposal's outcome.
-pub fn explain_wait(decision: &Decision, expect: u32) -> String {
+/// `join_configured` is false when the agent has neither `-join` nor `-retry-join`: a server
+/// still short of peers then says so and what to run ([`NO_JOIN_HINT`]).
+pub fn explain_wait(decision: &Decision, expect: u32, join_configured: bool) -> String {
     match decision {
         Decision::Wait { need, seen } => format!(
-            "waiting for {need} more server{} (expect={expect}, seen: {})",
+            "waiting for {need} more server{} (expect={expect}, seen: {}){}",
             if *need == 1 { "" } else { "s" },
-            seen.join(", ")
+            seen.join(", "),
+            if join_configured {
+                String::new()
+            } else {
+                format!("; {NO_JOIN_HINT}")
+            }
         ),
         Decision::WaitForProposer { proposer, seen } => format!(
             "{} servers seen ({}); waiting for {proposer} (lowest node id) to propose the bootstrap",

@@ -99,6 +99,9 @@ pub struct ServerConfig {
     pub tls: Option<Arc<crate::tls::rpc::RpcTls>>,
     /// ACLs (docs/acl.md); `None`: off, every request allowed.
     pub acl: Option<AclServerConfig>,
+    /// Whether the agent joins anyone by itself (`-join` or `-retry-join`); the gate's waiting
+    /// line says what to run when it does not.
+    pub join_configured: bool,
 }
 
 /// A running server.

@@ -153,6 +153,8 @@ pub enum Block {
     OpsNodeMeta = 202,
     // tests/servers.rs (issue 14 item 5: status words, transfer-leader)
     TransferLeader = 220,
+    // tests/messages.rs (issue 14 item 4: messages that say the fix)
+    Messages = 225,
 }
 
 impl Block {

@@ -51,6 +51,37 @@ fn timeout(args: &ProviderArgs) -> Result<Duration, ProviderError> {
     Ok(d)
 }
 
+/// How many lines of a failed command's stderr its error carries, and how many characters.
+const STDERR_LINES: usize = 5;
+const STDERR_CHARS: usize = 600;
+
+/// One line on a command that failed: how it ended (exit code or signal) and the first lines
+/// of its stderr, or that it printed none, so that the operator sees why without rerunning it.
+fn failed(status: &std::process::ExitStatus, stderr: &[u8]) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("command exited with status {code}"),
+        (None, Some(sig)) => format!("command was killed by signal {sig}"),
+        (None, None) => format!("command failed ({status})"),
+    };
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        return format!("{how} and printed nothing on stderr; run it by hand to see why");
+    }
+    let mut shown = lines[..lines.len().min(STDERR_LINES)].join(" | ");
+    if shown.chars().count() > STDERR_CHARS {
+        shown = shown.chars().take(STDERR_CHARS).collect::<String>() + "…";
+    } else if lines.len() > STDERR_LINES {
+        shown.push_str(" | …");
+    }
+    format!("{how}; its stderr: {shown}")
+}
+
 impl Provider for Exec {
     fn name(&self) -> &'static str {
         "exec"
@@ -86,12 +117,7 @@ impl Provider for Exec {
                 })?
                 .map_err(|e| ProviderError::Unreachable(format!("cannot run sh: {e}")))?;
             if !out.status.success() {
-                let err = String::from_utf8_lossy(&out.stderr);
-                return Err(ProviderError::Other(format!(
-                    "command exited with {}: {}",
-                    out.status,
-                    err.trim()
-                )));
+                return Err(ProviderError::Other(failed(&out.status, &out.stderr)));
             }
             let mut addrs = Vec::new();
             for (i, line) in String::from_utf8_lossy(&out.stdout).lines().enumerate() {
