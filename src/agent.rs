@@ -541,6 +541,9 @@ impl Agent {
     async fn retry_join_forever(self: Arc<Self>) {
         let mut settings = self.live.retry_join.subscribe();
         let port = self.config.ports.serf_lan;
+        // A pass started by a reload in an agent that has joined before: its exhaustion is
+        // told, not fatal (a reload never stops the agent: docs/configuration.md, Reload).
+        let (mut joined_once, mut by_reload) = (false, false);
         loop {
             let current = settings.borrow_and_update().clone();
             if current.entries.is_empty() {
@@ -561,25 +564,34 @@ impl Agent {
             let joining =
                 join::retry_join(&self.gossip, &mut discovery, port, schedule, current.max);
             tokio::select! {
-                outcome = joining => if let Err(report) = outcome {
-                    let msg = AgentError::RetryJoinExhausted {
-                        attempts: current.max,
-                        errors: report.failures(),
-                    };
-                    self.stop(StopReason::RetryJoinFailed(msg.to_string()));
-                    return;
+                outcome = joining => match outcome {
+                    Ok(_) => joined_once = true,
+                    Err(report) => {
+                        let msg = AgentError::RetryJoinExhausted {
+                            attempts: current.max,
+                            errors: report.failures(),
+                        };
+                        if !(joined_once && by_reload) {
+                            self.stop(StopReason::RetryJoinFailed(msg.to_string()));
+                            return;
+                        }
+                        tracing::warn!("{msg}; the reloaded retry_join joined nothing, the agent carries on");
+                    }
                 },
                 _ = settings.changed() => {
                     tracing::info!("retry join: settings reloaded; joining with the new ones");
+                    by_reload = true;
                     continue;
                 }
             }
+            by_reload = false;
             tokio::select! {
                 _ = self.wait_until_every_server_is_lost() => tracing::warn!(
                     "lost every known server (all failed or left); discovering servers again"
                 ),
                 _ = settings.changed() => {
                     tracing::info!("retry join: settings reloaded; joining with the new ones");
+                    by_reload = true;
                 }
             }
         }

@@ -11,10 +11,13 @@ use serde_json::Value;
 use support::*;
 
 const T: Duration = Duration::from_secs(30);
-/// The TTL of this test's servers.
-const TTL: Duration = Duration::from_secs(8);
+/// The TTL of this test's servers. The deletes (one Raft write each, fsynced on three servers)
+/// must end well inside half of it: on this machine 300 of them took 4.0 to 6.1 s in December
+/// 2026 (the disk's fsync slower than before, the code unchanged), so fewer keys and a longer
+/// TTL keep the test's premise with room.
+const TTL: Duration = Duration::from_secs(12);
 /// Unique keys created and deleted.
-const N: usize = 300;
+const N: usize = 150;
 
 fn get(addr: &str, path: &str) -> Answer {
     http_full(addr, "GET", path, b"").expect("agent answers")

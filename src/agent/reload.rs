@@ -223,7 +223,6 @@ impl Agent {
         let Some(server) = &self.server else {
             return Ok(());
         };
-        server.set_configured_autopilot(autopilot_config(new));
         let (recorded, _) = server.autopilot_config();
         let cmd = StateCommand::AutopilotSet(autopilot_overlay(recorded, &new.autopilot));
         let write = self.client.write(cmd);
@@ -232,7 +231,11 @@ impl Agent {
             None => write.await,
         };
         match outcome {
-            Ok(o) if o.ok => Ok(()),
+            // Only once the cluster took them: a failed write leaves everything as it was.
+            Ok(o) if o.ok => {
+                server.set_configured_autopilot(autopilot_config(new));
+                Ok(())
+            }
             Ok(_) => Err("the cluster refused the settings".into()),
             Err(e) => Err(format!("{e}; reload again once that is fixed")),
         }

@@ -505,8 +505,10 @@ impl Findings {
             for e in entries.iter() {
                 if is_provider_string(e) {
                     if key == "start_join" {
+                        // Redacted: a provider string may carry secret_access_key=….
                         self.error(format!(
-                            "start_join {e:?}: provider strings belong in retry_join (-retry-join)"
+                            "start_join {:?}: provider strings belong in retry_join (-retry-join)",
+                            muster_provider_core::redact(e)
                         ));
                     }
                     continue;

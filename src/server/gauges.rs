@@ -10,7 +10,8 @@ use super::Server;
 /// One reading of a server's gauges.
 #[derive(Debug, Clone)]
 pub struct ServerGauges {
-    /// Raft's state: `leader`, `follower`, `candidate`, `learner`, `shutdown`.
+    /// Raft's state: `leader`, `follower`, `candidate`, `shutdown` (openraft's learner is a
+    /// follower here, as in `muster info`: Consul's Raft has no learner state).
     pub state: &'static str,
     /// Whether this leader's lease is confirmed (docs/servers.md): it may answer as leader.
     pub lease: bool,
@@ -38,7 +39,7 @@ pub struct AutopilotGauges {
 }
 
 /// Every state [`ServerGauges::state`] may take, for a 0/1 gauge per state.
-pub const RAFT_STATES: [&str; 5] = ["leader", "follower", "candidate", "learner", "shutdown"];
+pub const RAFT_STATES: [&str; 4] = ["leader", "follower", "candidate", "shutdown"];
 
 impl Server {
     /// Reads the gauges now.
@@ -46,9 +47,8 @@ impl Server {
         let m = self.raft.metrics().borrow().clone();
         let state = match m.state {
             ServerState::Leader => "leader",
-            ServerState::Follower => "follower",
+            ServerState::Follower | ServerState::Learner => "follower",
             ServerState::Candidate => "candidate",
-            ServerState::Learner => "learner",
             ServerState::Shutdown => "shutdown",
         };
         let lease = self.lease_confirmed(&m);

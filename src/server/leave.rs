@@ -52,7 +52,13 @@ impl Server {
                     .rpc
                     .ask(
                         &addr,
-                        self.own_request(Request::RemovePeer { id }),
+                        // This server's own removal (its leave) is its own request; an
+                        // operator's removal of another goes with the operator's token.
+                        if id == self.id {
+                            self.own_request(Request::RemovePeer { id })
+                        } else {
+                            super::acl_check::with_caller(Request::RemovePeer { id })
+                        },
                         CALL_TIMEOUT,
                     )
                     .await

@@ -125,12 +125,19 @@ impl Server {
         let addr = self.addr_of(target, &node);
         // The followers' lease runs out only if the leader falls silent: no heartbeats until
         // the target is elected (writes still replicate, and keep the lease fresh).
+        // Turned back on when this future ends in any way, dropped included (an HTTP caller
+        // that hangs up): a leader left without heartbeats would have its followers call
+        // elections for as long as it leads, in every later term too.
+        struct HeartbeatsOff<'a>(&'a super::types::Raft);
+        impl Drop for HeartbeatsOff<'_> {
+            fn drop(&mut self) {
+                self.0.runtime_config().heartbeat(true);
+            }
+        }
         self.raft.runtime_config().heartbeat(false);
-        let outcome = self
-            .hand_over(target, &node.name, &addr, to.is_some())
-            .await;
-        self.raft.runtime_config().heartbeat(true);
-        outcome
+        let _on_again = HeartbeatsOff(&self.raft);
+        self.hand_over(target, &node.name, &addr, to.is_some())
+            .await
     }
 
     /// Waits until the leader has replicated its whole log to `target`, within [`CATCH_UP`]:
