@@ -37,7 +37,12 @@ impl Drop for Running {
 fn run_row(row: &Row, dir: &Path) {
     let err_path = dir.join(format!("{}.stderr", row.what.replace(' ', "_")));
     let err_file = std::fs::File::create(&err_path).unwrap();
-    let child = Command::new(bin())
+    let mut cmd = Command::new(bin());
+    // The AWS rows must see no credentials and no region but what they set themselves.
+    for var in AWS_VARS {
+        cmd.env_remove(var);
+    }
+    let child = cmd
         .args(&row.args)
         .envs(row.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
@@ -79,6 +84,12 @@ fn run_row(row: &Row, dir: &Path) {
         row.what,
         row.needle
     );
+    // One line, never kilobytes of a library's debug output (which only the trace-level row
+    // asks for).
+    let traced = row.args.iter().any(|a| a == "trace");
+    if let Some(long) = text.lines().find(|l| !traced && l.len() > 1000) {
+        panic!("{}: a line of {} bytes:\n{long}", row.what, long.len());
+    }
     if let Some(secret) = row.absent {
         assert!(
             !text.contains(secret),
@@ -87,6 +98,62 @@ fn run_row(row: &Row, dir: &Path) {
         );
     }
     eprintln!("ok: {}", row.what);
+}
+
+/// What the AWS SDK reads for credentials and a region.
+const AWS_VARS: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_ENDPOINT_URL",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+];
+
+/// An environment with nowhere to find AWS credentials: no variables (removed for every row),
+/// no profile files, the instance metadata service off.
+#[cfg(feature = "aws")]
+fn no_aws_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_CONFIG_FILE", "/nonexistent/config".into()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            "/nonexistent/credentials".into(),
+        ),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+    ]
+}
+
+/// A web server that answers every request with an HTML 404 page, as an endpoint for a region
+/// that does not exist, or a wrong `endpoint=`, does. Returns its address.
+#[cfg(feature = "aws")]
+fn error_page_server(ip: &str) -> String {
+    use std::io::Write;
+    let listener = TcpListener::bind(format!("{ip}:0")).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut buf = [0u8; 8192];
+            let _ = c.read(&mut buf);
+            let page =
+                "<html><head><title>404 Not Found</title></head><body>\n<h1>Not Found</h1>\n\
+                        <p>The requested URL was not found on this server.</p></body></html>";
+            let _ = write!(
+                c,
+                "HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    addr
 }
 
 fn s(v: &[&str]) -> Vec<String> {
@@ -227,7 +294,101 @@ fn common_failures_name_the_cause_and_the_fix() {
             absent: None,
         },
     ];
+    #[cfg(feature = "aws")]
+    let rows = {
+        let mut rows = rows;
+        rows.extend(aws_rows(net, dir));
+        rows
+    };
     for row in &rows {
         run_row(row, dir);
     }
+}
+
+/// The AWS provider's failures (issue 14 item 4): no credentials, no region, an endpoint that
+/// answers a web page, and the agent's log line for the first, with the SDK's own debug output
+/// shown at trace level only.
+#[cfg(feature = "aws")]
+fn aws_rows(net: Block, dir: &Path) -> Vec<Row> {
+    let nowhere = format!("http://{}:1", net.ip(4));
+    let page = error_page_server(&net.ip(5));
+    let creds = "no AWS credentials found (tried environment, profile, web identity, ECS, \
+                 instance metadata); set AWS_PROFILE (or AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY), attach an instance role, or give access_key_id= and \
+                 secret_access_key=";
+    let agent = |node: &str, ip: u8, level: &str| -> Vec<String> {
+        vec![
+            "agent".into(),
+            "-node".into(),
+            node.into(),
+            "-bind".into(),
+            net.ip(ip),
+            "-client".into(),
+            net.ip(ip),
+            "-data-dir".into(),
+            dir.join(node).to_str().unwrap().into(),
+            "-log-level".into(),
+            level.into(),
+            "-retry-join".into(),
+            format!(
+                "provider=aws region=us-east-1 tag_key=role tag_value=consul endpoint={nowhere}"
+            ),
+        ]
+    };
+    vec![
+        Row {
+            what: "aws without credentials",
+            args: s(&[
+                "discover",
+                &format!("provider=aws region=us-east-1 tag_key=role tag_value=consul endpoint={nowhere}"),
+            ]),
+            env: no_aws_env(),
+            code: Some(1),
+            needle: format!(
+                "discovery failed: configuration error: {creds} (the retry-join loop keeps asking, so a fix made outside muster is picked up)"
+            ),
+            absent: Some("would retry"),
+        },
+        Row {
+            what: "aws without a region",
+            args: s(&[
+                "discover",
+                &format!("provider=aws tag_key=role tag_value=consul endpoint={nowhere}"),
+            ]),
+            env: no_aws_env(),
+            code: Some(1),
+            needle: "configuration error: no AWS region found (tried region=, AWS_REGION, the profile, instance metadata); set region=… or AWS_REGION".into(),
+            absent: None,
+        },
+        Row {
+            what: "aws against an endpoint that answers an error page",
+            args: s(&[
+                "discover",
+                &format!(
+                    "provider=aws region=us-nowhere-9 tag_key=role tag_value=consul endpoint=http://{page} \
+                     access_key_id=AKIDEXAMPLE secret_access_key=wJalrXUtnFEMIEXAMPLEKEY"
+                ),
+            ]),
+            env: no_aws_env(),
+            code: Some(1),
+            needle: "ec2:DescribeInstances in us-nowhere-9: the endpoint answered HTTP 404 without an EC2 error (404 Not Found Not Found The requested URL was not found on this server.); check that region=us-nowhere-9 is an EC2 region".into(),
+            absent: Some("wJalrXUtnFEMIEXAMPLEKEY"),
+        },
+        Row {
+            what: "an agent's retry-join without AWS credentials, at debug level",
+            args: agent("aws-debug", 6, "debug"),
+            env: no_aws_env(),
+            code: None,
+            needle: format!("error=configuration error: {creds}"),
+            absent: Some("entering 'serialization' phase"),
+        },
+        Row {
+            what: "the SDK's own debug output at trace level",
+            args: agent("aws-trace", 7, "trace"),
+            env: no_aws_env(),
+            code: None,
+            needle: "entering 'serialization' phase".into(),
+            absent: None,
+        },
+    ]
 }

@@ -93,8 +93,19 @@ fn key_on_command_line(flags: &AgentFlags) -> Option<&'static str> {
 /// (foca is chatty at debug). openraft is silenced: it logs every failed heartbeat to a dead
 /// peer at error level, twice a second; muster logs what matters (elections, membership
 /// changes, and a fatal Raft stop) itself.
+///
+/// At trace level the cloud SDKs' own debug lines join in (request and credential-chain
+/// details, raw HTTP included): what a support case needs, and too much for anything less.
 fn level_filter(level: LogLevel) -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::new(format!("warn,openraft=off,muster={}", level.as_directive()))
+    let sdks = if matches!(level, LogLevel::Trace) {
+        ",aws_config=debug,aws_smithy_runtime=debug,aws_sdk_ec2=debug,google_cloud=debug"
+    } else {
+        ""
+    };
+    tracing_subscriber::EnvFilter::new(format!(
+        "warn,openraft=off,muster={}{sdks}",
+        level.as_directive()
+    ))
 }
 
 /// Logs go to stderr, and also to `log_file` when set (docs/configuration.md, Logging);

@@ -92,10 +92,12 @@ pub async fn run(cmd: DiscoverCmd) -> u8 {
             0
         }
         Err(e) => {
-            let retry = if e.retryable() {
-                "the retry-join loop would retry"
-            } else {
+            let retry = if !e.retryable() {
                 "the retry-join loop would not retry"
+            } else if e.needs_operator() {
+                "the retry-join loop keeps asking, so a fix made outside muster is picked up"
+            } else {
+                "the retry-join loop would retry"
             };
             eprintln!("discovery failed: {e} ({retry})");
             1

@@ -247,10 +247,12 @@ impl Discovery {
                             d.addrs.extend(addrs);
                         }
                         Err(err) => {
-                            let retry = if err.retryable() {
-                                "will retry"
-                            } else {
+                            let retry = if !err.retryable() {
                                 "will not retry: fix the arguments"
+                            } else if err.needs_operator() {
+                                "will ask again, so a fix made outside muster is picked up"
+                            } else {
+                                "will retry"
                             };
                             tracing::error!(provider = %text, error = %err, "cannot discover addresses ({retry})");
                             d.throttled |= err.throttled();

@@ -9,8 +9,9 @@
 
 use std::time::Duration;
 
+use aws_config::meta::ProviderChainError;
 use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::Filter;
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -130,55 +131,180 @@ fn addr_type(args: &ProviderArgs) -> Result<AddrType, ProviderError> {
     )
 }
 
-/// Sorts an SDK error into the loop's categories, naming the call and the IAM action.
+/// Sorts an SDK error into the loop's categories, naming the call and the IAM action, in one
+/// line that says the cause and the fix. The SDK's own rendering of an error ends with its
+/// `Debug` form (kilobytes of nested structs, raw HTTP included); that goes to the trace level
+/// only.
 fn classify<E: ProvideErrorMetadata + std::error::Error + 'static>(
     e: SdkError<E>,
     region: &str,
 ) -> ProviderError {
+    tracing::trace!(error = ?e, "ec2:DescribeInstances failed; the SDK's error in full");
     let context = format!("ec2:DescribeInstances in {region}");
     match &e {
         SdkError::ServiceError(se) => {
-            let code = se.err().code().unwrap_or("");
             let msg = se.err().message().unwrap_or("").to_string();
-            match code {
-                "RequestLimitExceeded" | "Throttling" | "ThrottlingException" => {
+            match se.err().code() {
+                Some(code @ ("RequestLimitExceeded" | "Throttling" | "ThrottlingException")) => {
                     ProviderError::Throttled(format!("{context}: {code}: {msg}"))
                 }
-                "UnauthorizedOperation" => ProviderError::PermissionDenied(format!(
-                    "{context}: the credentials lack ec2:DescribeInstances: {msg}"
+                Some("UnauthorizedOperation") => ProviderError::PermissionDenied(format!(
+                    "{context}: the credentials lack ec2:DescribeInstances: {msg}; grant it to \
+                     the role or user"
                 )),
-                "AuthFailure" | "InvalidClientTokenId" | "SignatureDoesNotMatch" => {
+                Some(code @ ("AuthFailure" | "InvalidClientTokenId" | "SignatureDoesNotMatch")) => {
                     ProviderError::NoCredentials(format!(
-                        "{context}: the credentials were rejected ({code})"
+                        "{context}: the credentials were rejected ({code}); check the keys or \
+                         the role"
                     ))
                 }
-                _ => ProviderError::Other(format!("{context}: {code}: {msg}")),
+                Some(code) => ProviderError::Other(format!("{context}: {code}: {msg}")),
+                None => not_an_ec2_answer(&context, region, se.raw()),
             }
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            let full = DisplayErrorContext(&e).to_string();
-            if caused_by_credentials(&e) {
-                ProviderError::NoCredentials(format!("{context}: no credentials found: {full}"))
-            } else {
-                ProviderError::Unreachable(format!("{context}: {full}"))
+            match credentials_error(&e) {
+                Some(ce) => classify_credentials(ce),
+                None => ProviderError::Unreachable(format!("{context}: {}", causes(&e))),
             }
         }
-        _ => ProviderError::Other(format!("{context}: {}", DisplayErrorContext(&e))),
+        _ => ProviderError::Other(format!("{context}: {}", causes(&e))),
     }
 }
 
-/// Whether the SDK failed because the credential chain found or loaded no credentials: a
-/// [`CredentialsError`] somewhere in the error's source chain (the SDK wraps it in its dispatch
-/// failure). Decided on the error's type, never on its text.
-fn caused_by_credentials(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = e.source();
+/// An answer that is not an EC2 error document (no error code): typically a web server's error
+/// page, which is what an endpoint for a region that does not exist, or a wrong `endpoint=`,
+/// answers. Says the HTTP status and the start of the page as text.
+fn not_an_ec2_answer(
+    context: &str,
+    region: &str,
+    raw: &aws_sdk_ec2::config::http::HttpResponse,
+) -> ProviderError {
+    let status = raw.status().as_u16();
+    let page = raw.body().bytes().map(page_excerpt).unwrap_or_default();
+    let page = if page.is_empty() {
+        String::new()
+    } else {
+        format!(" ({page})")
+    };
+    let text = format!(
+        "{context}: the endpoint answered HTTP {status} without an EC2 error{page}; check that \
+         region={region} is an EC2 region and that endpoint=, if set, is an EC2 endpoint"
+    );
+    if status >= 500 {
+        ProviderError::Unreachable(text)
+    } else {
+        ProviderError::Misconfigured(text)
+    }
+}
+
+/// The first words of an HTML or text page: tags dropped, whitespace folded, at most 120
+/// characters, printable ASCII only (a log line must not carry a page's control characters).
+fn page_excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if in_tag => {}
+            c if c.is_ascii_graphic() => out.push(c),
+            _ => out.push(' '),
+        }
+    }
+    let folded = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    match folded.char_indices().nth(120) {
+        Some((i, _)) => format!("{}…", &folded[..i]),
+        None => folded,
+    }
+}
+
+/// The error's sources in one line, "a: b: c", each said once (the SDK repeats itself across
+/// layers), without the `Debug` form the SDK's own context display appends.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cause {
-        if c.downcast_ref::<CredentialsError>().is_some() {
-            return true;
+        let text = c.to_string().replace('\n', " ");
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
         }
         cause = c.source();
     }
-    false
+    parts.join(": ")
+}
+
+/// The credential chain's error, when the SDK failed because of it (it is wrapped in the
+/// dispatch failure). Found by type, never by text.
+fn credentials_error<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e CredentialsError> {
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if let Some(ce) = c.downcast_ref::<CredentialsError>() {
+            return Some(ce);
+        }
+        cause = c.source();
+    }
+    None
+}
+
+/// The names the SDK gives the default chain's links, in the words of the fix.
+fn link_name(sdk_name: &str) -> &str {
+    match sdk_name {
+        "Environment" => "environment",
+        "Profile" => "profile",
+        "WebIdentityToken" => "web identity",
+        "EcsContainer" => "ECS",
+        "Ec2InstanceMetadata" => "instance metadata",
+        other => other,
+    }
+}
+
+const CREDENTIALS_FIX: &str = "set AWS_PROFILE (or AWS_ACCESS_KEY_ID and \
+    AWS_SECRET_ACCESS_KEY), attach an instance role, or give access_key_id= and \
+    secret_access_key=";
+
+/// What the credential chain's failure means for the operator. Every link "not loaded" (none
+/// is set up) is a configuration error; a link that timed out (the metadata service slow at
+/// boot) is a reachability problem, retried as such.
+fn classify_credentials(ce: &CredentialsError) -> ProviderError {
+    match ce {
+        CredentialsError::CredentialsNotLoaded(_) => {
+            let chain = std::error::Error::source(ce)
+                .and_then(|s| s.downcast_ref::<ProviderChainError<CredentialsError>>());
+            match chain {
+                Some(chain) if !chain.attempts().is_empty() => {
+                    let tried: Vec<&str> = chain
+                        .attempts()
+                        .iter()
+                        .map(|a| link_name(a.name()))
+                        .collect();
+                    ProviderError::Misconfigured(format!(
+                        "no AWS credentials found (tried {}); {CREDENTIALS_FIX}",
+                        tried.join(", ")
+                    ))
+                }
+                _ => ProviderError::Misconfigured(format!(
+                    "no AWS credentials found ({}); {CREDENTIALS_FIX}",
+                    causes(ce)
+                )),
+            }
+        }
+        CredentialsError::InvalidConfiguration(_) => ProviderError::Misconfigured(format!(
+            "the AWS credential settings are invalid: {}; fix the profile or the variables",
+            causes(ce)
+        )),
+        CredentialsError::ProviderTimedOut(_) => {
+            ProviderError::Unreachable(format!("loading AWS credentials timed out: {}", causes(ce)))
+        }
+        _ => {
+            ProviderError::NoCredentials(format!("loading AWS credentials failed: {}", causes(ce)))
+        }
+    }
 }
 
 impl Provider for Aws {
@@ -239,8 +365,8 @@ impl Provider for Aws {
             let region = match sdk.region() {
                 Some(r) => r.to_string(),
                 None => {
-                    return Err(ProviderError::Other(
-                        "no AWS region: set region=…, AWS_REGION, or run on EC2 with the instance metadata service reachable".into(),
+                    return Err(ProviderError::Misconfigured(
+                        "no AWS region found (tried region=, AWS_REGION, the profile, instance metadata); set region=… or AWS_REGION".into(),
                     ))
                 }
             };
@@ -326,6 +452,17 @@ mod tests {
             let e = parse(bad).unwrap_err().to_string();
             assert!(e.contains(needle), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn an_error_page_becomes_a_short_printable_excerpt() {
+        let page = b"<html><title>Oops</title>\n<body>\x1b[31mbad\x07 gateway</body></html>";
+        // Control characters become spaces (folded); printable text stays.
+        assert_eq!(page_excerpt(page), "Oops [31mbad gateway");
+        let long = format!("<p>{}</p>", "word ".repeat(100));
+        let e = page_excerpt(long.as_bytes());
+        assert!(e.ends_with('…') && e.chars().count() == 121, "{e}");
+        assert_eq!(page_excerpt(b""), "");
     }
 
     #[test]

@@ -41,6 +41,13 @@ pub enum ProviderError {
     /// The API asked us to slow down; retried after at least twice the usual wait.
     #[error("throttled: {0}")]
     Throttled(String),
+    /// The environment lacks what only an operator can supply: no region, no credentials
+    /// anywhere in the chain, an invalid profile. Said as a configuration error with its fix.
+    /// The retry loop still asks again on its schedule, because the fix is often made outside
+    /// muster without a restart (an instance role attached, a profile written, the metadata
+    /// service reachable a moment after boot) and an agent must heal on its own.
+    #[error("configuration error: {0}")]
+    Misconfigured(String),
     /// Anything else; retried.
     #[error("{0}")]
     Other(String),
@@ -50,6 +57,17 @@ impl ProviderError {
     /// Whether the retry loop should try again.
     pub fn retryable(&self) -> bool {
         !matches!(self, ProviderError::BadArgs(_))
+    }
+
+    /// Whether an operator must change something for a lookup to succeed (the message says
+    /// what); such a lookup is still retried, see [`ProviderError::Misconfigured`].
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::BadArgs(_)
+                | ProviderError::Misconfigured(_)
+                | ProviderError::PermissionDenied(_)
+        )
     }
 
     /// Whether the loop must slow down beyond its usual schedule.
